@@ -1,0 +1,49 @@
+# The two commands: `make demo` (set up and start the app with demo data) and `make test` (the whole suite).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_STUDIES ?= 6
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv frontend demo demo-setup test services bench model clean
+
+venv: .venv/.installed
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+frontend: webapp/static/viewer/.built
+webapp/static/viewer/.built: $(shell find frontend/src -type f 2>/dev/null) frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+	touch $@
+
+# Set up and start: venv, frontend, database, demo users and phantom studies, then web server + worker.
+demo: demo-setup
+	@bash scripts/run_demo.sh $(HOST) $(PORT)
+
+demo-setup: venv frontend
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py create_demo_users
+	$(PY) manage.py make_demo --studies $(DEMO_STUDIES) --if-empty
+
+# Start the services the suite talks to (Postgres, Redis) when they are down; install chromium for browser tests.
+services:
+	@bash scripts/ensure_services.sh
+
+test: venv frontend services
+	.venv/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: venv
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# Train the shipped default bundle (fixed seed; see models/default/MODEL_CARD.md).
+model: venv
+	$(PY) -m training train-default --out models/default
+
+clean:
+	rm -rf var .venv frontend/node_modules webapp/static/viewer

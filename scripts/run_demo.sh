@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Starts the demo: a Celery worker (both queues) and the web server, prints the URL and the logins, and stops
+# both on Ctrl-C. Without CELERY_BROKER_URL the worker uses the filesystem broker in var/celery (no server needed).
+set -euo pipefail
+HOST=${1:-127.0.0.1}; PORT=${2:-8000}
+PY=.venv/bin/python
+mkdir -p var/log
+$PY -m celery -A webapp worker -Q default,gpu --pool solo -l INFO >var/log/worker.log 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
+cat <<TXT
+
+  lungscope demo: http://$HOST:$PORT/
+  logins: admin / admin-demo-pass   clinician / clinician-demo-pass   annotator / annotator-demo-pass
+  worker log: var/log/worker.log     API docs: http://$HOST:$PORT/api/docs/
+
+TXT
+$PY -m gunicorn webapp.wsgi -b "$HOST:$PORT" --workers 2 --threads 4 --timeout 300 --access-logfile - 
