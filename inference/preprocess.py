@@ -1,0 +1,109 @@
+"""Lung crop and resize to the classifier's input, and the way back to original pixels.
+
+The classifier sees a square crop around the lungs resized to 224x224 (more lung pixels per input pixel than the
+whole 512x512 slice). Everything the model produces (boxes, saliency, CAMs) lives in that 224 space; CropGeometry
+records the crop so it can be mapped back to the slice's own pixels, where boxes are stored and shown.
+
+Conventions: ``x`` is the column, ``y`` the row; pixel ``i`` covers ``[i, i+1)`` and its centre is ``i + 0.5``.
+Resizing is bilinear with antialiasing (torch), whose sampling grid uses exactly that half-pixel convention, so
+``to_original`` is the inverse of the resize.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CropGeometry", "crop_geometry", "prepare_slice", "resize_map"]
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """A crop ``[y0, y1) x [x0, x1)`` of an image of ``shape`` (rows, cols), resized to ``size`` x ``size``."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    shape: tuple[int, int]
+    size: int = 224
+
+    @property
+    def scale_y(self) -> float:
+        """Original pixels per output pixel along rows."""
+        return (self.y1 - self.y0) / self.size
+
+    @property
+    def scale_x(self) -> float:
+        return (self.x1 - self.x0) / self.size
+
+    def to_original(self, x: float, y: float) -> tuple[float, float]:
+        """A point (pixel-index coordinates, centres at integers) in the output grid -> the same in the original."""
+        return (self.x0 + (x + 0.5) * self.scale_x - 0.5, self.y0 + (y + 0.5) * self.scale_y - 0.5)
+
+    def box_to_original(self, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+        """An inclusive pixel box in the output grid -> the inclusive box of original pixels it covers (clipped)."""
+        rows, cols = self.shape
+        ox0 = math.floor(self.x0 + x0 * self.scale_x + 1e-6)
+        oy0 = math.floor(self.y0 + y0 * self.scale_y + 1e-6)
+        ox1 = math.ceil(self.x0 + (x1 + 1) * self.scale_x - 1e-6) - 1
+        oy1 = math.ceil(self.y0 + (y1 + 1) * self.scale_y - 1e-6) - 1
+        return (max(0, ox0), max(0, oy0), min(cols - 1, max(ox0, ox1)), min(rows - 1, max(oy0, oy1)))
+
+    def map_to_original(self, map_out: np.ndarray | torch.Tensor) -> np.ndarray:
+        """A (size, size) map in the output grid -> float32 (rows, cols): resized into the crop, zero outside it."""
+        rows, cols = self.shape
+        full = np.zeros((rows, cols), dtype=np.float32)
+        full[self.y0:self.y1, self.x0:self.x1] = resize_map(map_out, (self.y1 - self.y0, self.x1 - self.x0))
+        return full
+
+
+def resize_map(image: np.ndarray | torch.Tensor, out_shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2D map (antialiased when shrinking), half-pixel centres; float32 numpy out."""
+    t = torch.as_tensor(np.asarray(image, dtype=np.float32) if not isinstance(image, torch.Tensor) else image)
+    t = t.detach().to(torch.float32).cpu()[None, None]
+    if tuple(t.shape[-2:]) == tuple(out_shape):
+        return t[0, 0].numpy().copy()
+    shrink = out_shape[0] < t.shape[-2] or out_shape[1] < t.shape[-1]
+    out = F.interpolate(t, size=out_shape, mode="bilinear", align_corners=False, antialias=shrink)
+    return out[0, 0].numpy()
+
+
+def crop_geometry(lung_mask_2d: np.ndarray | None, margin: float, shape: tuple[int, int],
+                  size: int = 224) -> CropGeometry:
+    """The lung bounding box, padded by ``margin`` x its longer side on every side, made square, kept in the image.
+
+    Squaring keeps the aspect ratio through the resize (no anatomical distortion). The square is shifted, not cut,
+    when it pokes out of the image, and only clipped when it is larger than the image. No lung (or no mask): the
+    whole image.
+    """
+    rows, cols = int(shape[0]), int(shape[1])
+    if lung_mask_2d is None or not np.any(lung_mask_2d):
+        return CropGeometry(0, 0, rows, cols, (rows, cols), size)
+    ys = np.flatnonzero(np.any(lung_mask_2d, axis=1))
+    xs = np.flatnonzero(np.any(lung_mask_2d, axis=0))
+    by0, by1, bx0, bx1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    side = max(by1 - by0, bx1 - bx0)
+    side = int(math.ceil(side * (1.0 + 2.0 * margin)))
+    cy, cx = (by0 + by1) / 2.0, (bx0 + bx1) / 2.0
+
+    def place(centre: float, extent: int) -> tuple[int, int]:
+        length = min(side, extent)
+        start = int(round(centre - length / 2.0))
+        start = min(max(0, start), extent - length)
+        return start, start + length
+
+    y0, y1 = place(cy, rows)
+    x0, x1 = place(cx, cols)
+    return CropGeometry(y0, x0, y1, x1, (rows, cols), size)
+
+
+def prepare_slice(slice01: np.ndarray, geometry: CropGeometry, size: int = 224) -> np.ndarray:
+    """Crop a [0, 1] slice with ``geometry`` and resize it to the model input: float32 (size, size)."""
+    if size != geometry.size:
+        raise ValueError(f"geometry was made for size {geometry.size}, asked for {size}")
+    crop = np.asarray(slice01, dtype=np.float32)[geometry.y0:geometry.y1, geometry.x0:geometry.x1]
+    return resize_map(crop, (size, size))
