@@ -1,0 +1,296 @@
+"""Reading a study into a :class:`Volume`: a DICOM series (folder, file list or zip), a NIfTI volume, or one 2D image.
+
+Slices are put in spatial order by projecting ImagePositionPatient on the slice normal (the cross product of the
+ImageOrientationPatient row and column directions): file names and InstanceNumbers are often out of order or
+reused, positions are not. InstanceNumber is the fallback when positions are missing. Pixel values become HU through
+the modality LUT (RescaleSlope/Intercept); compressed transfer syntaxes are decoded by pydicom's pylibjpeg plugins.
+
+Each slice keeps its own position/orientation/spacing so a pixel box can be turned into patient coordinates (mm),
+which is what the review UI stores next to the pixel box.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut
+
+__all__ = ["Volume", "LoadError", "load_study", "load_dicom", "load_nifti", "load_image"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}  # CT, Enhanced CT Image Storage
+#: LPS (DICOM patient) from RAS (NIfTI world): flip x and y.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+class LoadError(ValueError):
+    """Input that cannot be turned into a volume; ``str()`` is a one-line reason for the user."""
+
+
+@dataclass
+class Volume:
+    """A study's pixels in spatial order with the geometry needed to map pixels to the patient.
+
+    ``array`` is (z, y, x) float32: HU when ``is_hu``, else 0..255 grey levels of an already-windowed image.
+    Per-slice lists have one entry per z; entries are None when the source does not say.
+    """
+
+    array: np.ndarray
+    kind: str  # "dicom-series" | "nifti" | "image"
+    is_hu: bool
+    path: str = ""
+    spacing_mm: tuple[float, float, float] | None = None  # (z, y, x)
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uids: list[str | None] = field(default_factory=list)
+    instance_numbers: list[int | None] = field(default_factory=list)
+    z_mm: list[float | None] = field(default_factory=list)
+    image_position_patient: list[tuple[float, float, float] | None] = field(default_factory=list)
+    image_orientation_patient: list[tuple[float, ...] | None] = field(default_factory=list)
+    pixel_spacing: list[tuple[float, float] | None] = field(default_factory=list)  # (row spacing, column spacing)
+
+    def __post_init__(self) -> None:
+        n = self.array.shape[0]
+        for name in ("sop_instance_uids", "instance_numbers", "z_mm", "image_position_patient",
+                     "image_orientation_patient", "pixel_spacing"):
+            values = getattr(self, name)
+            if not values:
+                setattr(self, name, [None] * n)
+            elif len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} slices")
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.array.shape[0])
+
+    def pixel_to_patient(self, index: int, x: float, y: float) -> tuple[float, float, float]:
+        """Column ``x``, row ``y`` of slice ``index`` -> patient (X, Y, Z) in mm (DICOM LPS), per PS3.3 C.7.6.2.1.1."""
+        ipp, iop, ps = self.image_position_patient[index], self.image_orientation_patient[index], \
+            self.pixel_spacing[index]
+        if ipp is None or iop is None or ps is None:
+            raise ValueError(f"slice {index} has no patient geometry (position, orientation and pixel spacing)")
+        row_dir, col_dir = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
+        point = np.asarray(ipp, float) + row_dir * ps[1] * x + col_dir * ps[0] * y
+        return (float(point[0]), float(point[1]), float(point[2]))
+
+
+# --------------------------------------------------------------------------- dispatch
+
+def load_study(path: str | Path | Sequence[str | Path]) -> Volume:
+    """Load a folder / zip / list of DICOM files, a ``.nii``/``.nii.gz`` volume, or a PNG/JPEG slice."""
+    if not isinstance(path, (str, Path)):
+        paths = [Path(p) for p in path]
+        if len(paths) != 1:
+            missing = [p for p in paths if not p.is_file()]
+            if missing:
+                raise LoadError(f"{missing[0]}: no such file")
+            return load_dicom(paths, label=str(paths[0].parent) if paths else "")
+        path = paths[0]
+    p = Path(path)
+    if not p.exists():
+        raise LoadError(f"{p}: no such file or folder")
+    name = p.name.lower()
+    if p.is_dir():
+        return load_dicom(sorted(f for f in p.rglob("*") if f.is_file()), label=str(p))
+    if name.endswith(".nii") or name.endswith(".nii.gz"):
+        return load_nifti(p)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return load_image(p)
+    if zipfile.is_zipfile(p):
+        return load_dicom_zip(p)
+    return load_dicom([p], label=str(p))
+
+
+# --------------------------------------------------------------------------- DICOM
+
+def _read_datasets(sources: Iterable[tuple[str, object]]) -> list[pydicom.Dataset]:
+    """Parse every source that is a DICOM image; anything else (licences, XML, SR) is skipped."""
+    out = []
+    for _name, src in sources:
+        try:
+            ds = pydicom.dcmread(src)
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
+            continue
+        if "PixelData" in ds and "Rows" in ds:
+            out.append(ds)
+    return out
+
+
+def load_dicom_zip(path: Path) -> Volume:
+    """A zip of DICOM files (any folder layout inside)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir() and "__MACOSX" not in m.filename]
+            sources = [(m.filename, io.BytesIO(zf.read(m))) for m in members]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LoadError(f"{path}: unreadable zip ({exc})") from exc
+    return _volume_from_datasets(_read_datasets(sources), label=str(path))
+
+
+def load_dicom(files: Sequence[Path], label: str = "") -> Volume:
+    """DICOM files of one series (the largest series when several are mixed)."""
+    return _volume_from_datasets(_read_datasets((str(f), str(f)) for f in files), label=label)
+
+
+def _floats(value: object, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _pixels(ds: pydicom.Dataset) -> np.ndarray:
+    """(frames, rows, cols) float32 after the modality LUT."""
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # decoder errors come in many types (plugins, truncated data)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", syntax)
+        raise LoadError(f"cannot decode pixel data ({name}): {exc}".splitlines()[0]) from exc
+    if arr.ndim == 3 and int(getattr(ds, "SamplesPerPixel", 1)) > 1:
+        arr = arr.mean(axis=-1)
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 or arr.ndim == 2:
+        arr = arr[None]
+    return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+
+
+def _is_ct(ds: pydicom.Dataset) -> bool:
+    return getattr(ds, "Modality", None) == "CT" or str(getattr(ds, "SOPClassUID", "")) in CT_SOP_CLASSES
+
+
+def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume:
+    if not datasets:
+        raise LoadError(f"{label}: no DICOM images found")
+    by_series: dict[str, list[pydicom.Dataset]] = defaultdict(list)
+    for ds in datasets:
+        by_series[str(getattr(ds, "SeriesInstanceUID", ""))].append(ds)
+    series = max(by_series.values(), key=len)
+    shape = Counter((int(ds.Rows), int(ds.Columns)) for ds in series).most_common(1)[0][0]
+    series = [ds for ds in series if (int(ds.Rows), int(ds.Columns)) == shape]
+
+    first_iop = next((iop for ds in series if (iop := _floats(getattr(ds, "ImageOrientationPatient", None), 6))),
+                     None)
+    positions = [_floats(getattr(ds, "ImagePositionPatient", None), 3) for ds in series]
+    if first_iop is not None and all(p is not None for p in positions):
+        normal = np.cross(first_iop[:3], first_iop[3:])
+        z = [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
+        order = sorted(range(len(series)), key=lambda i: z[i])
+    else:
+        z = [p[2] if p is not None else None for p in positions]  # type: ignore[misc]
+        numbers = [_int_or_none(getattr(ds, "InstanceNumber", None)) for ds in series]
+        order = sorted(range(len(series)), key=lambda i: (numbers[i] is None, numbers[i] or 0))
+
+    frames = [_pixels(series[i]) for i in order]
+    array = np.concatenate(frames, axis=0).astype(np.float32, copy=False)
+    multi = array.shape[0] != len(order)  # multi-frame objects: geometry per frame is not expanded here
+    first = series[order[0]]
+    is_hu = _is_ct(first)
+    if not is_hu and array.max() > 255:  # a 16-bit non-CT image: bring it to the 8-bit range the pipeline expects
+        array = (array - array.min()) / max(float(np.ptp(array)), 1e-6) * 255.0
+
+    pixel_spacing = [_floats(getattr(series[i], "PixelSpacing", None), 2) for i in order]
+    sorted_z = [z[i] for i in order]
+    spacing = _spacing(first, sorted_z, pixel_spacing[0])
+    per_slice = (lambda values: values) if not multi else (lambda values: [])
+    return Volume(
+        array=array, kind="dicom-series", is_hu=is_hu, path=label, spacing_mm=spacing,
+        study_instance_uid=_str_or_none(getattr(first, "StudyInstanceUID", None)),
+        series_instance_uid=_str_or_none(getattr(first, "SeriesInstanceUID", None)),
+        sop_instance_uids=per_slice([_str_or_none(getattr(series[i], "SOPInstanceUID", None)) for i in order]),
+        instance_numbers=per_slice([_int_or_none(getattr(series[i], "InstanceNumber", None)) for i in order]),
+        z_mm=per_slice(sorted_z),
+        image_position_patient=per_slice([positions[i] for i in order]),
+        image_orientation_patient=per_slice([_floats(getattr(series[i], "ImageOrientationPatient", None), 6)
+                                             for i in order]),
+        pixel_spacing=per_slice(pixel_spacing),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _spacing(ds: pydicom.Dataset, z: list[float | None], pixel_spacing: tuple[float, ...] | None
+             ) -> tuple[float, float, float] | None:
+    """(z, y, x) mm: z from the median gap between sorted positions, else SpacingBetweenSlices / SliceThickness."""
+    if pixel_spacing is None:
+        return None
+    gaps = np.diff([v for v in z if v is not None])
+    gaps = gaps[np.abs(gaps) > 1e-3]
+    if gaps.size:
+        dz = float(np.median(np.abs(gaps)))
+    else:
+        dz = _float_or_none(getattr(ds, "SpacingBetweenSlices", None)) or \
+            _float_or_none(getattr(ds, "SliceThickness", None)) or 1.0
+    return (dz, float(pixel_spacing[0]), float(pixel_spacing[1]))
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- NIfTI and images
+
+def load_nifti(path: Path) -> Volume:
+    """A NIfTI volume (HU assumed, as CT NIfTI exports store them), axes (i, j, k) -> (z=k, y=j, x=i)."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:  # nibabel raises several unrelated types for bad files
+        raise LoadError(f"{path}: unreadable NIfTI ({exc})".splitlines()[0]) from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[..., None]
+    if data.ndim != 3:
+        raise LoadError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+    affine = np.asarray(img.affine, float)
+    lin = _RAS_TO_LPS @ affine[:3, :3]
+    origin = _RAS_TO_LPS @ affine[:3, 3]
+    di, dj, dk = (float(np.linalg.norm(lin[:, c])) for c in range(3))
+    row_dir, col_dir = lin[:, 0] / max(di, 1e-9), lin[:, 1] / max(dj, 1e-9)
+    normal = np.cross(row_dir, col_dir)
+    if float(np.dot(lin[:, 2], normal)) < 0:  # stored against the slice normal: flip into spatial order
+        array = np.ascontiguousarray(array[::-1])
+        origin = origin + lin[:, 2] * (array.shape[0] - 1)
+        lin[:, 2] = -lin[:, 2]
+    iop = tuple(float(v) for v in (*row_dir, *col_dir))
+    positions = [tuple(float(v) for v in origin + lin[:, 2] * k) for k in range(array.shape[0])]
+    return Volume(
+        array=array, kind="nifti", is_hu=True, path=str(path), spacing_mm=(dk, dj, di),
+        z_mm=[float(np.dot(p, normal)) for p in positions], image_position_patient=positions,  # type: ignore[misc]
+        image_orientation_patient=[iop] * array.shape[0], pixel_spacing=[(dj, di)] * array.shape[0],
+    )
+
+
+def load_image(path: Path) -> Volume:
+    """One already-windowed 2D slice (PNG/JPEG) as grey levels 0..255; no HU, no geometry."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise LoadError(f"{path}: unreadable image ({exc})".splitlines()[0]) from exc
+    return Volume(array=grey[None], kind="image", is_hu=False, path=str(path))
