@@ -1,0 +1,374 @@
+"""Ingest: one file in, stored whole or rejected with a reason.
+
+Every way in (``POST /api/uploads/``, STOW-RS, ``import_dicom``, ``import_images``, the ingest job) hands files
+to an ``IngestBatch``. A file is checked from the header out, cheapest first, so a hostile header (65,535 x
+65,535 pixels) is refused before anything is decoded: parseable Part 10 file -> CT (or Secondary Capture when
+the caller allows it) -> pixel data present -> sane dimensions -> the first frame decodes -> consistent with the
+series already stored. The bytes are then written to the storage backend and the rows created in one
+transaction; if the transaction fails the file is deleted again, so storage files and ``Instance`` rows always
+match. Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate"; different bytes for a
+known UID are a "conflict" and never overwrite what is stored.
+
+Callers must not wrap ingest in their own transaction: a rollback of an outer block would leave the file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum, StrEnum
+from typing import BinaryIO
+
+import pydicom
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
+from pydicom.uid import UID
+
+from . import archives
+from .dicom_tags import (
+    CT_SOP_CLASSES,
+    PIXEL_DATA_KEYWORDS,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    IndexedAttributes,
+)
+from .models import Instance, Patient, Series, Study
+
+logger = logging.getLogger(__name__)
+
+# Header limits checked before decoding: the largest CT detectors and multi-frame objects stay far below.
+MAX_ROWS_OR_COLUMNS = 8192
+MAX_FRAMES = 5000
+MAX_DECODED_BYTES = 2 * 1024**3
+SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+SAFE_UID = re.compile(r"^(?!\.+$)[0-9A-Za-z._-]{1,64}$")
+ORIENTATION_TOLERANCE = 1e-4
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    CONFLICT = "conflict"
+
+
+class FailureReason(IntEnum):
+    """STOW-RS Failure Reason (0008,1197) codes (PS3.18 / PS3.4), so STOW can answer in the standard's terms."""
+
+    PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    OUT_OF_RESOURCES = 0xA700
+    DATASET_DOES_NOT_MATCH = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass
+class IngestResult:
+    """The fate of one file, as the upload API and STOW-RS report it."""
+
+    name: str
+    status: Outcome
+    reason: str = ""
+    sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    sop_class_uid: str = ""
+    failure: FailureReason | None = None
+    study_id: int | None = field(default=None, repr=False)
+
+    @property
+    def landed(self) -> bool:
+        """Stored now or already stored with the same bytes: the data is in the archive either way."""
+        return self.status in (Outcome.STORED, Outcome.DUPLICATE)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("failure"), data.pop("study_id"), data.pop("sop_class_uid")
+        return data
+
+
+class Rejected(Exception):
+    """A file that will not be stored; ``reason`` is shown to the user as is."""
+
+    def __init__(self, reason: str, failure: FailureReason = FailureReason.CANNOT_UNDERSTAND) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failure = failure
+
+
+@dataclass
+class Spooled:
+    """A received file on local disk or in memory, seekable, with its digest."""
+
+    file: BinaryIO
+    sha256: str
+    size: int
+
+
+def spool(source: BinaryIO | bytes) -> Spooled:
+    """Copy ``source`` into a seekable temporary file while hashing it (zip members and sockets cannot seek)."""
+    if isinstance(source, bytes | bytearray):
+        source = io.BytesIO(source)
+    limit = settings.LUNGSCOPE_MAX_UPLOAD_BYTES
+    digest, size = hashlib.sha256(), 0
+    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)
+    while chunk := source.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            target.close()
+            raise Rejected(f"file is larger than the {limit} byte limit", FailureReason.OUT_OF_RESOURCES)
+        digest.update(chunk)
+        target.write(chunk)
+    target.seek(0)
+    return Spooled(target, digest.hexdigest(), size)
+
+
+def read_dataset(file: BinaryIO) -> pydicom.Dataset:
+    """Parse a Part 10 file, turning pydicom's many failure modes into one clear rejection."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(file)
+        except InvalidDicomError:
+            raise Rejected("not a DICOM file (no DICM prefix or file meta information)") from None
+        except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError) as exc:
+            raise Rejected(f"truncated or corrupt DICOM file: {exc}") from None
+    for warning in caught:
+        if "End of file reached" in str(warning.message):
+            raise Rejected("truncated DICOM file: the data ends inside an element")
+    return ds
+
+
+def check_dataset(ds: pydicom.Dataset, attrs: IndexedAttributes, *, allow_secondary_capture: bool) -> None:
+    """Everything that can be decided from the file alone, cheapest first."""
+    if attrs.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
+        raise Rejected("DICOMDIR (a file-set index, not an image): import its folder or use import_dicom",
+                       FailureReason.SOP_CLASS_NOT_SUPPORTED)
+    for keyword in ("sop_instance_uid", "study_instance_uid", "series_instance_uid"):
+        if not SAFE_UID.match(getattr(attrs, keyword)):
+            raise Rejected(f"missing or malformed {keyword}: {getattr(attrs, keyword)!r}",
+                           FailureReason.DATASET_DOES_NOT_MATCH)
+    is_ct = attrs.sop_class_uid in CT_SOP_CLASSES and attrs.modality == "CT"
+    is_allowed_sc = allow_secondary_capture and attrs.sop_class_uid == SECONDARY_CAPTURE_IMAGE_STORAGE
+    if not (is_ct or is_allowed_sc):
+        sop_class = UID(attrs.sop_class_uid).name if attrs.sop_class_uid else "none"
+        raise Rejected(f"not a CT image (SOP class {sop_class}, modality {attrs.modality or 'none'})",
+                       FailureReason.SOP_CLASS_NOT_SUPPORTED)
+    if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
+        raise Rejected("no pixel data", FailureReason.DATASET_DOES_NOT_MATCH)
+    if attrs.rows <= 0 or attrs.columns <= 0 or attrs.bits_allocated <= 0:
+        raise Rejected("Rows, Columns or Bits Allocated missing", FailureReason.DATASET_DOES_NOT_MATCH)
+    if (attrs.rows > MAX_ROWS_OR_COLUMNS or attrs.columns > MAX_ROWS_OR_COLUMNS or attrs.number_of_frames > MAX_FRAMES
+            or attrs.decoded_frame_bytes * attrs.number_of_frames > MAX_DECODED_BYTES):
+        raise Rejected(f"implausible image size {attrs.rows} x {attrs.columns} x {attrs.number_of_frames} frames",
+                       FailureReason.DATASET_DOES_NOT_MATCH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            pixel_array(ds, index=0)
+        except Exception as exc:  # decoders raise anything from ValueError to RuntimeError and plugin errors
+            syntax = UID(attrs.transfer_syntax_uid).name if attrs.transfer_syntax_uid else "unknown transfer syntax"
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise Rejected(f"pixel data cannot be decoded ({syntax}): {first_line}") from None
+
+
+def storage_path(attrs: IndexedAttributes) -> str:
+    return f"dicom/{attrs.study_instance_uid}/{attrs.series_instance_uid}/{attrs.sop_instance_uid}.dcm"
+
+
+def _check_against_stored(series: Series, study: Study, patient: Patient, attrs: IndexedAttributes) -> None:
+    """Refuse a file that contradicts the hierarchy or geometry already stored (runs under the series lock)."""
+    if study.patient_id != patient.pk:
+        raise Rejected(f"study {study.study_instance_uid} is already stored for another patient",
+                       FailureReason.DATASET_DOES_NOT_MATCH)
+    if series.study_id != study.pk:
+        raise Rejected(f"series {series.series_instance_uid} is already stored under another study",
+                       FailureReason.DATASET_DOES_NOT_MATCH)
+    reference = series.instances.only("rows", "columns", "image_orientation_patient").first()
+    if reference is None:
+        return
+    if (reference.rows, reference.columns) != (attrs.rows, attrs.columns):
+        raise Rejected(f"{attrs.rows} x {attrs.columns} pixels differs from the series' "
+                       f"{reference.rows} x {reference.columns}", FailureReason.DATASET_DOES_NOT_MATCH)
+    stored, new = reference.image_orientation_patient, attrs.image_orientation_patient
+    if stored and new and any(abs(a - b) > ORIENTATION_TOLERANCE for a, b in zip(stored, new, strict=True)):
+        raise Rejected(f"image orientation {new} differs from the series' {stored}", FailureReason.DATASET_DOES_NOT_MATCH)
+
+
+def _existing_outcome(name: str, attrs: IndexedAttributes, sha256: str) -> IngestResult | None:
+    """Duplicate or conflict when the SOP Instance UID is already stored; None when it is new."""
+    existing = (Instance.objects.filter(sop_instance_uid=attrs.sop_instance_uid)
+                .values("sha256", "series__study_id").first())
+    if existing is None:
+        return None
+    common = dict(name=name, sop_instance_uid=attrs.sop_instance_uid, study_instance_uid=attrs.study_instance_uid,
+                  sop_class_uid=attrs.sop_class_uid, study_id=existing["series__study_id"])
+    if existing["sha256"] == sha256:
+        return IngestResult(status=Outcome.DUPLICATE, reason="already stored with identical bytes", **common)
+    return IngestResult(status=Outcome.CONFLICT, failure=FailureReason.DUPLICATE_SOP_INSTANCE,
+                        reason="this SOP Instance UID is already stored with different content", **common)
+
+
+def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, source_label: str) -> Study:
+    """Create or reuse the hierarchy and the instance row; get_or_create retries unique races in a savepoint."""
+    patient, _ = Patient.objects.get_or_create(
+        patient_id=attrs.patient_id,
+        defaults=dict(name=attrs.patient_name, birth_date=attrs.patient_birth_date, sex=attrs.patient_sex),
+    )
+    study, _ = Study.objects.get_or_create(
+        study_instance_uid=attrs.study_instance_uid,
+        defaults=dict(patient=patient, study_date=attrs.study_date, study_time=attrs.study_time,
+                      study_description=attrs.study_description, accession_number=attrs.accession_number,
+                      referring_physician=attrs.referring_physician, study_id=attrs.study_id,
+                      source_label=source_label),
+    )
+    series, _ = Series.objects.get_or_create(
+        series_instance_uid=attrs.series_instance_uid,
+        defaults=dict(study=study, modality=attrs.modality, series_number=attrs.series_number,
+                      series_description=attrs.series_description, body_part_examined=attrs.body_part_examined,
+                      frame_of_reference_uid=attrs.frame_of_reference_uid),
+    )
+    series = Series.objects.select_for_update().get(pk=series.pk)
+    _check_against_stored(series, study, patient, attrs)
+    Instance.objects.create(
+        sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series=series,
+        instance_number=attrs.instance_number, image_position_patient=attrs.image_position_patient,
+        image_orientation_patient=attrs.image_orientation_patient, pixel_spacing=attrs.pixel_spacing,
+        slice_thickness=attrs.slice_thickness, slice_location=attrs.slice_location, rows=attrs.rows,
+        columns=attrs.columns, number_of_frames=attrs.number_of_frames, transfer_syntax_uid=attrs.transfer_syntax_uid,
+        file=path, size=spooled.size, sha256=spooled.sha256, uploaded_by=user,
+    )
+    study.save(update_fields=["updated_at"])  # the worklist orders by recent activity
+    return study
+
+
+def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, allow_secondary_capture: bool = False,
+                source_label: str = "", expected_study_uid: str | None = None) -> IngestResult:
+    """Store one file or say why not. Never raises for bad input; database and storage errors propagate."""
+    attrs: IndexedAttributes | None = None
+    try:
+        spooled = source if isinstance(source, Spooled) else spool(source)
+        try:
+            ds = read_dataset(spooled.file)
+            attrs = IndexedAttributes.from_dataset(ds)
+            check_dataset(ds, attrs, allow_secondary_capture=allow_secondary_capture)
+            del ds
+            if expected_study_uid and attrs.study_instance_uid != expected_study_uid:
+                raise Rejected(f"Study Instance UID {attrs.study_instance_uid} does not match the target study "
+                               f"{expected_study_uid}", FailureReason.DATASET_DOES_NOT_MATCH)
+            return _existing_outcome(name, attrs, spooled.sha256) or _store(name, attrs, spooled, user, source_label)
+        finally:
+            spooled.file.close()
+    except Rejected as rejection:
+        return IngestResult(
+            name=name, status=Outcome.REJECTED, reason=rejection.reason, failure=rejection.failure,
+            sop_instance_uid=attrs.sop_instance_uid if attrs else "",
+            study_instance_uid=attrs.study_instance_uid if attrs else "",
+            sop_class_uid=attrs.sop_class_uid if attrs else "",
+        )
+
+
+def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_label: str) -> IngestResult:
+    spooled.file.seek(0)
+    path = default_storage.save(storage_path(attrs), File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
+    try:
+        with transaction.atomic():
+            study = _save_rows(attrs, path, spooled, user, source_label)
+    except IntegrityError:
+        default_storage.delete(path)
+        # Another request stored this SOP instance between our check and our insert: judge against its bytes.
+        outcome = _existing_outcome(name, attrs, spooled.sha256)
+        if outcome is None:
+            raise
+        return outcome
+    except BaseException:
+        default_storage.delete(path)
+        raise
+    return IngestResult(name=name, status=Outcome.STORED, sop_instance_uid=attrs.sop_instance_uid,
+                        study_instance_uid=attrs.study_instance_uid, sop_class_uid=attrs.sop_class_uid,
+                        study_id=study.pk)
+
+
+class IngestBatch:
+    """One delivery of files (an upload, a STOW body, an import run, an ingest job).
+
+    Collects the per-file results and, when it is closed, queues AI analysis once for every study that received
+    new instances (not once per file), after the rows are committed.
+    """
+
+    def __init__(self, user=None, *, allow_secondary_capture: bool = False, source_label: str = "",
+                 expected_study_uid: str | None = None) -> None:
+        self.user = user if user is not None and getattr(user, "is_authenticated", False) else None
+        self.options = dict(allow_secondary_capture=allow_secondary_capture, source_label=source_label,
+                            expected_study_uid=expected_study_uid)
+        self.results: list[IngestResult] = []
+
+    def __enter__(self) -> IngestBatch:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def add_file(self, source: BinaryIO | bytes, name: str) -> IngestResult:
+        result = ingest_file(source, name, user=self.user, **self.options)
+        self.results.append(result)
+        return result
+
+    def reject(self, name: str, reason: str) -> IngestResult:
+        """Record a file refused before it could be read (archive entry, unreadable path)."""
+        result = IngestResult(name=name, status=Outcome.REJECTED, reason=reason,
+                              failure=FailureReason.CANNOT_UNDERSTAND)
+        self.results.append(result)
+        return result
+
+    def add_archive(self, file: BinaryIO, name: str, progress: Callable[[int, int], None] | None = None) -> None:
+        """Ingest every member of a zip archive; a refused archive or member becomes a rejected result."""
+        try:
+            with archives.open_zip(file) as archive:
+                total = len(archive.entries)
+                for done, entry in enumerate(archive.entries, start=1):
+                    label = f"{name}/{entry.name}"
+                    if entry.refusal:
+                        self.reject(label, entry.refusal)
+                    else:
+                        try:  # inflate and CRC errors surface while the member is spooled, before any write
+                            self.add_file(archive.read(entry), label)
+                        except archives.ArchiveError as exc:
+                            self.reject(label, str(exc))
+                    if progress:
+                        progress(done, total)
+        except archives.ArchiveError as exc:
+            self.reject(name, str(exc))
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(result.status.value for result in self.results)
+        return {outcome.value: counted.get(outcome.value, 0) for outcome in Outcome}
+
+    def close(self) -> None:
+        """Queue analysis for the studies that gained instances in this batch."""
+        new_studies = {r.study_id for r in self.results if r.status == Outcome.STORED}
+        if new_studies and settings.LUNGSCOPE_ANALYZE_ON_INGEST:
+            for study in Study.objects.filter(pk__in=new_studies):
+                transaction.on_commit(lambda study=study: _enqueue_analysis(study))
+
+
+def _enqueue_analysis(study: Study) -> None:
+    """Hand a new study to the analysis app when it is installed (it is developed alongside this one)."""
+    try:
+        from webapp.analysis.tasks import enqueue_analysis
+    except ModuleNotFoundError as exc:
+        if exc.name != "webapp.analysis.tasks":
+            raise
+        logger.info("analysis app not available; study %s not queued for analysis", study.study_instance_uid)
+        return
+    enqueue_analysis(study)
