@@ -28,6 +28,8 @@ class AnalysisRun(models.Model):
     model_name = models.CharField(max_length=100)
     model_version_label = models.CharField(max_length=50, blank=True)
     model_sha256 = models.CharField(max_length=64, blank=True)
+    # The bundle folder the run loaded: on-demand maps must come from the same weights (checked by model_sha256).
+    bundle_path = models.CharField(max_length=500, blank=True)
     classes = models.JSONField(default=list)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     saliency_mode = models.CharField(max_length=16, default="positive")

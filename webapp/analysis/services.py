@@ -1,0 +1,296 @@
+"""Running an analysis for the web app: series files -> ``inference.pipeline`` -> runs, slices, maps, findings, boxes.
+
+The Celery task (``tasks.py``) decides about retries; this module does the work and keeps it idempotent: results of
+a run are written in one transaction that first removes anything an earlier attempt of the same run left, and map
+files have fixed names that a retry overwrites.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from inference.bundle import WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
+from inference.io import LoadError, Volume, load_study
+from webapp.registry.models import ModelVersion
+from webapp.registry.services import active_bundle
+from webapp.review.models import Box
+from webapp.studies.models import Series, Study
+
+from . import maps
+from .models import AnalysisRun, Finding, SliceResult
+
+Progress = Callable[[float, str], None]
+
+#: The review label of an AI box, by the class the model predicted for its slice.
+BOX_LABELS = {"COVID": Box.Label.COVID_LESION, "CAP": Box.Label.CAP_LESION}
+
+
+class AnalysisError(Exception):
+    """A study that cannot be analysed as it is (no CT series, unreadable pixels, unusable model): no retry helps."""
+
+
+class MapsUnavailable(Exception):
+    """Maps of a slice cannot be computed any more (the run's model is gone or changed)."""
+
+
+# --------------------------------------------------------------------------- inputs: series, files, model
+
+def has_ct_images(study: Study) -> bool:
+    return study.series.filter(modality="CT", instances__isnull=False).exists()
+
+
+def ct_series(study: Study) -> Series:
+    """The CT series with the most instances: the thin-slice volume, not a scout or a dose report."""
+    series = (study.series.filter(modality="CT").annotate(n=Count("instances")).filter(n__gt=0)
+              .order_by("-n", "pk").first())
+    if series is None:
+        raise AnalysisError(f"study {study.study_instance_uid} has no CT series to analyse")
+    return series
+
+
+@contextmanager
+def local_files(series: Series) -> Iterator[list[Path]]:
+    """Local paths of the series' files: the storage's own paths, or copies in a temp dir for remote storage.
+
+    A file missing from storage raises FileNotFoundError, which the task treats as transient (object storage that
+    has not caught up, a mount that is away) and retries.
+    """
+    names = list(series.instances.order_by("pk").values_list("file", flat=True))
+    missing = [name for name in names if not default_storage.exists(name)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(names)} files of series {series.series_instance_uid} are "
+                                f"missing from storage (first: {missing[0]})")
+    try:
+        paths = [Path(default_storage.path(name)) for name in names]
+    except NotImplementedError:  # remote storage: no local path
+        paths = None
+    if paths is not None:
+        yield paths
+        return
+    with tempfile.TemporaryDirectory(prefix="lungscope-series-") as tmp:
+        copies = []
+        for i, name in enumerate(names):
+            target = Path(tmp) / f"{i:06d}.dcm"
+            with default_storage.open(name, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            copies.append(target)
+        yield copies
+
+
+def load_volume(series: Series) -> Volume:
+    with local_files(series) as paths:
+        try:
+            return load_study(paths)
+        except LoadError as exc:
+            raise AnalysisError(f"series {series.series_instance_uid} cannot be read: {exc}") from exc
+
+
+_bundles: dict[tuple[str, str], Bundle] = {}
+_bundles_lock = threading.Lock()
+
+
+def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
+    """A bundle loaded once per process; BundleError when it is gone or its weights differ from ``expected_sha256``."""
+    folder = resolve_path(path)
+    sha256 = file_sha256(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).is_file() else ""
+    if expected_sha256 and sha256 != expected_sha256:
+        raise BundleError(f"the weights in {folder} are not the registered ones (sha256 {sha256[:12] or 'missing'} "
+                          f"instead of {expected_sha256[:12]})")
+    with _bundles_lock:
+        key = (str(folder), sha256)
+        if key not in _bundles:
+            _bundles[key] = load_bundle(folder, device=settings.LUNGSCOPE_DEVICE)
+        return _bundles[key]
+
+
+def run_bundle(run: AnalysisRun) -> Bundle:
+    """The model a run asked for: its registered version, else whatever is active now."""
+    try:
+        if run.model_version is not None:
+            return bundle_at(run.model_version.bundle_path, run.model_version.sha256)
+        return active_bundle()
+    except BundleError as exc:
+        raise AnalysisError(f"the model cannot be loaded: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- status
+
+def settle_study_status(study_id: int) -> None:
+    """Derive the study's AI status from its runs: analysing while one is pending, else ai_done or failed.
+
+    Once a human has the study (in review, reviewed) its status is theirs and analyses do not touch it. A failed
+    re-analysis leaves an analysed study ai_done: its earlier results still stand.
+    """
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study_id)
+        if study.status not in {Study.Status.NEW, Study.Status.ANALYSING, Study.Status.AI_DONE, Study.Status.FAILED}:
+            return
+        runs = AnalysisRun.objects.filter(study_id=study_id)
+        if runs.filter(status__in=[AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING]).exists():
+            new = Study.Status.ANALYSING
+        elif runs.filter(status=AnalysisRun.Status.SUCCEEDED).exists():
+            new = Study.Status.AI_DONE
+        else:
+            new = Study.Status.FAILED
+        if new != study.status:
+            study.status = new
+            study.save(update_fields=["status", "updated_at"])
+
+
+def mark_running(run: AnalysisRun) -> None:
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.RUNNING, error="")
+    run.status = AnalysisRun.Status.RUNNING
+    if run.job is not None:
+        run.job.start()
+    settle_study_status(run.study_id)
+
+
+def mark_failed(run: AnalysisRun, reason: str, details: str = "") -> None:
+    """Record a final failure on the run (one line) and its job (the details, e.g. a traceback)."""
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.FAILED, error=reason,
+                                                 finished_at=timezone.now())
+    run.status, run.error = AnalysisRun.Status.FAILED, reason
+    if run.job is not None:
+        run.job.fail(f"{reason}\n\n{details}".strip())
+    settle_study_status(run.study_id)
+
+
+# --------------------------------------------------------------------------- the analysis
+
+def execute(run: AnalysisRun, report: Progress) -> None:
+    """Analyse the run's study and store everything; raises AnalysisError for inputs no retry can fix."""
+    from inference.pipeline import analyze
+
+    started = time.perf_counter()
+    series = ct_series(run.study)
+    bundle = run_bundle(run)
+    report(2, f"reading {series.instances.count()} images")
+    volume = load_volume(series)
+    loaded = time.perf_counter()
+    report(5, f"analysing {volume.n_slices} slices with {bundle.name} {bundle.version}")
+    result = analyze(volume, bundle, saliency=run.saliency_mode,
+                     progress=lambda fraction, message="": report(5 + 85 * fraction, message))
+    analysed = time.perf_counter()
+    report(90, "storing maps")
+    map_names = {index: maps.save_slice_maps(run.pk, index, slice_maps, result.lung_mask[index])
+                 for index, slice_maps in result.maps.items()}
+    maps.save_lung_mask(run.pk, result.lung_mask)
+    timings = {"load": loaded - started, "analyze": analysed - loaded, "store": time.perf_counter() - analysed}
+    store_result(run, series, bundle, volume, result.to_json(), map_names, timings)
+    report(100, "done")
+
+
+def patient_corners(volume: Volume, index: int, x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
+    """Patient (X, Y, Z) mm of the centres of a box's four corner pixels, clockwise from the top left.
+
+    Empty when the series carries no geometry (then only the pixel box is known).
+    """
+    try:
+        return [list(volume.pixel_to_patient(index, x, y)) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+    except ValueError:
+        return []
+
+
+def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volume, doc: dict,
+                 map_names: dict[int, str], timings: dict[str, float]) -> None:
+    """Write the run's results in one transaction, replacing whatever an earlier attempt of this run wrote."""
+    with transaction.atomic():
+        locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status == AnalysisRun.Status.SUCCEEDED:  # a concurrent delivery of the same run got here first
+            return
+        Box.objects.filter(analysis_run=locked, provenance=Box.Provenance.AI).delete()
+        locked.slices.all().delete()  # findings go with them
+
+        study = doc["study"]
+        probabilities = {k: float(v) for k, v in study["probabilities"].items()}
+        peak = max(probabilities.values())
+        model_version = run.model_version or ModelVersion.objects.filter(sha256=bundle.sha256).order_by(
+            "-is_active", "-created_at").first()
+        locked.series, locked.model_version = series, model_version
+        locked.model_name, locked.model_version_label = bundle.name, bundle.version
+        locked.model_sha256, locked.bundle_path, locked.classes = bundle.sha256, str(bundle.path), bundle.classes
+        locked.label, locked.probabilities = study["label"], probabilities
+        locked.probability, locked.uncertainty = probabilities[study["label"]], 1.0 - peak
+        locked.infection_percent, locked.lung_volume_ml = study.get("infection_percent"), study.get("lung_volume_ml")
+        locked.timings_s = {**doc.get("timings_s", {}), **{k: round(v, 3) for k, v in timings.items()}}
+        locked.result, locked.status, locked.error = doc, AnalysisRun.Status.SUCCEEDED, ""
+        locked.finished_at = timezone.now()
+        locked.save()
+
+        slices = SliceResult.objects.bulk_create(
+            SliceResult(run=locked, index=s["index"], sop_instance_uid=volume.sop_instance_uids[s["index"]] or "",
+                        instance_number=volume.instance_numbers[s["index"]], z_mm=volume.z_mm[s["index"]],
+                        probabilities=s["probabilities"], lung_area_px=s.get("lung_area_px", 0),
+                        infected_area_px=s.get("infected_area_px", 0), maps=map_names.get(s["index"], ""))
+            for s in doc["slices"]
+        )
+        by_index = {s.index: s for s in slices}
+        findings = Finding.objects.bulk_create(
+            Finding(run=locked, slice=by_index[s["index"]], sop_instance_uid=by_index[s["index"]].sop_instance_uid,
+                    x0=b["x0"], y0=b["y0"], x1=b["x1"], y1=b["y1"], score=b["score"], label=b["label"],
+                    patient_coords=patient_corners(volume, s["index"], b["x0"], b["y0"], b["x1"], b["y1"]))
+            for s in doc["slices"] for b in s.get("boxes", [])
+        )
+        Box.objects.bulk_create(
+            Box(study_id=locked.study_id, analysis_run=locked, finding=f, sop_instance_uid=f.sop_instance_uid,
+                x0=f.x0, y0=f.y0, x1=f.x1, y1=f.y1, patient_coords=f.patient_coords,
+                label=BOX_LABELS.get(f.label, Box.Label.OTHER), score=f.score, provenance=Box.Provenance.AI,
+                status=Box.Status.PROPOSED)
+            for f in findings
+        )
+        if locked.job is not None:
+            locked.job.finish({"analysis_run_id": locked.pk, "label": locked.label,
+                               "probability": locked.probability, "findings": len(findings)},
+                              message=f"{locked.label} ({locked.probability:.0%})")
+        settle_study_status(locked.study_id)
+    run.refresh_from_db()
+
+
+# --------------------------------------------------------------------------- maps on demand
+
+def slice_map(slice_result: SliceResult, kind: str) -> np.ndarray:
+    """One map of a slice, computing and storing the slice's maps first when the run did not."""
+    if not slice_result.maps:
+        compute_slice_maps(slice_result)
+    return maps.load_map(slice_result.maps.name, kind)
+
+
+def map_png(slice_result: SliceResult, kind: str) -> tuple[bytes, float]:
+    return maps.render_png(slice_map(slice_result, kind))
+
+
+def compute_slice_maps(slice_result: SliceResult) -> None:
+    """Saliency for one slice of a finished run, with the run's own model and lungs, stored like the task's maps."""
+    from inference.lungs import segment_lungs
+    from inference.pipeline import slice_maps
+
+    run = slice_result.run
+    try:
+        bundle = bundle_at(run.bundle_path, run.model_sha256)
+    except BundleError as exc:
+        raise MapsUnavailable(f"the model of analysis run {run.pk} is no longer available: {exc}") from exc
+    try:
+        volume = load_volume(run.series) if run.series else None
+    except (AnalysisError, FileNotFoundError) as exc:
+        raise MapsUnavailable(f"the images of analysis run {run.pk} cannot be read: {exc}") from exc
+    if volume is None:
+        raise MapsUnavailable(f"the series of analysis run {run.pk} has been deleted")
+    lung_mask = maps.load_lung_mask(run.pk)
+    if lung_mask is None or lung_mask.shape != volume.array.shape:
+        lung_mask = segment_lungs(volume)
+    index = slice_result.index
+    name = maps.save_slice_maps(run.pk, index, slice_maps(volume, bundle, index, lung_mask), lung_mask[index])
+    SliceResult.objects.filter(pk=slice_result.pk).update(maps=name)
+    slice_result.maps = name
