@@ -1,0 +1,282 @@
+"""The analysis app end to end: ingest a phantom, run the analyze task (in a real Celery worker or in-process),
+check what it stores, and the REST endpoints that serve runs and maps.
+
+Models are tiny random bundles: the tests check plumbing and invariants, not accuracy.
+"""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from PIL import Image
+from rest_framework.test import APIClient
+
+from inference.bundle import WEIGHTS_FILE, file_sha256, save_bundle
+from inference.classifier import MultiScaleVGG
+from training.phantom import generate_study, write_dicom_series
+from webapp.accounts.roles import ANNOTATOR, CLINICIAN, assign_role
+from webapp.analysis.models import AnalysisRun, Finding, SliceResult
+from webapp.analysis.tasks import analyze_study, enqueue_analysis
+from webapp.jobs.models import Job
+from webapp.registry.models import ModelVersion
+from webapp.review.models import Box
+from webapp.studies.ingest import ingest_file
+from webapp.studies.models import Instance, Study
+
+SLICES, SIZE = 16, 128
+
+
+def make_bundle(path: Path, version: str = "t1", seed: int = 0) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    return save_bundle(MultiScaleVGG(num_classes=3, width=0.125), path,
+                       {"name": "tiny", "version": version, "classes": ["NP", "CAP", "COVID"]})
+
+
+def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7) -> Study:
+    phantom = generate_study(seed, label, n_slices=SLICES, size=SIZE)
+    results = []
+    for path in write_dicom_series(phantom, tmp_path / f"dicom-{seed}"):
+        with open(path, "rb") as fh:
+            results.append(ingest_file(fh, path.name, source_label=label))
+    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
+    return Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+
+
+def wait_for_job(job: Job, timeout: float = 150.0) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.done:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s: {job.message}")
+
+
+def stored_counts(run: AnalysisRun) -> tuple[int, int, int, list[str]]:
+    _, files = default_storage.listdir(f"maps/{run.pk}")
+    return run.slices.count(), run.findings.count(), Box.objects.filter(analysis_run=run).count(), sorted(files)
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path, settings) -> Path:
+    settings.LUNGSCOPE_MODEL = str(make_bundle(tmp_path / "tiny"))
+    return Path(settings.LUNGSCOPE_MODEL)
+
+
+# --------------------------------------------------------------------------- the task in a real worker
+
+@pytest.mark.worker
+def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worker, tiny_bundle, tmp_path, settings):
+    settings.LUNGSCOPE_SALIENCY = "all"  # every slice gets maps and boxes, even from a random model
+    study = ingest_phantom(tmp_path)
+    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle))
+    job = wait_for_job(enqueue_analysis(study))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.progress == 100
+
+    run = AnalysisRun.objects.get(job=job)
+    study.refresh_from_db()
+    assert (run.status, study.status) == (AnalysisRun.Status.SUCCEEDED, Study.Status.AI_DONE)
+    assert run.model_sha256 == file_sha256(tiny_bundle / WEIGHTS_FILE)
+    assert set(run.probabilities) == {"NP", "CAP", "COVID"} and run.label in run.probabilities
+    assert run.uncertainty == pytest.approx(1 - max(run.probabilities.values()))
+    assert run.result["schema"] == "lungscope.analysis/1"
+
+    instances = {i.sop_instance_uid: i for i in Instance.objects.filter(series__study=study)}
+    slices = list(run.slices.all())
+    assert len(slices) == SLICES and [s.index for s in slices] == list(range(SLICES))
+    assert all(s.sop_instance_uid in instances for s in slices)
+    assert [s.z_mm for s in slices] == sorted(s.z_mm for s in slices)
+    for s in slices:
+        assert s.maps.name == f"maps/{run.pk}/{s.index}.npz" and default_storage.exists(s.maps.name)
+
+    findings = list(run.findings.select_related("slice"))
+    assert findings, "saliency on every slice should give at least one box"
+    for finding in findings:
+        instance = instances[finding.sop_instance_uid]
+        assert len(finding.patient_coords) == 4
+        x0, y0, z0 = instance.image_position_patient
+        dy, dx = instance.pixel_spacing
+        assert finding.patient_coords[0] == pytest.approx([x0 + finding.x0 * dx, y0 + finding.y0 * dy, z0], abs=1e-3)
+        assert finding.patient_coords[2] == pytest.approx([x0 + finding.x1 * dx, y0 + finding.y1 * dy, z0], abs=1e-3)
+        box = finding.box
+        assert (box.provenance, box.status, box.analysis_run_id) == (Box.Provenance.AI, Box.Status.PROPOSED, run.pk)
+        assert box.label == {"COVID": "covid_lesion", "CAP": "cap_lesion"}.get(finding.label, "other")
+        assert (box.x0, box.y0, box.x1, box.y1, box.patient_coords) == (
+            finding.x0, finding.y0, finding.x1, finding.y1, finding.patient_coords)
+
+    # A redelivery of the finished message is a no-op; one of a run that had not been marked done (a worker killed
+    # between storing and acknowledging) recomputes and replaces, never adds.
+    before = stored_counts(run)
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.RUNNING)
+    analyze_study.delay(run.pk)
+    analyze_study.delay(run.pk)
+    deadline = time.monotonic() + 120
+    while AnalysisRun.objects.get(pk=run.pk).status != AnalysisRun.Status.SUCCEEDED:
+        assert time.monotonic() < deadline, "redelivered run did not finish"
+        time.sleep(0.5)
+    time.sleep(2)  # let the second message be consumed too
+    assert stored_counts(run) == before
+    assert AnalysisRun.objects.filter(study=study).count() == 1
+
+
+@pytest.mark.worker
+def test_study_with_files_missing_from_storage_fails_after_bounded_retries(start_worker, tiny_bundle, tmp_path):
+    study = ingest_phantom(tmp_path, label="CAP", seed=8)
+    for name in Instance.objects.filter(series__study=study).values_list("file", flat=True)[:3]:
+        default_storage.delete(name)
+    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle))
+    job = wait_for_job(enqueue_analysis(study), timeout=90)
+    run = AnalysisRun.objects.get(job=job)
+    study.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.attempts == 4  # the first try and max_retries=3 retries
+    assert "missing from storage" in job.error and "gave up after 4 attempts" in job.error
+    assert run.status == AnalysisRun.Status.FAILED and "missing from storage" in run.error
+    assert study.status == Study.Status.FAILED
+    assert not run.slices.exists()
+
+
+# --------------------------------------------------------------------------- failures that no retry can fix
+
+@pytest.mark.django_db
+def test_unreadable_series_fails_at_once_with_a_reason(storage_dir, tiny_bundle, tmp_path):
+    study = ingest_phantom(tmp_path)
+    for name in Instance.objects.filter(series__study=study).values_list("file", flat=True):
+        with default_storage.open(name, "wb") as fh:
+            fh.write(b"not a DICOM file")
+    job = enqueue_analysis(study)
+    analyze_study.apply(args=[job.params["analysis_run_id"]])
+    job.refresh_from_db()
+    run = AnalysisRun.objects.get(job=job)
+    assert (job.status, job.attempts) == (Job.Status.FAILED, 1)
+    assert "cannot be read" in run.error and "no DICOM images" in run.error
+
+
+@pytest.mark.django_db
+def test_study_without_ct_fails_at_once(storage_dir, tiny_bundle, tmp_path):
+    study = ingest_phantom(tmp_path)
+    study.series.update(modality="MR")
+    job = enqueue_analysis(study)
+    analyze_study.apply(args=[job.params["analysis_run_id"]])
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.FAILED, 1)
+    assert "no CT series" in job.error
+
+
+# --------------------------------------------------------------------------- REST
+
+@pytest.fixture
+def clinician() -> APIClient:
+    user = get_user_model().objects.create_user("doc", password="doc-password-1")
+    assign_role(user, CLINICIAN)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def annotator() -> APIClient:
+    user = get_user_model().objects.create_user("ann", password="ann-password-1")
+    assign_role(user, ANNOTATOR)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def analyze_via_api(client: APIClient, study: Study, **body) -> AnalysisRun:
+    """POST analyze, then run the queued task in this process (the test transaction hides rows from a worker)."""
+    response = client.post(f"/api/studies/{study.pk}/analyze/", body, format="json")
+    assert response.status_code == 202, response.content
+    run = AnalysisRun.objects.get(pk=response.json()["analysis_run"])
+    assert response.json()["job"]["id"] == run.job_id and run.status == AnalysisRun.Status.QUEUED
+    analyze_study.apply(args=[run.pk])
+    run.refresh_from_db()
+    assert run.status == AnalysisRun.Status.SUCCEEDED, run.error
+    return run
+
+
+@pytest.mark.django_db
+def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_bundle, tmp_path, settings,
+                                                              clinician, annotator):
+    settings.LUNGSCOPE_SALIENCY = "none"  # no stored maps: the PNG endpoint must compute them on demand
+    study = ingest_phantom(tmp_path)
+
+    response = clinician.get(f"/api/studies/{study.pk}/analysis/")
+    assert response.status_code == 404 and "not been analysed" in response.json()["detail"]
+    assert annotator.post(f"/api/studies/{study.pk}/analyze/").status_code == 403
+    assert clinician.post("/api/studies/999999/analyze/").status_code == 404
+    response = clinician.post(f"/api/studies/{study.pk}/analyze/", {"model_version": 999999}, format="json")
+    assert response.status_code == 400 and "model_version" in response.json()
+
+    first = analyze_via_api(clinician, study)
+    latest = annotator.get(f"/api/studies/{study.pk}/analysis/").json()
+    assert latest["id"] == first.pk and latest["status"] == "succeeded"
+    assert latest["model_name"] == "tiny" and latest["model_version"] == "t1"
+    assert latest["series_instance_uid"] == study.series.get().series_instance_uid
+    assert len(latest["slices"]) == SLICES and not any(s["has_maps"] for s in latest["slices"])
+    assert set(latest["slices"][0]) >= {"index", "sop_instance_uid", "instance_number", "z_mm", "probabilities",
+                                        "lung_area_px", "infected_area_px", "has_maps"}
+    assert clinician.get(f"/api/analysis-runs/{first.pk}/").json()["slices"] == latest["slices"]
+    first_boxes = set(Box.objects.filter(analysis_run=first).values_list("pk", flat=True))
+
+    # Re-analysis with a registered version adds a run; the first run and its boxes stay.
+    other = make_bundle(tmp_path / "tiny2", version="t2", seed=1)
+    version = ModelVersion.objects.create(name="tiny", version="t2", bundle_path=str(other),
+                                          sha256=file_sha256(other / WEIGHTS_FILE), classes=["NP", "CAP", "COVID"])
+    second = analyze_via_api(clinician, study, model_version=version.pk)
+    assert second.model_version_id == version.pk and second.model_sha256 == version.sha256
+    runs = clinician.get(f"/api/studies/{study.pk}/analyses/").json()
+    assert runs["count"] == 2
+    assert [(r["id"], r["model_version"]) for r in runs["results"]] == [(second.pk, "t2"), (first.pk, "t1")]
+    assert runs["results"][0]["model_version_id"] == version.pk
+    assert clinician.get(f"/api/studies/{study.pk}/analysis/").json()["id"] == second.pk
+    assert first_boxes <= set(Box.objects.filter(study=study).values_list("pk", flat=True))
+    assert Finding.objects.filter(run=first).count() == len(first_boxes)
+
+
+@pytest.mark.django_db
+def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundle, tmp_path, settings, annotator,
+                                                         clinician):
+    settings.LUNGSCOPE_SALIENCY = "none"
+    study = ingest_phantom(tmp_path)
+    run = analyze_via_api(clinician, study)
+    index = SLICES // 2
+    assert not SliceResult.objects.get(run=run, index=index).maps
+
+    for kind in ("joint", "conv3", "cam5", "lung"):
+        response = annotator.get(f"/api/analysis-runs/{run.pk}/slices/{index}/maps/{kind}.png")
+        assert response.status_code == 200, response.content
+        assert response["Content-Type"] == "image/png"
+        image = Image.open(io.BytesIO(response.content))
+        assert (image.mode, image.size) == ("L", (SIZE, SIZE))  # (columns, rows)
+        assert float(response["X-Map-Max"]) >= 0
+    assert response["X-Map-Max"] == "1"  # the lung mask
+    stored = SliceResult.objects.get(run=run, index=index)
+    assert stored.maps.name == f"maps/{run.pk}/{index}.npz" and default_storage.exists(stored.maps.name)
+    assert annotator.get(f"/api/studies/{study.pk}/analysis/").json()["slices"][index]["has_maps"]
+
+    for url, reason in ((f"/api/analysis-runs/{run.pk}/slices/{index}/maps/bogus.png", "Unknown map kind"),
+                        (f"/api/analysis-runs/{run.pk}/slices/{SLICES + 5}/maps/joint.png", "has no slice"),
+                        (f"/api/analysis-runs/{run.pk + 1000}/slices/0/maps/joint.png", "")):
+        response = annotator.get(url, HTTP_ACCEPT="image/png")
+        assert response.status_code == 404 and reason in response.json()["detail"]
+
+
+def test_schema_describes_the_analysis_endpoints():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    paths = schema["paths"]
+    for path in ("/api/studies/{id}/analyze/", "/api/studies/{id}/analysis/", "/api/studies/{id}/analyses/",
+                 "/api/analysis-runs/{id}/"):
+        assert path in paths
+    png = paths["/api/analysis-runs/{id}/slices/{index}/maps/{kind}.png"]["get"]
+    assert "image/png" in png["responses"]["200"]["content"]
+    kind = next(p for p in png["parameters"] if p["name"] == "kind")
+    assert kind["schema"]["enum"] == ["joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung"]
