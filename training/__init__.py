@@ -1,0 +1,1 @@
+"""Training code: synthetic data, trainers and evaluation for the lungscope models."""

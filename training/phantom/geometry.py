@@ -1,0 +1,69 @@
+"""The voxel grid of a phantom and the conversions between voxel indices and millimetres.
+
+Anatomy is defined in millimetres (x to the patient's left = image right, y posterior = image down) and a
+normalised cranio-caudal coordinate ``t`` (0 at the top of the scan, 1 at the bottom), so one anatomy renders on any
+matrix size, pixel spacing or slice count. Slice 0 is the most caudal one: the array is ordered by increasing
+patient z (ImagePositionPatient), the order in which a DICOM loader sorts the slices along the slice normal.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Grid:
+    n_slices: int
+    size: int
+    pixel_mm: float
+    coverage_mm: float  # cranio-caudal length of the scan
+
+    @property
+    def dz_mm(self) -> float:
+        return self.coverage_mm / self.n_slices
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.n_slices, self.size, self.size)
+
+    def axis_mm(self, n: int | None = None) -> np.ndarray:
+        """Pixel-centre coordinates (mm) along a row or column, centred on the image middle."""
+        n = self.size if n is None else n
+        return ((np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * self.pixel_mm).astype(np.float32)
+
+    def slice_t(self, k: np.ndarray | int) -> np.ndarray:
+        """Normalised cranio-caudal position of slice ``k`` (0 = top of the scan)."""
+        return 1.0 - (np.asarray(k, dtype=np.float32) + 0.5) / self.n_slices
+
+    def depth_to_index(self, depth_mm: np.ndarray | float) -> np.ndarray:
+        """Fractional slice index of a depth below the top of the scan (mm)."""
+        return self.n_slices * (1.0 - np.asarray(depth_mm, dtype=np.float32) / self.coverage_mm) - 0.5
+
+    def mm_to_index(self, xy_mm: np.ndarray | float) -> np.ndarray:
+        """Fractional row/column index of an in-plane coordinate (mm)."""
+        return np.asarray(xy_mm, dtype=np.float32) / self.pixel_mm + (self.size - 1) / 2.0
+
+    @cached_property
+    def _axis(self) -> np.ndarray:
+        return self.axis_mm()
+
+    def box_axes(self, lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[slice, slice, slice], list[np.ndarray]] | None:
+        """Voxel slices and mm coordinates (depth, y, x; broadcastable) of the region between two mm corners.
+
+        ``lo``/``hi`` are (x, y, depth) in mm. Returns None when the region misses the grid. Scalar maths on
+        purpose: this runs once per vessel segment.
+        """
+        half, n = (self.size - 1) / 2.0, self.n_slices
+        c0, c1 = max(math.floor(lo[0] / self.pixel_mm + half), 0), min(math.ceil(hi[0] / self.pixel_mm + half), self.size - 1)
+        r0, r1 = max(math.floor(lo[1] / self.pixel_mm + half), 0), min(math.ceil(hi[1] / self.pixel_mm + half), self.size - 1)
+        k0 = max(math.floor(n * (1.0 - hi[2] / self.coverage_mm) - 0.5), 0)
+        k1 = min(math.ceil(n * (1.0 - lo[2] / self.coverage_mm) - 0.5), n - 1)
+        if c0 > c1 or r0 > r1 or k0 > k1:
+            return None
+        axis = self._axis
+        depth = (1.0 - (np.arange(k0, k1 + 1, dtype=np.float32) + 0.5) / n) * self.coverage_mm
+        coords = [depth[:, None, None], axis[r0:r1 + 1][None, :, None], axis[c0:c1 + 1][None, None, :]]
+        return (slice(k0, k1 + 1), slice(r0, r1 + 1), slice(c0, c1 + 1)), coords
