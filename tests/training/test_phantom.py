@@ -20,7 +20,7 @@ def studies() -> dict[tuple[int, str], object]:
 
 
 def _sides_hit(study) -> set[int]:
-    """Lungs (0 image-left = patient right, 1 image-left... by column half) that contain lesion voxels."""
+    """Image halves holding lesion voxels: 0 = left half (patient's right lung), 1 = right half (left lung)."""
     cols = np.nonzero(study.lesion_mask.any(axis=(0, 1)))[0]
     mid = study.hu.shape[2] / 2
     return {int(c >= mid) for c in cols}

@@ -93,7 +93,8 @@ def _heart_scale(an: Anatomy, t: float | np.ndarray) -> np.ndarray:
 
 def _allowed(an: Anatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Where lungs may be at all: inside the rib cage, clear of the spine, the descending aorta and the midline."""
-    inner = (x / (an.body_a - an.fat_mm - an.muscle_mm - 6)) ** 2 + (y / (an.body_b - an.fat_mm - an.muscle_mm - 6)) ** 2
+    wall = an.fat_mm + an.muscle_mm + 6.0
+    inner = (x / (an.body_a - wall)) ** 2 + (y / (an.body_b - wall)) ** 2
     spine = x ** 2 + ((y - an.spine_y) * 0.8) ** 2 < 30.0 ** 2
     aorta = (x - 24.0) ** 2 + (y - an.spine_y + 18) ** 2 < 17.0 ** 2
     midline = np.abs(x) < 9.0

@@ -56,9 +56,9 @@ class Grid:
         ``lo``/``hi`` are (x, y, depth) in mm. Returns None when the region misses the grid. Scalar maths on
         purpose: this runs once per vessel segment.
         """
-        half, n = (self.size - 1) / 2.0, self.n_slices
-        c0, c1 = max(math.floor(lo[0] / self.pixel_mm + half), 0), min(math.ceil(hi[0] / self.pixel_mm + half), self.size - 1)
-        r0, r1 = max(math.floor(lo[1] / self.pixel_mm + half), 0), min(math.ceil(hi[1] / self.pixel_mm + half), self.size - 1)
+        half, n, px, last = (self.size - 1) / 2.0, self.n_slices, self.pixel_mm, self.size - 1
+        c0, c1 = max(math.floor(lo[0] / px + half), 0), min(math.ceil(hi[0] / px + half), last)
+        r0, r1 = max(math.floor(lo[1] / px + half), 0), min(math.ceil(hi[1] / px + half), last)
         k0 = max(math.floor(n * (1.0 - hi[2] / self.coverage_mm) - 0.5), 0)
         k1 = min(math.ceil(n * (1.0 - lo[2] / self.coverage_mm) - 0.5), n - 1)
         if c0 > c1 or r0 > r1 or k0 > k1:

@@ -12,7 +12,7 @@ A lesion is a union of ellipsoid blobs (lobulated outline); it is painted only i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,7 +30,6 @@ class Lesion:
     core_hu: float | None = None
     crazy_paving: bool = False
     bronchograms: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def is_pneumonia(self) -> bool:
@@ -78,8 +77,9 @@ def sample_lesions(rng: np.random.Generator, an: Anatomy, grid: Grid, label: str
         side = int(rng.integers(0, 2))
         centre = _point_in_lung(rng, an, grid, side, (0.4, 0.75), (1.8, 1.2), posterior=False)
         if centre is not None:
-            lesions.append(Lesion("consolidation", side, _blobs(rng, centre, rng.uniform(28, 50), int(rng.integers(3, 6))),
-                                  float(rng.uniform(-40, 30)), bronchograms=rng.random() < 0.6))
+            blobs = _blobs(rng, centre, rng.uniform(34, 58), int(rng.integers(3, 6)))
+            lesions.append(Lesion("consolidation", side, blobs, float(rng.uniform(-40, 30)),
+                                  bronchograms=rng.random() < 0.6))
     elif label == "NP":
         if rng.random() < 0.4:
             side = int(rng.integers(0, 2))
