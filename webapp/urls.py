@@ -11,5 +11,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("webapp.analysis.urls")),
+    path("api/", include("webapp.review.urls")),
+    path("api/", include("webapp.accounts.urls")),
+    path("api/jobs/", include("webapp.jobs.urls")),
+    path("", include("webapp.studies.dicomweb.urls")),  # /dicomweb/... and WADO-URI at /wado
+    path("", include("webapp.curation.urls")),  # /api/dataset-versions/, /api/exports/, /curation/
+    path("", include("webapp.registry.urls")),  # /api/model-versions/, /api/training-runs/, /registry/
     path("", include("webapp.studies.urls")),
 ]

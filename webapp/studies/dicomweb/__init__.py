@@ -1,0 +1,1 @@
+"""DICOMweb: QIDO-RS search, WADO-RS / WADO-URI retrieval and STOW-RS storage over the ingest service."""

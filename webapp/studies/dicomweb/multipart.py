@@ -1,0 +1,177 @@
+"""``multipart/related`` both ways: streamed out for WADO-RS, parsed incrementally for STOW-RS.
+
+Neither direction holds a whole study in memory: responses are generators over storage files, and request
+bodies are cut into parts as they arrive, each part spooled (and hashed) on its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.http import StreamingHttpResponse
+from django.utils.http import parse_header_parameters
+from rest_framework.exceptions import NotAcceptable
+
+from ..ingest import SPOOL_IN_MEMORY_BYTES, Spooled
+
+CRLF = b"\r\n"
+MAX_PART_HEADER_BYTES = 16 * 1024
+
+
+class MultipartError(ValueError):
+    """The body is not well-formed multipart; the message says where it broke."""
+
+
+# -- negotiation -----------------------------------------------------------------------------------------------
+
+def part_type(accept: str, offered: tuple[str, ...]) -> str:
+    """The part media type the client's Accept header asks for, among ``offered`` (the first is the default).
+
+    ``multipart/related; type="application/dicom"`` names the part type; a bare part type or a wildcard
+    also selects it. Raises 406 when nothing offered is acceptable.
+    """
+    for media_range in (accept or "*/*").split(","):
+        main, params = parse_header_parameters(media_range.strip())
+        main = main.lower()
+        if main in ("*/*", "multipart/*"):
+            return offered[0]
+        wanted = params.get("type", offered[0]).lower() if main == "multipart/related" else main
+        if wanted in offered:
+            return wanted
+    raise NotAcceptable(f"this resource is served as multipart/related with part type {' or '.join(offered)}")
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Part:
+    content_type: str
+    chunks: Iterable[bytes]
+    location: str = ""
+
+
+def file_chunks(file: BinaryIO, size: int = 256 * 1024) -> Iterator[bytes]:
+    """Yield a file's bytes and close it, even when the client disconnects mid-stream."""
+    with file:
+        while chunk := file.read(size):
+            yield chunk
+
+
+def multipart_response(parts: Iterable[Part], part_content_type: str) -> StreamingHttpResponse:
+    boundary = uuid.uuid4().hex
+
+    def body() -> Iterator[bytes]:
+        for part in parts:
+            headers = f"--{boundary}\r\nContent-Type: {part.content_type}\r\n"
+            if part.location:
+                headers += f"Content-Location: {part.location}\r\n"
+            yield (headers + "\r\n").encode()
+            yield from part.chunks
+            yield CRLF
+        yield f"--{boundary}--\r\n".encode()
+
+    content_type = f'multipart/related; type="{part_content_type}"; boundary={boundary}'
+    return StreamingHttpResponse(body(), content_type=content_type)
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class ReceivedPart:
+    headers: dict[str, str]  # lower-cased names
+    body: Spooled
+
+    @property
+    def content_type(self) -> str:
+        return parse_header_parameters(self.headers.get("content-type", ""))[0].lower()
+
+
+class _Buffer:
+    def __init__(self, stream: BinaryIO, chunk_size: int) -> None:
+        self.stream, self.chunk_size, self.data, self.eof = stream, chunk_size, b"", False
+
+    def fill(self) -> bool:
+        chunk = self.stream.read(self.chunk_size)
+        if not chunk:
+            self.eof = True
+            return False
+        self.data += chunk
+        return True
+
+    def take_until(self, marker: bytes, limit: int | None = None) -> bytes | None:
+        """Consume and return the bytes before ``marker`` (dropping the marker); None at end of stream."""
+        while (index := self.data.find(marker)) < 0:
+            if limit is not None and len(self.data) > limit:
+                raise MultipartError("part headers too long")
+            if not self.fill():
+                return None
+        head, self.data = self.data[:index], self.data[index + len(marker):]
+        return head
+
+    def need(self, count: int) -> bool:
+        while len(self.data) < count:
+            if not self.fill():
+                return False
+        return True
+
+
+def iter_parts(stream: BinaryIO, boundary: str, chunk_size: int = 64 * 1024) -> Iterator[ReceivedPart]:
+    """Yield each body part of a multipart stream, complete, spooled to a temporary file and hashed."""
+    delimiter = CRLF + b"--" + boundary.encode("latin-1")
+    buffer = _Buffer(stream, chunk_size)
+    buffer.data = CRLF  # the first delimiter may open the body, without the CRLF the others follow
+    if buffer.take_until(delimiter) is None:
+        raise MultipartError("the body does not contain the boundary given in Content-Type")
+    while True:
+        if not buffer.need(2):
+            raise MultipartError("the body ends without the closing boundary")
+        if buffer.data.startswith(b"--"):
+            return  # close delimiter; anything after it is epilogue
+        if buffer.take_until(CRLF, MAX_PART_HEADER_BYTES) is None:  # rest of the delimiter line
+            raise MultipartError("the body ends inside a boundary line")
+        yield ReceivedPart(_read_headers(buffer), _read_body(buffer, delimiter))
+
+
+def _read_headers(buffer: _Buffer) -> dict[str, str]:
+    if not buffer.need(2):
+        raise MultipartError("the body ends inside part headers")
+    if buffer.data.startswith(CRLF):  # a part without headers
+        buffer.data = buffer.data[2:]
+        return {}
+    block = buffer.take_until(CRLF + CRLF, MAX_PART_HEADER_BYTES)
+    if block is None:
+        raise MultipartError("the body ends inside part headers")
+    headers = {}
+    for line in block.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _read_body(buffer: _Buffer, delimiter: bytes) -> Spooled:
+    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)
+    digest, size = hashlib.sha256(), 0
+
+    def write(data: bytes) -> None:
+        nonlocal size
+        digest.update(data)
+        target.write(data)
+        size += len(data)
+
+    while (index := buffer.data.find(delimiter)) < 0:
+        keep = len(delimiter) - 1  # a delimiter may straddle two reads
+        if len(buffer.data) > keep:
+            write(buffer.data[:-keep])
+            buffer.data = buffer.data[-keep:]
+        if not buffer.fill():
+            target.close()
+            raise MultipartError("the body ends inside a part")
+    write(buffer.data[:index])
+    buffer.data = buffer.data[index + len(delimiter):]
+    target.seek(0)
+    return Spooled(target, digest.hexdigest(), size)
