@@ -1,0 +1,191 @@
+"""Classical lung segmentation without weights: threshold, outside-air removal, largest components, airway removal.
+
+Steps on a CT volume in HU (3D):
+1. air-like voxels: HU below ``threshold_hu`` (-320: lung parenchyma and air, not soft tissue);
+2. remove the air outside the body: per slice, the air components touching the image border (also the -2048
+   outside-the-field-of-view padding some scanners store);
+3. remove the trachea and main bronchi: find the trachea as a compact, central, air-filled 2D component in the
+   cranial slices, follow it down slice by slice until it joins the lungs, then region-grow the airway tree from it
+   through lightly smoothed voxels below ``airway_hu`` (-950); back off when the growth leaks into the parenchyma;
+4. keep the largest 3D component and the second when it is a plausible other lung (at least ``second_ratio`` of
+   the first) and when both hold ``min_volume_ml``; components of pure air (``gas_fraction`` of their voxels below
+   -950 HU: stomach or bowel gas) are not lung;
+5. fill holes per slice (vessels, nodules, consolidation enclosed by aerated lung) and close with a small element.
+
+2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+__all__ = ["segment_hu", "segment_image"]
+
+_IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
+                      [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                      [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=bool)
+
+
+def _remove_outside_air(air: np.ndarray) -> np.ndarray:
+    """Drop, slice by slice, every air component that touches the image border."""
+    labels, _ = ndimage.label(air, structure=_IN_PLANE)  # one labelling, components never cross slices
+    border = np.unique(np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
+                                       labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
+    border = border[border > 0]
+    return air & ~np.isin(labels, border)
+
+
+def _cranial_first(n_slices: int, cranial_last: bool) -> range:
+    return range(n_slices - 1, -1, -1) if cranial_last else range(n_slices)
+
+
+def _is_trachea(comp: np.ndarray, hu_slice: np.ndarray, pixel_area_mm2: float, previous: np.ndarray | None) -> bool:
+    """A compact, central, mostly-air 2D component (overlapping the trachea of the slice above when there is one)."""
+    area_mm2 = comp.sum() * pixel_area_mm2
+    if not 30 <= area_mm2 <= 1000:
+        return False
+    if previous is not None:
+        return bool((comp & previous).any()) and comp.sum() <= 2.0 * previous.sum() + 20
+    ys, xs = np.nonzero(comp)
+    cols = comp.shape[1]
+    return abs(xs.mean() - cols / 2) < 0.15 * cols and float(np.median(hu_slice[comp])) < -800
+
+
+def _track_trachea(candidate: np.ndarray, hu: np.ndarray, cranial_last: bool, pixel_area_mm2: float) -> np.ndarray:
+    """The trachea, followed slice by slice from the most cranial air-containing slice down to where it meets
+    the lungs (its 2D component stops being small and separate). Empty when the top slices show no trachea."""
+    trachea = np.zeros(candidate.shape, dtype=bool)
+    previous: np.ndarray | None = None
+    searched = 0
+    for k in _cranial_first(candidate.shape[0], cranial_last):
+        if previous is None:
+            if not candidate[k].any():
+                continue
+            searched += 1
+            if searched > max(3, candidate.shape[0] // 3):  # the trachea starts in the cranial third or not at all
+                break
+        labels, count = ndimage.label(candidate[k])
+        found = next((comp for comp in (labels == lab for lab in range(1, count + 1))
+                      if _is_trachea(comp, hu[k], pixel_area_mm2, previous)), None)
+        if found is None:
+            if previous is not None:
+                break
+            continue
+        trachea[k] = found
+        previous = found
+    return trachea
+
+
+def _airway_tree(candidate: np.ndarray, smooth: np.ndarray, trachea: np.ndarray, airway_hu: float,
+                 max_fraction: float) -> np.ndarray:
+    """Region growing from the trachea through voxels below the airway threshold (the main bronchi), lowering the
+    threshold when the growth leaks into the parenchyma; the trachea alone when every threshold leaks."""
+    budget = max_fraction * candidate.sum()
+    for threshold in (airway_hu, airway_hu - 25, airway_hu - 50):
+        grown, _ = ndimage.label((candidate & (smooth < threshold)) | trachea)
+        ids = np.unique(grown[trachea])
+        tree = np.isin(grown, ids[ids > 0])
+        if tree.sum() <= budget:
+            return tree
+    return trachea
+
+
+def _is_gas(values: np.ndarray, gas_fraction: float) -> bool:
+    """Pure air (bowel or stomach gas, an isolated airway): most voxels below -950, unlike aerated lung."""
+    return float(np.mean(values < -950.0)) >= gas_fraction
+
+
+def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = None, cranial_last: bool = True,
+               threshold_hu: float = -320.0, airway_hu: float = -950.0, gas_fraction: float = 0.35,
+               second_ratio: float = 0.1, min_volume_ml: float = 30.0, max_airway_fraction: float = 0.15,
+               work_size: int = 256) -> np.ndarray:
+    """Lung mask of a (z, y, x) HU volume; ``cranial_last`` says the last slice is the head end (DICOM default).
+
+    Slices larger than ``work_size`` are segmented at a 2x (or more) block-averaged resolution and the mask is
+    upsampled: the lungs are large, and it makes a 512x512x128 study take about a second instead of ten.
+    """
+    hu = np.asarray(hu, dtype=np.float32)
+    if hu.ndim == 2:
+        return segment_hu(hu[None], spacing_mm, cranial_last, threshold_hu, airway_hu, gas_fraction,
+                          second_ratio, min_volume_ml, max_airway_fraction, work_size)[0]
+    factor = max(1, min(hu.shape[1:]) // work_size)
+    work = _block_mean(hu, factor)
+    spacing = (spacing_mm[0], spacing_mm[1] * factor, spacing_mm[2] * factor) if spacing_mm else None
+    mask = _segment(work, spacing, cranial_last, threshold_hu, airway_hu, gas_fraction, second_ratio,
+                    min_volume_ml, max_airway_fraction)
+    if factor == 1:
+        return mask
+    full = np.zeros(hu.shape, dtype=bool)
+    up = mask.repeat(factor, axis=1).repeat(factor, axis=2)
+    full[:, : up.shape[1], : up.shape[2]] = up
+    return full
+
+
+def _block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return hu
+    z, rows, cols = hu.shape
+    r, c = rows // factor * factor, cols // factor * factor
+    return hu[:, :r, :c].reshape(z, r // factor, factor, c // factor, factor).mean(axis=(2, 4))
+
+
+def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cranial_last: bool, threshold_hu: float,
+             airway_hu: float, gas_fraction: float, second_ratio: float, min_volume_ml: float,
+             max_airway_fraction: float) -> np.ndarray:
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0 if spacing_mm else None
+    pixel_area = float(spacing_mm[1] * spacing_mm[2]) if spacing_mm else 0.5
+    candidate = _remove_outside_air(hu < threshold_hu)
+    if not candidate.any():
+        return candidate
+
+    trachea = _track_trachea(candidate, hu, cranial_last, pixel_area)
+    if trachea.any():
+        smooth = ndimage.uniform_filter(hu, size=(1, 3, 3))  # noise would make the airway growth leak
+        tree = _airway_tree(candidate, smooth, trachea, airway_hu, max_airway_fraction)
+        candidate &= ~ndimage.binary_dilation(tree, structure=_IN_PLANE)  # with the wall's partial-volume rim
+
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return candidate
+    sizes = np.asarray(ndimage.sum_labels(np.ones(hu.shape, np.float32), labels, np.arange(1, n + 1)))
+    # a short scan (a few slices) cannot hold min_volume_ml of lung: scale it with the covered length (per 100 mm)
+    coverage = min(1.0, hu.shape[0] * spacing_mm[0] / 100.0) if spacing_mm else 1.0
+    min_voxels = (min_volume_ml * coverage / voxel_ml) if voxel_ml else 0.0005 * hu.size
+    keep: list[int] = []
+    for i in np.argsort(-sizes):
+        if sizes[i] < min_voxels or len(keep) == 2:
+            break
+        if keep and sizes[i] < second_ratio * sizes[keep[0]]:
+            break
+        if not _is_gas(hu[labels == i + 1], gas_fraction):
+            keep.append(int(i))
+    mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
+    return _fill_and_close(mask)
+
+
+def _fill_and_close(mask: np.ndarray) -> np.ndarray:
+    """Per-slice hole filling (vessels, lesions) and a small in-plane closing of the boundary."""
+    closed = ndimage.binary_closing(mask, structure=_IN_PLANE, iterations=1)
+    for k in np.flatnonzero(closed.any(axis=(1, 2))):
+        closed[k] = ndimage.binary_fill_holes(closed[k])
+    return closed
+
+
+def segment_image(image: np.ndarray) -> np.ndarray:
+    """Lung mask of an already-windowed 2D grey image (0..255 or 0..1): Otsu instead of HU, then the 2D logic."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        return np.stack([segment_image(s) for s in image])
+    if float(np.ptp(image)) == 0.0:
+        return np.zeros(image.shape, dtype=bool)
+    dark = _remove_outside_air((image < threshold_otsu(image))[None])[0]
+    labels, n = ndimage.label(dark)
+    if n == 0:
+        return dark
+    sizes = ndimage.sum_labels(np.ones_like(image), labels, np.arange(1, n + 1))
+    order = np.argsort(-sizes)
+    big_enough = sizes >= 0.002 * image.size
+    keep = [i for i in order[:2] if big_enough[i] and sizes[i] >= 0.1 * sizes[order[0]]]
+    mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
+    return _fill_and_close(mask[None])[0]

@@ -1,0 +1,143 @@
+"""Integrated Gradients per scale (Conv3, Conv4, Conv5) and the joint saliency, as in Hu et al. 2020.
+
+For each scale ``s`` the attribution of pixel p is ``x_p * integral_0^1 dF_s(a x)/dx_p da`` (zero baseline),
+approximated with ``m`` = 25 Gauss-Legendre nodes: captum's default rule, so :func:`captum_ig` (the reference) and
+:class:`SaliencyEngine` (the fast path) compute the same sum. The joint saliency is the pixel-wise product of the three
+maps: a pixel counts only when every scale agrees it matters, which sharpens the coarse Conv5 evidence with the
+finer Conv3/Conv4 detail.
+
+Why the fast path is faster than calling captum once per scale:
+- one forward pass of the m scaled inputs through the backbone serves all three scales (captum re-runs the shared
+  stages for each scale);
+- BatchNorm is folded into the convolutions (valid in eval mode), removing two memory-bound passes per layer,
+  forward and backward;
+- parameters are frozen, channels_last layout, so only input gradients are computed by the oneDNN kernels;
+- the Conv3 backward stops at its own head's stage (autograd only walks what the output depends on).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .classifier import HEAD_STAGES, MultiScaleVGG
+
+__all__ = ["gauss_legendre", "captum_ig", "SaliencyEngine", "SaliencyMaps", "joint_saliency"]
+
+DEFAULT_STEPS = 25
+
+
+def gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``alphas`` in (0, 1) and weights summing to 1: captum's ``gausslegendre`` approximation, re-derived."""
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+
+
+def captum_ig(model: MultiScaleVGG, x: torch.Tensor, target: int, steps: int = DEFAULT_STEPS) -> list[torch.Tensor]:
+    """Reference: captum's IntegratedGradients on ``model.scale_forward(s)`` for s = 0, 1, 2.
+
+    ``x`` is (1, C, H, W); returns three (H, W) maps (attributions summed over channels).
+    """
+    from captum.attr import IntegratedGradients
+
+    maps = []
+    for scale in range(3):
+        ig = IntegratedGradients(model.scale_forward(scale))
+        attr = ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=steps, method="gausslegendre")
+        maps.append(attr.detach()[0].sum(0))
+    return maps
+
+
+def joint_saliency(maps: list[np.ndarray] | list[torch.Tensor]) -> np.ndarray:
+    """Pixel-wise product of the per-scale IG maps (signed; boxes use its magnitude)."""
+    arrays = [np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m, dtype=np.float64) for m in maps]
+    return (arrays[0] * arrays[1] * arrays[2]).astype(np.float32)
+
+
+@dataclass
+class SaliencyMaps:
+    """One slice's IG maps in the 224 input space: per scale (Conv3, Conv4, Conv5) and their joint product."""
+
+    ig: list[np.ndarray]  # 3 x (H, W) float32
+    joint: np.ndarray  # (H, W) float32
+    scores: list[float]  # F_s(x) - F_s(0) estimated by the attributions' sums, per scale
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv equal to ``bn(conv(x))`` with BatchNorm's running statistics (eval mode)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale[:, None, None, None])
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def _folded_stages(model: MultiScaleVGG) -> nn.ModuleList:
+    stages = []
+    for stage in model.stages:
+        layers: list[nn.Module] = []
+        modules = list(stage)
+        i = 0
+        while i < len(modules):
+            m = modules[i]
+            if isinstance(m, nn.Conv2d) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
+                layers.append(_fold(m, modules[i + 1]))
+                i += 2
+                continue
+            layers.append(nn.ReLU() if isinstance(m, nn.ReLU) else m)  # no in-place ops on the autograd path
+            i += 1
+        stages.append(nn.Sequential(*layers))
+    return nn.ModuleList(stages)
+
+
+class SaliencyEngine:
+    """Integrated Gradients for all three scales from one batched forward pass (see the module docstring).
+
+    Built once per model (folding takes milliseconds); the model must be in eval mode and must not change
+    afterwards. Runs on the model's device, fp32.
+    """
+
+    def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS) -> None:
+        if model.training:
+            raise ValueError("IG explains the deployed model: put it in eval mode first")
+        device = next(model.parameters()).device
+        self.device = device
+        self.stages = _folded_stages(model).to(device).eval()
+        self.heads = nn.ModuleList(nn.Conv2d(h.in_channels, h.out_channels, 1) for h in model.heads).to(device)
+        self.heads.load_state_dict(model.heads.state_dict())
+        self.heads.eval()
+        for p in [*self.stages.parameters(), *self.heads.parameters()]:
+            p.requires_grad_(False)
+        self.stages.to(memory_format=torch.channels_last)
+        self.heads.to(memory_format=torch.channels_last)
+        alphas, weights = gauss_legendre(steps)
+        self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
+        self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
+
+    def attribute(self, x: torch.Tensor, target: int) -> SaliencyMaps:
+        """IG maps of one input ``x`` (1, C, H, W) or (C, H, W) for class ``target``, per scale."""
+        x = x.to(self.device, torch.float32)
+        if x.dim() == 3:
+            x = x[None]
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x.clone()  # a tensor made under inference_mode cannot join autograd
+            scaled = (self.alphas[:, None, None, None] * x).contiguous(memory_format=torch.channels_last)
+            scaled.requires_grad_(True)
+            h = scaled
+            scores: list[torch.Tensor] = []
+            for i, stage in enumerate(self.stages[: HEAD_STAGES[-1] + 1]):
+                h = stage(h)
+                if i in HEAD_STAGES:
+                    cam = self.heads[HEAD_STAGES.index(i)](h)
+                    scores.append(torch.amax(cam[:, target], dim=(1, 2)))
+            maps: list[np.ndarray] = []
+            for scale in (2, 1, 0):  # deepest first; the shared graph is kept until the last backward
+                (grad,) = torch.autograd.grad(scores[scale].sum(), scaled, retain_graph=scale > 0)
+                avg = (grad * self.weights[:, None, None, None]).sum(0)
+                maps.append((x[0] * avg).sum(0).float().cpu().numpy())
+        maps.reverse()
+        return SaliencyMaps(ig=maps, joint=joint_saliency(maps), scores=[float(m.sum()) for m in maps])
