@@ -1,0 +1,44 @@
+// A canvas stacked over the viewport, sized to it at device resolution; layers draw in image pixel coordinates.
+
+import type { CtViewport, PixelTransform } from './viewport';
+
+export class OverlayCanvas {
+  readonly canvas: HTMLCanvasElement;
+  readonly ctx: CanvasRenderingContext2D;
+
+  constructor(host: HTMLElement, className: string) {
+    this.canvas = document.createElement('canvas');
+    this.canvas.className = `overlay ${className}`;
+    host.appendChild(this.canvas);
+    this.ctx = this.canvas.getContext('2d')!;
+  }
+
+  /** Clears the canvas and returns the transform to draw in image pixels (null before the first image). */
+  begin(view: CtViewport): PixelTransform | null {
+    const dpr = window.devicePixelRatio || 1;
+    const { clientWidth: w, clientHeight: h } = this.canvas;
+    if (this.canvas.width !== Math.round(w * dpr) || this.canvas.height !== Math.round(h * dpr)) {
+      this.canvas.width = Math.round(w * dpr);
+      this.canvas.height = Math.round(h * dpr);
+    }
+    this.ctx.setTransform(1, 0, 0, 1, 0, 0);
+    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    return view.pixelTransform();
+  }
+
+  /** Draw in image pixel coordinates from here on. */
+  usePixels(t: PixelTransform): void {
+    const dpr = window.devicePixelRatio || 1;
+    this.ctx.setTransform(t.a * dpr, t.b * dpr, t.c * dpr, t.d * dpr, t.e * dpr, t.f * dpr);
+  }
+
+  /** Draw in canvas CSS pixels from here on. */
+  useCss(): void {
+    const dpr = window.devicePixelRatio || 1;
+    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  }
+}
+
+export function applyTransform(t: PixelTransform, x: number, y: number): [number, number] {
+  return [t.a * x + t.c * y + t.e, t.b * x + t.d * y + t.f];
+}

@@ -1,0 +1,137 @@
+// The stack viewport: image ids from the app's WADO-URI, mouse tools (W/L, pan, zoom, wheel scroll), presets,
+// prefetch of the whole stack, and the image<->canvas transforms the overlay layers draw with.
+
+import { Enums, RenderingEngine, utilities, type Types } from '@cornerstonejs/core';
+import {
+  addTool, Enums as ToolEnums, PanTool, StackScrollTool, ToolGroupManager, WindowLevelTool, ZoomTool,
+  utilities as toolUtilities,
+} from '@cornerstonejs/tools';
+import type { InstanceRef } from '../api';
+
+export const PRESETS = {
+  lung: { label: 'Lung', width: 1500, level: -600 },
+  mediastinum: { label: 'Mediastinum', width: 400, level: 40 },
+  bone: { label: 'Bone', width: 2000, level: 300 },
+} as const;
+export type PresetName = keyof typeof PRESETS;
+
+const LEFT_TOOLS = { wl: WindowLevelTool, pan: PanTool, zoom: ZoomTool } as const;
+export type LeftTool = keyof typeof LEFT_TOOLS;
+
+const ENGINE_ID = 'lungscope';
+const VIEWPORT_ID = 'ct';
+const TOOL_GROUP_ID = 'ct-tools';
+
+export function imageIdFor(studyUid: string, seriesUid: string, sopUid: string): string {
+  const q = new URLSearchParams({
+    requestType: 'WADO', studyUID: studyUid, seriesUID: seriesUid, objectUID: sopUid, contentType: 'application/dicom',
+  });
+  return `wadouri:${location.origin}/wado?${q}`;
+}
+
+/** Affine map from image pixel coordinates (x = column, y = row; pixel i spans [i, i+1)) to canvas CSS pixels. */
+export interface PixelTransform { a: number; b: number; c: number; d: number; e: number; f: number }
+
+export class CtViewport {
+  readonly element: HTMLDivElement;
+  readonly viewport: Types.IStackViewport;
+  readonly instances: InstanceRef[];
+  private readonly imageIds: string[];
+  private preset: PresetName = 'lung';
+  leftTool: LeftTool = 'wl';
+
+  constructor(element: HTMLDivElement, studyUid: string, seriesUid: string, instances: InstanceRef[]) {
+    this.element = element;
+    this.instances = instances;
+    this.imageIds = instances.map((i) => imageIdFor(studyUid, seriesUid, i.sop_instance_uid));
+    const engine = new RenderingEngine(ENGINE_ID);
+    engine.enableElement({ viewportId: VIEWPORT_ID, type: Enums.ViewportType.STACK, element, defaultOptions: { background: [0, 0, 0] } });
+    this.viewport = engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
+    element.addEventListener('contextmenu', (e) => e.preventDefault());
+    this.setupTools();
+    new ResizeObserver(() => engine.resize(true, true)).observe(element);
+  }
+
+  private setupTools(): void {
+    [WindowLevelTool, PanTool, ZoomTool, StackScrollTool].forEach((tool) => addTool(tool));
+    const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
+    Object.values(LEFT_TOOLS).forEach((tool) => group.addTool(tool.toolName));
+    group.addTool(StackScrollTool.toolName);
+    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }] });
+    group.addViewport(VIEWPORT_ID, ENGINE_ID);
+    this.setLeftTool('wl');
+  }
+
+  /** The left button's tool; the middle button always pans and the right one zooms (as in OHIF). */
+  setLeftTool(name: LeftTool): void {
+    const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID)!;
+    const { Primary, Auxiliary, Secondary } = ToolEnums.MouseBindings;
+    const fixed: Record<LeftTool, number[]> = { wl: [], pan: [Auxiliary], zoom: [Secondary] };
+    for (const [key, tool] of Object.entries(LEFT_TOOLS) as [LeftTool, typeof WindowLevelTool][]) {
+      const buttons = key === name ? [...fixed[key], Primary] : fixed[key];
+      group.setToolPassive(tool.toolName, { removeAllBindings: true });
+      if (buttons.length) group.setToolActive(tool.toolName, { bindings: buttons.map((mouseButton) => ({ mouseButton })) });
+    }
+    this.leftTool = name;
+  }
+
+  async load(index: number): Promise<void> {
+    await this.viewport.setStack(this.imageIds, index);
+    this.applyPreset(this.preset);
+    toolUtilities.stackPrefetch.enable(this.element);
+  }
+
+  get count(): number { return this.imageIds.length; }
+  get index(): number { return this.viewport.getCurrentImageIdIndex(); }
+  get presetName(): PresetName { return this.preset; }
+  get instance(): InstanceRef { return this.instances[this.index]; }
+
+  scrollTo(index: number): Promise<string> {
+    return this.viewport.setImageIdIndex(Math.max(0, Math.min(this.count - 1, index)));
+  }
+
+  scrollBy(delta: number): Promise<string> { return this.scrollTo(this.index + delta); }
+
+  applyPreset(name: PresetName): void {
+    const { width, level } = PRESETS[name];
+    this.preset = name;
+    this.viewport.setProperties({ voiRange: utilities.windowLevel.toLowHighRange(width, level) });
+    this.viewport.render();
+  }
+
+  /** Window and level now shown (after any drag). */
+  windowLevel(): { width: number; level: number } {
+    const range = this.viewport.getProperties().voiRange;
+    if (!range) return { width: 0, level: 0 };
+    const { windowWidth, windowCenter } = utilities.windowLevel.toWindowLevel(range.lower, range.upper);
+    return { width: windowWidth, level: windowCenter };
+  }
+
+  reset(): void {
+    this.viewport.resetCamera();
+    this.applyPreset(this.preset);
+  }
+
+  pixelTransform(): PixelTransform | null {
+    const imageId = this.viewport.getCurrentImageId();
+    if (!imageId) return null;
+    const toCanvas = (x: number, y: number) => this.viewport.worldToCanvas(utilities.imageToWorldCoords(imageId, [x, y]) as Types.Point3);
+    const o = toCanvas(0, 0);
+    const px = toCanvas(1, 0);
+    const py = toCanvas(0, 1);
+    return { a: px[0] - o[0], b: px[1] - o[1], c: py[0] - o[0], d: py[1] - o[1], e: o[0], f: o[1] };
+  }
+
+  /** Canvas CSS pixel -> continuous image pixel coordinates [x (column), y (row)]. */
+  canvasToPixel(x: number, y: number): [number, number] {
+    const imageId = this.viewport.getCurrentImageId();
+    const world = this.viewport.canvasToWorld([x, y]);
+    const [col, row] = utilities.worldToImageCoords(imageId, world) as [number, number];
+    return [col, row];
+  }
+
+  on(event: 'slice' | 'render', handler: () => void): void {
+    const name = event === 'slice' ? Enums.Events.STACK_NEW_IMAGE : Enums.Events.IMAGE_RENDERED;
+    this.element.addEventListener(name, handler);
+  }
+}
