@@ -70,6 +70,11 @@ class Box(models.Model):
     class Meta:
         ordering = ["pk"]
         verbose_name_plural = "boxes"
+        constraints = [
+            # Inclusive pixel indices: a box is at least one pixel, never inverted or off the image's origin.
+            models.CheckConstraint(condition=models.Q(x0__gte=0, y0__gte=0, x0__lte=models.F("x1"),
+                                                      y0__lte=models.F("y1")), name="box_corners_ordered"),
+        ]
 
 
 class AuditEvent(models.Model):

@@ -1,0 +1,72 @@
+"""Query-string filters, search and ordering for the worklist, boxes and the audit log."""
+from __future__ import annotations
+
+import django_filters
+from django.db.models import F
+from rest_framework.filters import OrderingFilter, SearchFilter
+
+from webapp.accounts.roles import CLINICIAN, has_role
+from webapp.studies.models import Study
+
+from .models import AuditEvent, Box
+
+
+class StudyFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=Study.Status.choices)
+    ai_label = django_filters.CharFilter(lookup_expr="iexact", help_text="Label of the latest succeeded AI run.")
+    reviewer = django_filters.CharFilter(field_name="decision__decided_by__username",
+                                         help_text="Username of the clinician who decided the diagnosis.")
+
+    class Meta:
+        model = Study
+        fields = ["status", "ai_label", "reviewer"]
+
+
+class WorklistSearch(SearchFilter):
+    """Patient identity is searchable only by those allowed to see it: otherwise search would reveal masked names."""
+
+    identity_fields = ("patient__patient_id", "patient__name")
+
+    def get_search_fields(self, view, request):
+        fields = tuple(getattr(view, "search_fields", ()))
+        if has_role(request.user, CLINICIAN):
+            return fields
+        return tuple(f for f in fields if f not in self.identity_fields)
+
+
+class NullsLastOrdering(OrderingFilter):
+    """Rows without a value (no AI run yet) sort last either way, and the primary key breaks ties.
+
+    The tie-breaker keeps LimitOffset pages stable; nulls last keeps "least certain first" from opening with
+    studies that have no AI result at all.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        terms = self.get_ordering(request, queryset, view) or ()
+        ordering = [F(t[1:]).desc(nulls_last=True) if t.startswith("-") else F(t).asc(nulls_last=True)
+                    for t in terms]
+        return queryset.order_by(*ordering, "-pk")
+
+
+class BoxFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=Box.Status.choices,
+                                                 help_text="Default: every status but deleted.")
+
+    class Meta:
+        model = Box
+        fields = ["status", "sop_instance_uid", "provenance", "label"]
+
+    def filter_queryset(self, queryset):
+        if not self.form.cleaned_data.get("status"):
+            queryset = queryset.exclude(status=Box.Status.DELETED)
+        return super().filter_queryset(queryset)
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    actor = django_filters.CharFilter(field_name="actor__username")
+    created = django_filters.IsoDateTimeFromToRangeFilter(field_name="created_at",
+                                                          help_text="created_after / created_before (ISO 8601)")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["study", "actor", "action", "object_type", "object_id", "created"]
