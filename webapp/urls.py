@@ -18,7 +18,5 @@ urlpatterns = [
     path("", include("webapp.curation.urls")),  # /api/dataset-versions/, /api/exports/, /curation/
     path("", include("webapp.registry.urls")),  # /api/model-versions/, /api/training-runs/, /registry/
     path("", include("webapp.review.page_urls")),  # the worklist (/) and the viewer (/studies/<id>/)
-    path("api/", include("webapp.review.urls")),
-    path("api/", include("webapp.accounts.urls")),
     path("", include("webapp.studies.urls")),
 ]
