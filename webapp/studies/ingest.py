@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
 from pydicom.uid import UID
@@ -53,6 +54,7 @@ SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 SAFE_UID = re.compile(r"^(?!\.+$)[0-9A-Za-z._-]{1,64}$")
 ORIENTATION_TOLERANCE = 1e-4
+UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 class Outcome(StrEnum):
@@ -143,10 +145,20 @@ def read_dataset(file: BinaryIO) -> pydicom.Dataset:
             raise Rejected("not a DICOM file (no DICM prefix or file meta information)") from None
         except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError) as exc:
             raise Rejected(f"truncated or corrupt DICOM file: {exc}") from None
-    for warning in caught:
-        if "End of file reached" in str(warning.message):
-            raise Rejected("truncated DICOM file: the data ends inside an element")
+    if any("End of file reached" in str(warning.message) for warning in caught) or _ends_inside_an_element(ds):
+        raise Rejected("truncated DICOM file: the data ends inside an element")
     return ds
+
+
+def _ends_inside_an_element(ds: pydicom.Dataset) -> bool:
+    """pydicom keeps whatever it read at end of file; a last value shorter than its declared length means the
+    file was cut (an empty data set too: only the file meta arrived)."""
+    if len(ds) == 0:
+        return True
+    last = ds.get_item(list(ds.keys())[-1])
+    declared = getattr(last, "length", UNDEFINED_LENGTH)
+    return (isinstance(last, RawDataElement) and last.value is not None and declared != UNDEFINED_LENGTH
+            and len(last.value) < declared)
 
 
 def check_dataset(ds: pydicom.Dataset, attrs: IndexedAttributes, *, allow_secondary_capture: bool) -> None:
