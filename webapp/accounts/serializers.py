@@ -27,10 +27,19 @@ class MeSerializer(serializers.Serializer):
         return sorted(roles_of(user))
 
 
+class RoleListField(serializers.ListField):
+    """The role groups assigned to a user, read from the prefetched ``groups`` (``role_groups``): no query per row."""
+
+    child = serializers.ChoiceField(choices=ROLES)
+
+    def get_attribute(self, user) -> list[str]:
+        return sorted(group.name for group in user.groups.all())
+
+
 class UserSerializer(serializers.ModelSerializer):
     """A user as admins manage them. ``roles`` are the role groups assigned (PATCH replaces them)."""
 
-    roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLES), allow_empty=True)
+    roles = RoleListField(allow_empty=True)
 
     class Meta:
         model = get_user_model()
@@ -38,10 +47,6 @@ class UserSerializer(serializers.ModelSerializer):
                   "roles"]
         read_only_fields = ["id", "username", "first_name", "last_name", "email", "is_active", "is_superuser",
                             "last_login"]
-
-    def to_representation(self, user) -> dict[str, Any]:
-        # Role groups come prefetched (``role_groups``): no query per user.
-        return {**super().to_representation(user), "roles": sorted(g.name for g in user.groups.all())}
 
     def validate_roles(self, roles: list[str]) -> list[str]:
         user, actor = self.instance, self.context["request"].user
