@@ -1,0 +1,250 @@
+"""The whole analysis of one study: lungs, normalisation, slice classification, study decision, saliency, boxes.
+
+``analyze`` is what the CLI and the web app's analysis task run; ``slice_maps`` recomputes one slice's maps on
+demand (the viewer asks for maps of slices the run did not explain). Both prepare a slice exactly the same way, and
+exactly as training does (``normalize_volume`` with the bundle's parameters, ``crop_geometry`` + ``prepare_slice``).
+
+Study decision (the bundle's ``aggregation``): slices are ranked by their evidence of disease (1 - P(NP), or the
+positive class's probability for tasks without NP) and the study probability vector is
+- ``topk_mean``: the mean probability vector of the k highest-ranked slices (the paper's weakly supervised setting:
+  a few infected slices make an infected study, the healthy majority must not dilute them);
+- ``mean``: the mean over all analysed slices;
+- ``max``: the vector of the single highest-ranked slice (``topk_mean`` with k = 1).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml
+from .bundle import Bundle
+from .io import Volume
+from .lungs import segment_lungs
+from .normalize import normalize_volume
+from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
+from .saliency import SaliencyEngine
+
+__all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
+           "aggregate", "positive_classes"]
+
+SCHEMA = "lungscope.analysis/1"
+SALIENCY_MODES = ("positive", "all", "none")
+#: A slice is analysed when its lung area is at least this fraction of the image (apex/base slivers carry no signal).
+MIN_LUNG_FRACTION = 0.005
+BATCH = 16
+
+Progress = Callable[..., None]  # progress(fraction in [0, 1], message)
+
+
+@dataclass
+class SliceMaps:
+    """One slice's explanation at its original rows x columns (float32): joint saliency, IG per scale, CAM per scale,
+    all for the slice's predicted class ``target``."""
+
+    joint: np.ndarray
+    ig: list[np.ndarray]
+    cams: list[np.ndarray]
+    target: str
+
+
+@dataclass
+class SliceResult:
+    index: int
+    sop_instance_uid: str | None
+    instance_number: int | None
+    z_mm: float | None
+    lung_area_px: int
+    probabilities: dict[str, float]
+    infected_area_px: int = 0
+    boxes: list[Box] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "sop_instance_uid": self.sop_instance_uid,
+                "instance_number": self.instance_number, "z_mm": self.z_mm, "lung_area_px": self.lung_area_px,
+                "infected_area_px": self.infected_area_px, "probabilities": self.probabilities,
+                "boxes": [b.to_json() for b in self.boxes]}
+
+
+@dataclass
+class AnalysisResult:
+    input: dict[str, Any]
+    model: dict[str, Any]
+    label: str
+    probabilities: dict[str, float]
+    infection_percent: float
+    lung_volume_ml: float | None
+    slices: list[SliceResult]  # analysed slices, in spatial order
+    timings_s: dict[str, float]
+    maps: dict[int, SliceMaps]
+    lung_mask: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``lungscope.analysis/1`` object (inference/schemas/analysis.schema.json)."""
+        return {"schema": SCHEMA, "input": self.input, "model": self.model,
+                "prediction": {"label": self.label, "probabilities": self.probabilities},
+                "infection_percent": round(self.infection_percent, 4),
+                "lung_volume_ml": None if self.lung_volume_ml is None else round(self.lung_volume_ml, 2),
+                "slices": [s.to_json() for s in self.slices],
+                "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()}}
+
+
+def positive_classes(classes: list[str]) -> set[str]:
+    """The disease classes: all but NP, or the last class of a task without NP."""
+    return set(classes) - {"NP"} if "NP" in classes else {classes[-1]}
+
+
+def aggregate(probs: np.ndarray, classes: list[str], rule: str = "topk_mean", k: int = 5) -> np.ndarray:
+    """The study probability vector from (n_slices, K) slice probabilities (see the module docstring)."""
+    if probs.shape[0] == 0:
+        raise ValueError("no slice to aggregate")
+    if rule == "mean":
+        return probs.mean(axis=0)
+    if rule not in ("topk_mean", "max"):
+        raise ValueError(f"unknown aggregation rule {rule!r}")
+    evidence = 1.0 - probs[:, classes.index("NP")] if "NP" in classes else probs[:, -1]
+    top = np.argsort(-evidence, kind="stable")[: (1 if rule == "max" else max(1, int(k)))]
+    return probs[top].mean(axis=0)
+
+
+def _input_size(bundle: Bundle) -> int:
+    rows, cols = bundle.meta["input_size"]
+    if rows != cols:
+        raise ValueError(f"the pipeline crops square slices; bundle input size {rows}x{cols} is not square")
+    return int(rows)
+
+
+def _prepare(volume: Volume, bundle: Bundle, lung_mask: np.ndarray) -> np.ndarray:
+    """The whole volume in [0, 1] with the bundle's normalisation (histogram of the lung voxels)."""
+    normalized, _ = normalize_volume(volume.array, bundle.meta["normalization"], volume.is_hu, lung_mask)
+    return normalized
+
+
+def _geometry(lung_mask: np.ndarray, index: int, bundle: Bundle) -> CropGeometry:
+    return crop_geometry(lung_mask[index], float(bundle.meta["crop"]["margin"]), lung_mask.shape[1:],
+                         _input_size(bundle))
+
+
+def _classify(model: torch.nn.Module, inputs: np.ndarray, device: torch.device
+              ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """Softmax probabilities (n, K) and, per slice, its predicted class's three CAMs, in batches."""
+    probs, cams = [], []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), BATCH):
+            x = torch.from_numpy(inputs[start:start + BATCH, None]).to(device)
+            out = model.forward_all(x.contiguous(memory_format=torch.channels_last))
+            p = torch.softmax(out.logits.float(), dim=1)
+            target = p.argmax(dim=1)
+            rows = torch.arange(len(target), device=device)
+            scale_cams = [c[rows, target].float().cpu().numpy() for c in out.cams]
+            probs.append(p.cpu().numpy())
+            cams.extend([[sc[b] for sc in scale_cams] for b in range(len(target))])
+    return (np.concatenate(probs) if probs else np.zeros((0, 0))), cams
+
+
+def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[np.ndarray],
+             geometry: CropGeometry, class_name: str) -> tuple[SliceMaps, np.ndarray]:
+    """IG maps of one prepared slice, mapped back to original pixels; also returns the joint map in the 224 grid."""
+    sal = engine.attribute(torch.from_numpy(x224)[None], target)
+    size = geometry.size
+    maps = SliceMaps(joint=geometry.map_to_original(sal.joint),
+                     ig=[geometry.map_to_original(m) for m in sal.ig],
+                     cams=[geometry.map_to_original(resize_map(c, (size, size))) for c in cams],
+                     target=class_name)
+    return maps, sal.joint
+
+
+def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: np.ndarray | None = None,
+            lung_method: str = "classical", progress: Progress | None = None) -> AnalysisResult:
+    """Analyse a loaded study with a bundle; ``saliency`` says which slices get IG maps, boxes and severity:
+    ``positive`` (slices predicted as a disease class), ``all``, or ``none``."""
+    if saliency not in SALIENCY_MODES:
+        raise ValueError(f"saliency must be one of {SALIENCY_MODES}, not {saliency!r}")
+    report = progress or (lambda fraction, message="": None)
+    start = time.perf_counter()
+    lung_mask = segment_lungs(volume, lung_method) if lungs is None else np.asarray(lungs, dtype=bool)
+    if lung_mask.shape != volume.array.shape:
+        raise ValueError(f"lung mask shape {lung_mask.shape} differs from the volume's {volume.array.shape}")
+    t_lungs = time.perf_counter()
+    report(0.1, "lungs segmented")
+
+    classes, model, device = bundle.classes, bundle.model, bundle.device
+    model.eval().to(memory_format=torch.channels_last)
+    normalized = _prepare(volume, bundle, lung_mask)
+    areas = lung_mask.sum(axis=(1, 2))
+    selected = np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
+    if selected.size == 0:  # not a chest CT, or the lungs were not found: classify every whole slice
+        selected = np.arange(volume.n_slices)
+    geometries = {int(k): _geometry(lung_mask, int(k), bundle) for k in selected}
+    size = _input_size(bundle)
+    inputs = np.stack([prepare_slice(normalized[k], geometries[int(k)], size) for k in selected])
+    probs, cams = _classify(model, inputs, device)
+    agg = bundle.meta.get("aggregation", {})
+    study = aggregate(probs, classes, agg.get("rule", "topk_mean"), int(agg.get("k", 5)))
+    t_classify = time.perf_counter()
+    report(0.3, f"classified {len(selected)} slices")
+
+    positive = positive_classes(classes)
+    predicted = [classes[int(i)] for i in probs.argmax(axis=1)]
+    slices = [SliceResult(index=int(k), sop_instance_uid=volume.sop_instance_uids[k],
+                          instance_number=volume.instance_numbers[k], z_mm=volume.z_mm[k],
+                          lung_area_px=int(areas[k]), probabilities=_rounded(classes, probs[i]))
+              for i, k in enumerate(selected)]
+    explain = [i for i in range(len(selected))
+               if saliency == "all" or (saliency == "positive" and predicted[i] in positive)]
+    maps: dict[int, SliceMaps] = {}
+    if explain:
+        engine = SaliencyEngine(model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
+        min_area = int(bundle.meta.get("saliency", {}).get("min_box_area_px", 30))
+        for done, i in enumerate(explain, start=1):
+            k = int(selected[i])
+            slice_maps_k, joint224 = _explain(engine, inputs[i], classes.index(predicted[i]), cams[i],
+                                              geometries[k], predicted[i])
+            maps[k] = slice_maps_k
+            if predicted[i] in positive:
+                lesions = extract_lesions(joint224, geometries[k], lung_mask[k],
+                                          BOX_LABELS.get(predicted[i], "other"), min_area)
+                slices[i].boxes, slices[i].infected_area_px = lesions.boxes, lesions.infected_area_px
+            report(0.3 + 0.7 * done / len(explain), f"saliency {done}/{len(explain)}")
+    t_saliency = time.perf_counter()
+
+    label = classes[int(np.argmax(study))]
+    lung_px = int(sum(s.lung_area_px for s in slices))
+    return AnalysisResult(
+        input=_input_json(volume), model=_model_json(bundle), label=label,
+        probabilities=_rounded(classes, study),
+        infection_percent=infection_percent(sum(s.infected_area_px for s in slices), lung_px),
+        lung_volume_ml=lung_volume_ml(lung_mask, volume.spacing_mm), slices=slices,
+        timings_s={"load": 0.0, "lungs": t_lungs - start, "classify": t_classify - t_lungs,
+                   "saliency": t_saliency - t_classify, "total": t_saliency - start},
+        maps=maps, lung_mask=lung_mask)
+
+
+def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
+    """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class)."""
+    bundle.model.eval().to(memory_format=torch.channels_last)
+    normalized = _prepare(volume, bundle, lung_mask)
+    geometry = _geometry(lung_mask, index, bundle)
+    x224 = prepare_slice(normalized[index], geometry, _input_size(bundle))
+    probs, cams = _classify(bundle.model, x224[None], bundle.device)
+    target = int(probs[0].argmax())
+    engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
+    maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target])
+    return maps
+
+
+def _rounded(classes: list[str], vector: np.ndarray) -> dict[str, float]:
+    return {c: round(float(v), 6) for c, v in zip(classes, vector)}
+
+
+def _input_json(volume: Volume) -> dict[str, Any]:
+    return {"path": volume.path, "kind": volume.kind, "study_instance_uid": volume.study_instance_uid,
+            "series_instance_uid": volume.series_instance_uid, "n_slices": volume.n_slices,
+            "spacing_mm": None if volume.spacing_mm is None else [round(float(v), 6) for v in volume.spacing_mm]}
+
+
+def _model_json(bundle: Bundle) -> dict[str, Any]:
+    return {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "classes": bundle.classes}
