@@ -1,8 +1,8 @@
 """Suite-wide fixtures: the real PostgreSQL and Redis, a live Celery worker, shared data and phantom studies.
 
-The suite runs against the services named by ``DATABASE_URL`` and ``CELERY_BROKER_URL``; they default here to the
-machine's PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 15) so ``make test`` needs no
-configuration. Tests that need files from ``../shared/data`` use the ``shared_data`` fixture, which skips with a
+The suite runs against the services named by ``DATABASE_URL`` and ``CELERY_BROKER_URL``; under pytest they default
+to the machine's PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 15) (see webapp/settings.py:
+pytest-django reads the settings before this file is imported) so ``make test`` needs no configuration. Tests that need files from ``../shared/data`` use the ``shared_data`` fixture, which skips with a
 clear message when the folder is absent.
 """
 from __future__ import annotations
@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lungscope")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(REPO / "var" / "test"))
-os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+
+
+def pytest_configure(config) -> None:
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise pytest.UsageError("the suite runs against PostgreSQL: unset DATABASE_URL or point it at PostgreSQL")
 
 
 @pytest.fixture(scope="session")

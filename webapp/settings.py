@@ -7,12 +7,22 @@ process beside the web server). With them set (docker-compose, the tests) it use
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The test suite runs against the real services (PostgreSQL, Redis) by default. pytest-django loads these settings
+# before any conftest runs, so the defaults are set here; an exported variable still wins.
+if "pytest" in sys.modules:
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lungscope")
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
+    os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+
 VAR_DIR = Path(os.environ.get("LUNGSCOPE_VAR_DIR", BASE_DIR / "var"))
 
 
