@@ -1,7 +1,8 @@
 """The analysis app end to end: ingest a phantom, run the analyze task (in a real Celery worker or in-process),
 check what it stores, and the REST endpoints that serve runs and maps.
 
-Models are tiny random bundles: the tests check plumbing and invariants, not accuracy.
+Models are tiny random bundles (64-pixel input, 4 IG steps) that are biased to call every slice COVID, so every lung
+slice gets saliency and boxes: the tests check plumbing and invariants, not accuracy.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from PIL import Image
@@ -27,15 +29,17 @@ from webapp.review.models import Box
 from webapp.studies.ingest import ingest_file
 from webapp.studies.models import Instance, Study
 
-SLICES, SIZE = 16, 128
+SLICES, SIZE = 12, 96
 
 
 def make_bundle(path: Path, version: str = "t1", seed: int = 0) -> Path:
-    import torch
-
     torch.manual_seed(seed)
-    return save_bundle(MultiScaleVGG(num_classes=3, width=0.125), path,
-                       {"name": "tiny", "version": version, "classes": ["NP", "CAP", "COVID"]})
+    model = MultiScaleVGG(num_classes=3, width=0.125)
+    with torch.no_grad():
+        for head in model.heads:
+            head.bias[2] = 3.0  # COVID
+    return save_bundle(model, path, {"name": "tiny", "version": version, "classes": ["NP", "CAP", "COVID"],
+                                     "input_size": [64, 64], "saliency": {"steps": 4, "min_box_area_px": 4}})
 
 
 def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7) -> Study:
@@ -73,9 +77,8 @@ def tiny_bundle(tmp_path, settings) -> Path:
 
 @pytest.mark.worker
 def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worker, tiny_bundle, tmp_path, settings):
-    settings.LUNGSCOPE_SALIENCY = "all"  # every slice gets maps and boxes, even from a random model
     study = ingest_phantom(tmp_path)
-    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle))
+    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle), OMP_NUM_THREADS="1")
     job = wait_for_job(enqueue_analysis(study))
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.progress == 100
@@ -86,18 +89,19 @@ def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worke
     assert run.model_sha256 == file_sha256(tiny_bundle / WEIGHTS_FILE)
     assert set(run.probabilities) == {"NP", "CAP", "COVID"} and run.label in run.probabilities
     assert run.uncertainty == pytest.approx(1 - max(run.probabilities.values()))
-    assert run.result["schema"] == "lungscope.analysis/1"
+    assert run.result["schema"] == "lungscope.analysis/1" and run.label == "COVID"
 
     instances = {i.sop_instance_uid: i for i in Instance.objects.filter(series__study=study)}
     slices = list(run.slices.all())
-    assert len(slices) == SLICES and [s.index for s in slices] == list(range(SLICES))
-    assert all(s.sop_instance_uid in instances for s in slices)
+    assert [s.index for s in slices] == [s["index"] for s in run.result["slices"]]  # the lung slices
+    assert 0 < len(slices) <= SLICES and all(s.sop_instance_uid in instances for s in slices)
     assert [s.z_mm for s in slices] == sorted(s.z_mm for s in slices)
+    assert all(s.z_mm == pytest.approx(instances[s.sop_instance_uid].image_position_patient[2]) for s in slices)
     for s in slices:
         assert s.maps.name == f"maps/{run.pk}/{s.index}.npz" and default_storage.exists(s.maps.name)
 
     findings = list(run.findings.select_related("slice"))
-    assert findings, "saliency on every slice should give at least one box"
+    assert findings, "saliency on every lung slice should give at least one box"
     for finding in findings:
         instance = instances[finding.sop_instance_uid]
         assert len(finding.patient_coords) == 4
@@ -107,7 +111,7 @@ def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worke
         assert finding.patient_coords[2] == pytest.approx([x0 + finding.x1 * dx, y0 + finding.y1 * dy, z0], abs=1e-3)
         box = finding.box
         assert (box.provenance, box.status, box.analysis_run_id) == (Box.Provenance.AI, Box.Status.PROPOSED, run.pk)
-        assert box.label == {"COVID": "covid_lesion", "CAP": "cap_lesion"}.get(finding.label, "other")
+        assert (finding.label, box.label) == ("COVID", "covid_lesion")
         assert (box.x0, box.y0, box.x1, box.y1, box.patient_coords) == (
             finding.x0, finding.y0, finding.x1, finding.y1, finding.patient_coords)
 
@@ -131,7 +135,7 @@ def test_study_with_files_missing_from_storage_fails_after_bounded_retries(start
     study = ingest_phantom(tmp_path, label="CAP", seed=8)
     for name in Instance.objects.filter(series__study=study).values_list("file", flat=True)[:3]:
         default_storage.delete(name)
-    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle))
+    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(tiny_bundle), OMP_NUM_THREADS="1")
     job = wait_for_job(enqueue_analysis(study), timeout=90)
     run = AnalysisRun.objects.get(job=job)
     study.refresh_from_db()
@@ -219,7 +223,7 @@ def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_
     assert latest["id"] == first.pk and latest["status"] == "succeeded"
     assert latest["model_name"] == "tiny" and latest["model_version"] == "t1"
     assert latest["series_instance_uid"] == study.series.get().series_instance_uid
-    assert len(latest["slices"]) == SLICES and not any(s["has_maps"] for s in latest["slices"])
+    assert len(latest["slices"]) == first.slices.count() > 0 and not any(s["has_maps"] for s in latest["slices"])
     assert set(latest["slices"][0]) >= {"index", "sop_instance_uid", "instance_number", "z_mm", "probabilities",
                                         "lung_area_px", "infected_area_px", "has_maps"}
     assert clinician.get(f"/api/analysis-runs/{first.pk}/").json()["slices"] == latest["slices"]
@@ -246,7 +250,7 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
     settings.LUNGSCOPE_SALIENCY = "none"
     study = ingest_phantom(tmp_path)
     run = analyze_via_api(clinician, study)
-    index = SLICES // 2
+    index = run.slices.all()[1].index
     assert not SliceResult.objects.get(run=run, index=index).maps
 
     for kind in ("joint", "conv3", "cam5", "lung"):
@@ -259,7 +263,8 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
     assert response["X-Map-Max"] == "1"  # the lung mask
     stored = SliceResult.objects.get(run=run, index=index)
     assert stored.maps.name == f"maps/{run.pk}/{index}.npz" and default_storage.exists(stored.maps.name)
-    assert annotator.get(f"/api/studies/{study.pk}/analysis/").json()["slices"][index]["has_maps"]
+    slices = annotator.get(f"/api/studies/{study.pk}/analysis/").json()["slices"]
+    assert [s["index"] for s in slices if s["has_maps"]] == [index]
 
     for url, reason in ((f"/api/analysis-runs/{run.pk}/slices/{index}/maps/bogus.png", "Unknown map kind"),
                         (f"/api/analysis-runs/{run.pk}/slices/{SLICES + 5}/maps/joint.png", "has no slice"),
@@ -269,9 +274,11 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
 
 
 def test_schema_describes_the_analysis_endpoints():
+    from django.urls import include, path
     from drf_spectacular.generators import SchemaGenerator
 
-    schema = SchemaGenerator().get_schema(request=None, public=True)
+    generator = SchemaGenerator(patterns=[path("api/", include("webapp.analysis.urls"))])
+    schema = generator.get_schema(request=None, public=True)
     paths = schema["paths"]
     for path in ("/api/studies/{id}/analyze/", "/api/studies/{id}/analysis/", "/api/studies/{id}/analyses/",
                  "/api/analysis-runs/{id}/"):
@@ -279,4 +286,4 @@ def test_schema_describes_the_analysis_endpoints():
     png = paths["/api/analysis-runs/{id}/slices/{index}/maps/{kind}.png"]["get"]
     assert "image/png" in png["responses"]["200"]["content"]
     kind = next(p for p in png["parameters"] if p["name"] == "kind")
-    assert kind["schema"]["enum"] == ["joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung"]
+    assert set(kind["schema"]["enum"]) == {"joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung"}

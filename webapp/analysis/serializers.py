@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from webapp.jobs.models import Job
+from webapp.jobs.serializers import JobSerializer
 from webapp.registry.models import ModelVersion
 
 from .models import AnalysisRun, Finding, SliceResult
@@ -66,13 +66,6 @@ class AnalyzeRequestSerializer(serializers.Serializer):
     )
 
 
-class JobSummarySerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Job
-        fields = ["id", "kind", "status", "progress", "message", "error", "created_at", "started_at", "finished_at"]
-        read_only_fields = fields
-
-
 class AnalyzeResponseSerializer(serializers.Serializer):
-    job = JobSummarySerializer(read_only=True)
+    job = JobSerializer(read_only=True)
     analysis_run = serializers.IntegerField(read_only=True, help_text="The id of the queued AnalysisRun.")

@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from inference.bundle import WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
 from inference.io import LoadError, Volume, load_study
+from inference.lungs import segment_lungs
+from inference.pipeline import analyze, slice_maps
 from webapp.registry.models import ModelVersion
 from webapp.registry.services import active_bundle
 from webapp.review.models import Box
@@ -32,10 +34,6 @@ from . import maps
 from .models import AnalysisRun, Finding, SliceResult
 
 Progress = Callable[[float, str], None]
-
-#: The review label of an AI box, by the class the model predicted for its slice.
-BOX_LABELS = {"COVID": Box.Label.COVID_LESION, "CAP": Box.Label.CAP_LESION}
-
 
 class AnalysisError(Exception):
     """A study that cannot be analysed as it is (no CT series, unreadable pixels, unusable model): no retry helps."""
@@ -171,8 +169,6 @@ def mark_failed(run: AnalysisRun, reason: str, details: str = "") -> None:
 
 def execute(run: AnalysisRun, report: Progress) -> None:
     """Analyse the run's study and store everything; raises AnalysisError for inputs no retry can fix."""
-    from inference.pipeline import analyze
-
     started = time.perf_counter()
     series = ct_series(run.study)
     bundle = run_bundle(run)
@@ -193,14 +189,14 @@ def execute(run: AnalysisRun, report: Progress) -> None:
 
 
 def patient_corners(volume: Volume, index: int, x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
-    """Patient (X, Y, Z) mm of the centres of a box's four corner pixels, clockwise from the top left.
-
-    Empty when the series carries no geometry (then only the pixel box is known).
+    """Patient (X, Y, Z) mm of the centres of a box's four corner pixels, clockwise from the top left, rounded to
+    micrometres like the review API's boxes. Empty when the series carries no geometry (only the pixel box is known).
     """
     try:
-        return [list(volume.pixel_to_patient(index, x, y)) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+        corners = [volume.pixel_to_patient(index, x, y) for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
     except ValueError:
         return []
+    return [[round(v, 3) for v in corner] for corner in corners]
 
 
 def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volume, doc: dict,
@@ -213,42 +209,43 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
         Box.objects.filter(analysis_run=locked, provenance=Box.Provenance.AI).delete()
         locked.slices.all().delete()  # findings go with them
 
-        study = doc["study"]
-        probabilities = {k: float(v) for k, v in study["probabilities"].items()}
-        peak = max(probabilities.values())
+        prediction = doc["prediction"]
+        probabilities = {k: float(v) for k, v in prediction["probabilities"].items()}
         model_version = run.model_version or ModelVersion.objects.filter(sha256=bundle.sha256).order_by(
             "-is_active", "-created_at").first()
         locked.series, locked.model_version = series, model_version
         locked.model_name, locked.model_version_label = bundle.name, bundle.version
         locked.model_sha256, locked.bundle_path, locked.classes = bundle.sha256, str(bundle.path), bundle.classes
-        locked.label, locked.probabilities = study["label"], probabilities
-        locked.probability, locked.uncertainty = probabilities[study["label"]], 1.0 - peak
-        locked.infection_percent, locked.lung_volume_ml = study.get("infection_percent"), study.get("lung_volume_ml")
-        locked.timings_s = {**doc.get("timings_s", {}), **{k: round(v, 3) for k, v in timings.items()}}
+        locked.label, locked.probabilities = prediction["label"], probabilities
+        locked.probability = probabilities[prediction["label"]]
+        locked.uncertainty = 1.0 - max(probabilities.values())
+        locked.infection_percent, locked.lung_volume_ml = doc["infection_percent"], doc["lung_volume_ml"]
+        locked.timings_s = {**doc["timings_s"], **{k: round(v, 3) for k, v in timings.items()}}
         locked.result, locked.status, locked.error = doc, AnalysisRun.Status.SUCCEEDED, ""
         locked.finished_at = timezone.now()
         locked.save()
 
         slices = SliceResult.objects.bulk_create(
-            SliceResult(run=locked, index=s["index"], sop_instance_uid=volume.sop_instance_uids[s["index"]] or "",
-                        instance_number=volume.instance_numbers[s["index"]], z_mm=volume.z_mm[s["index"]],
-                        probabilities=s["probabilities"], lung_area_px=s.get("lung_area_px", 0),
-                        infected_area_px=s.get("infected_area_px", 0), maps=map_names.get(s["index"], ""))
+            SliceResult(run=locked, index=s["index"], sop_instance_uid=s["sop_instance_uid"] or "",
+                        instance_number=s["instance_number"], z_mm=s["z_mm"], probabilities=s["probabilities"],
+                        lung_area_px=s["lung_area_px"], infected_area_px=s["infected_area_px"],
+                        maps=map_names.get(s["index"], ""))
             for s in doc["slices"]
         )
         by_index = {s.index: s for s in slices}
+        boxes = [(s, b) for s in doc["slices"] for b in s["boxes"]]
         findings = Finding.objects.bulk_create(
             Finding(run=locked, slice=by_index[s["index"]], sop_instance_uid=by_index[s["index"]].sop_instance_uid,
-                    x0=b["x0"], y0=b["y0"], x1=b["x1"], y1=b["y1"], score=b["score"], label=b["label"],
+                    x0=b["x0"], y0=b["y0"], x1=b["x1"], y1=b["y1"], score=b["score"],
+                    label=max(s["probabilities"], key=s["probabilities"].get),
                     patient_coords=patient_corners(volume, s["index"], b["x0"], b["y0"], b["x1"], b["y1"]))
-            for s in doc["slices"] for b in s.get("boxes", [])
+            for s, b in boxes
         )
         Box.objects.bulk_create(
             Box(study_id=locked.study_id, analysis_run=locked, finding=f, sop_instance_uid=f.sop_instance_uid,
-                x0=f.x0, y0=f.y0, x1=f.x1, y1=f.y1, patient_coords=f.patient_coords,
-                label=BOX_LABELS.get(f.label, Box.Label.OTHER), score=f.score, provenance=Box.Provenance.AI,
-                status=Box.Status.PROPOSED)
-            for f in findings
+                x0=f.x0, y0=f.y0, x1=f.x1, y1=f.y1, patient_coords=f.patient_coords, label=b["label"],
+                score=f.score, provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
+            for f, (_, b) in zip(findings, boxes)
         )
         if locked.job is not None:
             locked.job.finish({"analysis_run_id": locked.pk, "label": locked.label,
@@ -273,9 +270,6 @@ def map_png(slice_result: SliceResult, kind: str) -> tuple[bytes, float]:
 
 def compute_slice_maps(slice_result: SliceResult) -> None:
     """Saliency for one slice of a finished run, with the run's own model and lungs, stored like the task's maps."""
-    from inference.lungs import segment_lungs
-    from inference.pipeline import slice_maps
-
     run = slice_result.run
     try:
         bundle = bundle_at(run.bundle_path, run.model_sha256)
