@@ -166,3 +166,12 @@ def test_mark_reviewed_needs_a_decision_and_a_clinician(users):
     assert response.status_code == 400 and "diagnosis" in response.json()["detail"]
     Decision.objects.create(study=study, label="np")
     assert client_for(users.annotator).post(f"/api/studies/{study.pk}/mark-reviewed/").status_code == 403
+
+
+def test_odd_query_strings_are_ignored_or_400_never_500(users):
+    make_study()
+    client = client_for(users.clinician)
+    assert rows(client, "?ordering=patient__name,-nope") and rows(client, "?limit=abc&offset=-5")
+    for query in ("?search=%00", "?reviewer=%00", "?ai_label=%00"):
+        assert client.get(f"/api/studies/{query}").status_code == 400
+    assert client_for(users.admin).get("/api/users/?search=%00").status_code == 400

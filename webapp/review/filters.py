@@ -5,10 +5,10 @@ import django_filters
 from django.db.models import F
 from rest_framework.filters import OrderingFilter, SearchFilter
 
-from webapp.accounts.roles import CLINICIAN, has_role
 from webapp.studies.models import Study
 
 from .models import AuditEvent, Box
+from .worklist import sees_patient_identity
 
 
 class StudyFilter(django_filters.FilterSet):
@@ -29,7 +29,7 @@ class WorklistSearch(SearchFilter):
 
     def get_search_fields(self, view, request):
         fields = tuple(getattr(view, "search_fields", ()))
-        if has_role(request.user, CLINICIAN):
+        if sees_patient_identity(request.user):
             return fields
         return tuple(f for f in fields if f not in self.identity_fields)
 

@@ -5,12 +5,12 @@ from typing import Any
 
 from rest_framework import serializers
 
-from webapp.accounts.roles import CLINICIAN, has_role
 from webapp.analysis.models import AnalysisRun
 from webapp.studies.models import Instance, Series, Study
 
 from . import geometry
 from .models import AuditEvent, Box, Decision
+from .worklist import sees_patient_identity
 
 MASK = "•••"
 
@@ -36,7 +36,7 @@ class WorklistRowSerializer(serializers.ModelSerializer):
 
     def to_representation(self, study: Study) -> dict[str, Any]:
         row = super().to_representation(study)
-        if not has_role(self.context["request"].user, CLINICIAN):
+        if not sees_patient_identity(self.context["request"].user):
             row["patient_id"] = row["patient_name"] = MASK
         return row
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -123,10 +123,9 @@ class BoxObjectMixin(ETagMixin, RoleWriteMixin):
             context["study"] = self.get_object().study
         return context
 
-    def change(self, box: Box, changes: dict[str, Any], action: str) -> Box:
+    def change(self, box: Box, changes: dict[str, Any], action: str) -> None:
         audit.audited_update(box, required_version(self.request), {**changes, "updated_by": self.request.user},
                              actor=self.request.user, action=action, render=render_box)
-        return box
 
 
 #: What a PATCH may change; patient_coords follow the geometry.
@@ -201,6 +200,7 @@ class DecisionView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.Generic
     def get(self, request, *args, **kwargs):
         return Response(self.get_serializer(decision_or_placeholder(self.get_study())).data)
 
+    @transaction.atomic  # the decision, its audit event and the study status move together
     def put(self, request, *args, **kwargs):
         study = self.get_study()
         serializer = self.get_serializer(data=request.data)
@@ -240,6 +240,7 @@ class MarkReviewedView(WorklistMixin, StudyScopedMixin, generics.GenericAPIView)
 
     permission_classes = [IsClinician]
 
+    @transaction.atomic
     def post(self, request, *args, **kwargs):
         study = self.get_study()
         decision = decision_or_placeholder(study)
