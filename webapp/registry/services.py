@@ -1,13 +1,17 @@
-"""Registry services: which model bundle new analyses run."""
+"""Registry services: which model bundle new analyses run, and registering / promoting / rolling back versions."""
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
-from inference.bundle import WEIGHTS_FILE, Bundle, file_sha256, load_bundle, resolve_path
+from inference.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
+from webapp.review.models import AuditEvent
 
-from .models import ModelVersion
+from .models import ModelActivation, ModelVersion
 
 _bundles: dict[str, Bundle] = {}
 _lock = threading.Lock()
@@ -27,3 +31,102 @@ def active_bundle() -> Bundle:
         if sha256 not in _bundles:
             _bundles[sha256] = load_bundle(path, device=settings.LUNGSCOPE_DEVICE)
         return _bundles[sha256]
+
+
+# ---- registering, promoting and rolling back versions (the curation/registry admin) ------------------------------
+
+def models_dir() -> Path:
+    """Where trained bundles are kept: ``<storage>/models`` beside the DICOM files, so every worker sees them."""
+    return Path(settings.MEDIA_ROOT) / "models"
+
+
+def _bundle_meta(path: Path) -> dict:
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} has no readable {META_FILE}: {exc}") from exc
+
+
+def register_bundle(path: Path, *, source: str, user=None, metrics: dict | None = None, config: dict | None = None,
+                    dataset_version=None, **fields) -> ModelVersion:
+    """A ModelVersion for the bundle folder ``path``; its sha256 is the weights' (what analyses record)."""
+    meta = _bundle_meta(path)
+    return ModelVersion.objects.create(
+        name=str(meta.get("name", path.name)), version=str(meta.get("version", "0")), bundle_path=str(path),
+        sha256=file_sha256(path / WEIGHTS_FILE), classes=list(meta["classes"]),
+        metrics=metrics if metrics is not None else dict(meta.get("metrics", {})), config=config or {},
+        source=source, dataset_version=dataset_version, created_by=user, **fields,
+    )
+
+
+def ensure_default_model_version() -> ModelVersion | None:
+    """Register the shipped ``settings.LUNGSCOPE_MODEL`` bundle as the first version, active when none is.
+
+    Idempotent (called by ``make_demo`` and by the registry API on first use); None when the bundle is absent.
+    """
+    try:
+        path = resolve_path(settings.LUNGSCOPE_MODEL)
+    except BundleError:
+        return None
+    sha256 = file_sha256(path / WEIGHTS_FILE)
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().filter(sha256=sha256).first()
+        if version is None:
+            version = register_bundle(path, source="shipped")
+        if not ModelVersion.objects.filter(is_active=True).exists():
+            _activate(version, ModelActivation.Action.INITIAL, user=None, previous=None)
+    return version
+
+
+def _describe(version: ModelVersion | None) -> dict | None:
+    if version is None:
+        return None
+    return {"id": version.pk, "name": version.name, "version": version.version, "sha256": version.sha256}
+
+
+def _activate(version: ModelVersion, action: str, user, previous: ModelActivation | None) -> ModelActivation:
+    before = ModelVersion.objects.filter(is_active=True).first()
+    version.activate()
+    activation = ModelActivation.objects.create(model_version=version, previous=previous, action=action, actor=user)
+    AuditEvent.objects.create(
+        actor=user if user is not None and user.is_authenticated else None, action=f"model.{action}",
+        object_type="model_version", object_id=str(version.pk),
+        before={"active": _describe(before)}, after={"active": _describe(version)},
+    )
+    return activation
+
+
+def current_activation() -> ModelActivation | None:
+    """The activation that made the active version active; recorded as "initial" when it was activated directly."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None:
+        return None
+    activation = ModelActivation.objects.filter(model_version=active).first()
+    if activation is None:
+        activation = ModelActivation.objects.create(model_version=active, action=ModelActivation.Action.INITIAL)
+    return activation
+
+
+def promote(version: ModelVersion, user=None) -> ModelActivation:
+    """Make ``version`` the active one (audited). Promoting the active version again changes nothing."""
+    with transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).get()
+        current = current_activation()
+        if current is not None and current.model_version_id == version.pk:
+            return current
+        return _activate(version, ModelActivation.Action.PROMOTE, user, previous=current)
+
+
+class RollbackError(ValueError):
+    """Nothing to roll back to."""
+
+
+def rollback(user=None) -> ModelActivation:
+    """Re-activate the version that was active before the current one (audited); repeated calls walk further back."""
+    with transaction.atomic():
+        list(ModelVersion.objects.select_for_update().filter(is_active=True))
+        current = current_activation()
+        if current is None or current.previous is None:
+            raise RollbackError("there is no earlier active version to roll back to")
+        target = current.previous
+        return _activate(target.model_version, ModelActivation.Action.ROLLBACK, user, previous=target.previous)

@@ -1,0 +1,101 @@
+"""API shapes for model versions (with their side-by-side figures) and training runs."""
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from training.datasets import TASKS
+from webapp.curation.models import DatasetVersion
+from webapp.curation.serializers import JobSummarySerializer
+
+from .models import ModelVersion, TrainingRun
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    """A version with ``held_out`` (its own held-out figures) and ``active_on_held_out`` (what the version active at
+    training time scored on the same studies, by the same code), so the list reads side by side."""
+
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    held_out = serializers.SerializerMethodField()
+    active_on_held_out = serializers.SerializerMethodField()
+    compared_with = serializers.SerializerMethodField()
+    roc_url = serializers.SerializerMethodField()
+    training_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "version", "source", "sha256", "classes", "is_active", "dataset_version", "config",
+                  "held_out", "active_on_held_out", "compared_with", "metrics", "roc_url", "training_run",
+                  "created_by", "created_at"]
+        read_only_fields = fields
+
+    @staticmethod
+    def _comparison(version: ModelVersion) -> dict:
+        return version.metrics.get("comparison") or {}
+
+    def get_held_out(self, version: ModelVersion) -> dict | None:
+        return self._comparison(version).get("new") or version.metrics.get("held_out")
+
+    def get_active_on_held_out(self, version: ModelVersion) -> dict | None:
+        return self._comparison(version).get("active")
+
+    def get_compared_with(self, version: ModelVersion) -> int | None:
+        return self._comparison(version).get("active_version")
+
+    def get_roc_url(self, version: ModelVersion) -> str | None:
+        return reverse("model-version-roc", args=[version.pk]) if version.roc_plot else None
+
+    def get_training_run(self, version: ModelVersion) -> int | None:
+        run = getattr(version, "training_run", None)
+        return run.pk if run else None
+
+
+class TrainingConfigSerializer(serializers.Serializer):
+    task = serializers.ChoiceField(choices=sorted(TASKS))
+    iterations = serializers.IntegerField(min_value=1, max_value=200_000)
+    seed = serializers.IntegerField(min_value=0, default=0)
+    start_bundle = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), allow_null=True,
+                                                      default=None)
+    width = serializers.FloatField(min_value=0.05, max_value=2.0, default=1.0)
+    batch_size = serializers.IntegerField(min_value=1, max_value=512, default=16)
+    max_slices = serializers.IntegerField(min_value=1, allow_null=True, default=None)
+    device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
+
+    def validate(self, attrs):
+        start = attrs["start_bundle"]
+        if start is not None and list(start.classes) != list(TASKS[attrs["task"]]):
+            raise serializers.ValidationError(
+                {"start_bundle": f"version {start.pk} predicts {start.classes}; task {attrs['task']} needs "
+                                 f"{list(TASKS[attrs['task']])}"})
+        return attrs
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    job = JobSummarySerializer(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    progress_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "dataset_version", "config", "status", "iteration", "total_iterations", "last_metrics",
+                  "model_version", "error", "job", "progress_url", "created_by", "created_at", "started_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+    def get_progress_url(self, run: TrainingRun) -> str:
+        return reverse("training-run-progress", args=[run.pk])
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
+    config = TrainingConfigSerializer()
+
+    def stored_config(self) -> dict:
+        """The validated config as stored on the run (JSON: the start bundle by id)."""
+        data = dict(self.validated_data["config"])
+        data["start_bundle"] = data["start_bundle"].pk if data["start_bundle"] else None
+        return data
+
+
+class ReanalysisSerializer(serializers.Serializer):
+    study_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=5000)
