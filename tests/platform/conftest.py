@@ -10,6 +10,12 @@ from rest_framework.test import APIClient
 from webapp.accounts.roles import ADMIN, CLINICIAN, assign_role
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Users are created per test; the production hasher's cost buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def clinician(django_user_model):
     user = django_user_model.objects.create_user("clinician", password="clinician-pw")

@@ -42,3 +42,9 @@ def assert_no_orphans(storage_dir: Path) -> None:
     from webapp.studies.models import Instance
 
     assert stored_files(storage_dir) == set(Instance.objects.values_list("file", flat=True))
+
+
+def as_new_study(paths: list[Path], **tags) -> list[bytes]:
+    """The files of one series rewritten into a fresh study and series (new UIDs) with ``tags`` applied."""
+    study_uid, series_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    return [variant(p, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, **tags) for p in paths]

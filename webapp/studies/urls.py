@@ -1,10 +1,9 @@
-"""Mounted at the site root: the study list page and the upload API."""
+"""Mounted at the site root: the upload API. (The interim study list that lived at ``/`` gave way to the review
+app's worklist.)"""
 from django.urls import path
 
-from .pages import StudyListView
 from .uploads import UploadView
 
 urlpatterns = [
-    path("", StudyListView.as_view(), name="worklist"),
     path("api/uploads/", UploadView.as_view(), name="upload"),
 ]
