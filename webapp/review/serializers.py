@@ -146,6 +146,12 @@ class BoxSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class MarkReviewedSerializer(serializers.Serializer):
+    next_study_id = serializers.IntegerField(allow_null=True, read_only=True,
+                                             help_text="The next not-reviewed study in the worklist order, or null.")
+    decision = DecisionSerializer(read_only=True)
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor.username", default=None)
 

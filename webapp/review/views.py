@@ -23,8 +23,8 @@ from . import audit
 from .concurrency import ETagMixin, StaleVersion, ensure_current, etag, required_version, requested_version
 from .filters import AuditEventFilter, BoxFilter, NullsLastOrdering, StudyFilter, WorklistSearch
 from .models import AuditEvent, Box, Decision
-from .serializers import (AuditEventSerializer, BoxSerializer, DecisionSerializer, StudyDetailSerializer,
-                          WorklistRowSerializer, decision_or_placeholder)
+from .serializers import (AuditEventSerializer, BoxSerializer, DecisionSerializer, MarkReviewedSerializer,
+                          StudyDetailSerializer, WorklistRowSerializer, decision_or_placeholder)
 from .worklist import OPENABLE, next_study_id, set_status, worklist_queryset
 
 
@@ -73,15 +73,21 @@ class StudyDetailView(generics.RetrieveAPIView):
 
 
 class StudyScopedMixin:
-    """Views under ``/api/studies/{study_pk}/``: the study is loaded once, and an unknown one is a 404."""
+    """Views under ``/api/studies/{study_pk}/``: the study is loaded once, an unknown one is a 404, and the view's
+    ``queryset`` is narrowed to it. (The schema generator calls these without URL arguments.)"""
 
     def get_study(self) -> Study:
         if not hasattr(self, "_study"):
             self._study = get_object_or_404(Study, pk=self.kwargs["study_pk"])
         return self._study
 
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset.none() if getattr(self, "swagger_fake_view", False) else queryset.filter(study=self.get_study())
+
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "study": self.get_study()}
+        context = super().get_serializer_context()
+        return {**context, "study": self.get_study()} if "study_pk" in self.kwargs else context
 
 
 def render_box(box: Box) -> dict[str, Any]:
@@ -93,11 +99,9 @@ class StudyBoxesView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.ListC
 
     serializer_class = BoxSerializer
     write_permission = IsAnnotator
+    queryset = Box.objects.select_related("created_by", "updated_by")
     filterset_class = BoxFilter
     filter_backends = [DjangoFilterBackend]
-
-    def get_queryset(self):
-        return Box.objects.filter(study=self.get_study()).select_related("created_by", "updated_by")
 
     def perform_create(self, serializer: BoxSerializer) -> None:
         user = self.request.user
@@ -239,6 +243,7 @@ class MarkReviewedView(WorklistMixin, StudyScopedMixin, generics.GenericAPIView)
     """
 
     permission_classes = [IsClinician]
+    serializer_class = MarkReviewedSerializer
 
     @transaction.atomic
     def post(self, request, *args, **kwargs):
@@ -255,14 +260,12 @@ class MarkReviewedView(WorklistMixin, StudyScopedMixin, generics.GenericAPIView)
                                  {"reviewed": True, "decided_by": request.user}, actor=request.user,
                                  action="decision.review", render=render_decision)
         set_status(study, Study.Status.REVIEWED)
-        return Response({"next_study_id": next_id, "decision": render_decision(decision)})
+        return Response(self.get_serializer({"next_study_id": next_id, "decision": decision}).data)
 
 
 class StudyAuditView(StudyScopedMixin, generics.ListAPIView):
     serializer_class = AuditEventSerializer
-
-    def get_queryset(self):
-        return AuditEvent.objects.filter(study=self.get_study()).select_related("actor")
+    queryset = AuditEvent.objects.select_related("actor")
 
 
 class AuditLogView(generics.ListAPIView):
