@@ -350,5 +350,7 @@ def group_split(study_labels: np.ndarray, groups: np.ndarray, fraction: float,
     """(rest, held-out) study indices with about ``fraction`` of the studies held out, groups kept apart."""
     if not 0 < fraction < 1:
         raise ValueError("fraction must be in (0, 1)")
-    n_splits = max(2, min(int(round(1.0 / fraction)), len(np.unique(groups))))
+    # As many folds as 1/fraction asks for, but no more than the groups or the largest class can fill (small sets).
+    largest = int(np.bincount(np.asarray(study_labels)).max())
+    n_splits = max(2, min(int(round(1.0 / fraction)), len(np.unique(groups)), largest))
     return group_kfold(study_labels, groups, n_splits, seed)[0]

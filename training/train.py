@@ -91,9 +91,18 @@ class TrainResult:
 
 
 def make_model(arch: str, num_classes: int, width: float = 1.0) -> nn.Module:
-    """``MultiScaleVGG`` (the paper's) or ``resnet18`` (the from-scratch baseline)."""
+    """A fresh ``MultiScaleVGG`` (the paper's) or ``resnet18`` (the from-scratch baseline).
+
+    MultiScaleVGG's 1x1 CAM heads are re-initialised N(0, 0.01), bias 0: the architecture's kaiming fan-out init
+    (fan-out = K) gives max-pooled class scores of magnitude ~10 at the start, a saturated softmax whose wrong
+    confident guesses take hundreds of iterations to unlearn; small heads start every class near 1/K.
+    """
     if arch == "MultiScaleVGG":
-        return MultiScaleVGG(num_classes=num_classes, width=width)
+        model = MultiScaleVGG(num_classes=num_classes, width=width)
+        for head in model.heads:
+            nn.init.normal_(head.weight, std=0.01)
+            nn.init.zeros_(head.bias)
+        return model
     if arch == "resnet18":
         return ResNet18(num_classes=num_classes, width=width)
     raise ValueError(f"unknown architecture {arch!r}: MultiScaleVGG or resnet18")

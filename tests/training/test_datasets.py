@@ -1,0 +1,85 @@
+"""Data sources, preparation through the inference code path, and patient-level splits."""
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.normalize import normalize_volume
+from inference.preprocess import crop_geometry, prepare_slice
+from training.datasets import (TASKS, PrepConfig, build_slice_set, export_studies, group_kfold, group_split,
+                               image_studies, study_slices, toy_studies, write_export_study)
+
+
+def test_slices_are_prepared_exactly_as_inference_prepares_them():
+    record = next(toy_studies(1, seed=5, size=64, n_slices=3))
+    prep = PrepConfig(size=48)
+    got = study_slices(record, prep)
+    unit, _ = normalize_volume(record.array.astype(np.float32), prep.normalization_params, mask=record.lung_mask)
+    expected = prepare_slice(unit[1], crop_geometry(record.lung_mask[1], prep.margin, unit.shape[1:], 48), 48)
+    assert got.shape == (3, 48, 48) and np.array_equal(got[1], expected)
+
+
+def test_only_lung_slices_are_kept():
+    record = next(toy_studies(1, seed=0, size=32, n_slices=4))
+    record.lung_mask[0] = False
+    record.lung_mask[3, :, :] &= np.arange(32)[None, :] < 12  # one lung cut to a sliver: < 25 % of the largest
+    record.lung_mask[3, :, :] &= np.arange(32)[:, None] < 14
+    assert study_slices(record, PrepConfig(size=32)).shape[0] == 2
+
+
+def test_task_filters_classes_and_labels_follow_the_study():
+    data = build_slice_set(toy_studies(6, seed=1, size=32, n_slices=2), TASKS["np-covid"], PrepConfig(size=32))
+    assert data.classes == ("NP", "COVID") and data.n_studies == 4
+    for s in range(data.n_studies):
+        assert set(data.labels[data.study == s].tolist()) == {int(data.study_labels[s])}
+    sub = data.subset([2, 0])
+    assert sub.study_ids == [data.study_ids[2], data.study_ids[0]] and len(sub) == 4
+    assert data.fingerprint() != sub.fingerprint() and len(data.fingerprint()) == 64
+
+
+def test_split_keeps_patients_apart():
+    # 40 studies of 12 patients (several studies per patient), three classes.
+    rng = np.random.default_rng(0)
+    groups = np.array([f"p{i % 12}" for i in range(40)])
+    labels = rng.integers(0, 3, 40)
+    folds = group_kfold(labels, groups, 4, seed=1)
+    seen = np.zeros(40, dtype=int)
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+        seen[test] += 1
+    assert np.all(seen == 1)
+    rest, held = group_split(labels, groups, 0.25, seed=2)
+    assert not set(groups[rest]) & set(groups[held]) and len(rest) + len(held) == 40
+    with pytest.raises(ValueError):
+        group_kfold(labels, groups, 13)
+
+
+def test_export_round_trip(tmp_path):
+    hu = np.full((3, 32, 32), -800, dtype=np.int16)
+    write_export_study(tmp_path, "s1", hu, "COVID", patient_id="P1", spacing_mm=(2.5, 0.7, 0.7),
+                       boxes=[{"slice_index": 1, "x0": 2, "y0": 3, "x1": 9, "y1": 10, "label": "covid_lesion"}])
+    write_export_study(tmp_path, "s2", hu, "NP", source_group="G2", lung_mask=np.ones((3, 32, 32), bool))
+    # the PNG variant: 16-bit grey with HU + 32768
+    (tmp_path / "s3").mkdir()
+    for z in range(2):
+        Image.fromarray((hu[z].astype(np.int32) + 32768).astype(np.uint16)).save(tmp_path / "s3" / f"slice_{z:04d}.png")
+    with open(tmp_path / "labels.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow(["s3", "P3", "CAP", ""])
+    records = list(export_studies(tmp_path))
+    assert [r.study_id for r in records] == ["s1", "s2", "s3"]
+    assert [r.group for r in records] == ["P1", "G2", "P3"]
+    assert records[0].spacing_mm == (2.5, 0.7, 0.7) and records[0].boxes[0]["label"] == "covid_lesion"
+    assert records[1].lung_mask is not None and records[1].lung_mask.all()
+    assert records[2].array.shape == (2, 32, 32) and int(records[2].array.min()) == -800
+
+
+def test_image_folder_source_reads_display_images(tmp_path):
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(tmp_path / "b.jpg")
+    (tmp_path / "labels.csv").write_text("file,label,source_group\na.png,COVID,G1\nb.jpg,NonCOVID,G2\n")
+    records = list(image_studies(tmp_path))
+    assert [r.is_hu for r in records] == [False, False] and records[0].group == "G1"
+    data = build_slice_set(records, ("NonCOVID", "COVID"), PrepConfig(size=32))
+    assert data.images.shape == (2, 32, 32)
+    assert abs(float(data.images[0].float().mean()) - 128 / 255) < 1e-2  # whole image, scaled by 255

@@ -1,0 +1,73 @@
+"""Metrics, study aggregation and t-intervals against hand-computed values (sklearn for AUC)."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from training.metrics import aggregate_study, classification_metrics, mean_ci, study_level
+
+
+def test_binary_metrics_by_hand():
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.3, 0.8, 0.4, 0.9, 0.7])
+    m = classification_metrics(y, np.stack([1 - p1, p1], axis=1), ["NP", "COVID"])
+    # predictions: 0 1 0 1 0 1 1 -> TP 3, FN 1, FP 1, TN 2
+    s = m["summary"]
+    assert math.isclose(s["accuracy"], 5 / 7)
+    assert math.isclose(s["precision"], 3 / 4)
+    assert math.isclose(s["sensitivity"], 3 / 4)
+    assert math.isclose(s["specificity"], 2 / 3)
+    assert math.isclose(s["f1"], 2 * 3 / (2 * 3 + 1 + 1))
+    assert math.isclose(s["auc"], roc_auc_score(y, p1))
+
+
+def test_three_class_macro_and_per_class():
+    y = np.array([0, 1, 2, 2, 1, 0])
+    probs = np.array([[.7, .2, .1], [.2, .5, .3], [.1, .2, .7], [.3, .4, .3], [.6, .3, .1], [.5, .25, .25]])
+    m = classification_metrics(y, probs, ["NP", "CAP", "COVID"])
+    # predictions 0 1 2 1 0 0
+    assert math.isclose(m["accuracy"], 4 / 6)
+    cap = m["per_class"]["CAP"]  # TP 1 (idx1), FP 1 (idx3), FN 1 (idx4), TN 3
+    assert math.isclose(cap["precision"], 0.5) and math.isclose(cap["sensitivity"], 0.5)
+    assert math.isclose(cap["specificity"], 3 / 4)
+    assert math.isclose(m["per_class"]["NP"]["precision"], 2 / 3)
+    assert math.isclose(m["summary"]["auc"], roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert math.isclose(m["summary"]["sensitivity"], np.mean([r["sensitivity"] for r in m["per_class"].values()]))
+
+
+def test_undefined_ratios_are_nan_not_zero():
+    m = classification_metrics(np.array([0, 0]), np.array([[.9, .1], [.8, .2]]), ["NP", "COVID"])
+    assert math.isnan(m["summary"]["sensitivity"]) and math.isnan(m["summary"]["auc"])
+    assert m["summary"]["specificity"] == 1.0
+
+
+def test_mean_ci_is_the_student_t_interval():
+    values = [0.80, 0.85, 0.90, 0.75, 0.95]
+    ci = mean_ci(values)
+    half = stats.t.ppf(0.975, 4) * np.std(values, ddof=1) / math.sqrt(5)
+    assert math.isclose(ci.mean, 0.85)
+    assert math.isclose(ci.lo, 0.85 - half) and math.isclose(ci.hi, 0.85 + half)
+    assert math.isclose(half, 2.776445 * 0.0790569 / math.sqrt(5), rel_tol=1e-5)  # t(0.975, 4) = 2.7764
+    assert mean_ci([0.5, float("nan"), 0.7]).n == 2
+    assert mean_ci([0.4]).lo == 0.4 and math.isnan(mean_ci([]).mean)
+
+
+def test_topk_mean_aggregation_picks_the_most_abnormal_slices():
+    probs = np.array([[.9, .05, .05], [.2, .7, .1], [.1, .1, .8], [.8, .1, .1]])
+    agg = aggregate_study(probs, "topk_mean", k=2)
+    assert np.allclose(agg, (probs[1] + probs[2]) / 2)
+    assert np.allclose(aggregate_study(probs, "mean"), probs.mean(0))
+    assert np.allclose(aggregate_study(probs, "topk_mean", k=10), probs.mean(0))
+    with pytest.raises(ValueError):
+        aggregate_study(probs, "median")
+
+
+def test_study_level_groups_slices():
+    labels = np.array([1, 1, 0, 0, 0])
+    study = np.array([3, 3, 7, 7, 7])
+    probs = np.array([[.4, .6], [.7, .3], [.9, .1], [.8, .2], [.6, .4]])
+    ids, y, p = study_level(labels, probs, study, "topk_mean", k=1)
+    assert list(ids) == [3, 7] and list(y) == [1, 0]
+    assert np.allclose(p, [[.4, .6], [.6, .4]])

@@ -1,0 +1,220 @@
+"""Command line: ``python -m training {train-default,train,crossval,retrain} ...`` (``--help`` on each).
+
+* ``train-default``: the shipped ``models/default`` bundle, phantom data, fixed seed (see its MODEL_CARD.md).
+* ``train``: a bundle from any source, recipe values overridable; runs under ``torchrun`` for DDP.
+* ``crossval``: k-fold patient-level cross-validation, MultiScaleVGG vs ResNet-18, report folder.
+* ``retrain``: the web app's retraining entry point on a training-ready export.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.bundle import DEFAULT_META
+
+from .crossval import CrossvalConfig, ModelSpec, evaluate, run_crossval
+from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set, dicom_studies, export_studies,
+                       group_split, image_studies, phantom_studies, toy_studies)
+from .distributed import setup, teardown
+from .report import write_report
+from .retrain import RetrainConfig, retrain, summary_metrics, write_bundle
+from .train import TrainConfig, make_model, train
+
+
+def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, patience: int) -> None:
+    g = p.add_argument_group("recipe (paper values unless said)")
+    g.add_argument("--iterations", type=int, default=iterations, help="total budget over both stages (paper: 20000)")
+    g.add_argument("--stage1-fraction", type=float, default=0.5)
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--gamma", type=float, default=1.0, help="focal exponent")
+    g.add_argument("--val-every", type=int, default=val_every, help="paper: 500")
+    g.add_argument("--patience", type=int, default=patience, help="paper: 1000")
+    g.add_argument("--log-every", type=int, default=25)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--width", type=float, default=1.0, help="MultiScaleVGG channel multiplier (1.0 = paper)")
+    g.add_argument("--size", type=int, default=224, help="input size (224 = paper and shipped bundles)")
+    g.add_argument("--max-slices", type=int, default=None, help="cap on lung slices per study")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+
+def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--source", choices=["phantom", "toy", "dicom", "images", "export"], default="phantom")
+    g.add_argument("--data", type=Path, help="folder for dicom/images/export sources")
+    g.add_argument("--labels", type=Path, help="labels CSV for dicom/images sources")
+    g.add_argument("--studies", type=int, default=studies, help="phantom/toy: number of studies")
+    g.add_argument("--data-seed", type=int, default=1, help="phantom/toy: generator seed")
+    g.add_argument("--phantom-size", type=int, default=256)
+    g.add_argument("--phantom-slices", type=int, default=40)
+    g.add_argument("--task", choices=sorted(TASKS), default="3way")
+
+
+def _recipe(a: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(iterations=a.iterations, stage1_fraction=a.stage1_fraction, batch_size=a.batch_size, lr=a.lr,
+                       gamma=a.gamma, val_every=a.val_every, patience=a.patience, log_every=a.log_every,
+                       seed=a.seed, progress_bar=not a.no_progress)
+
+
+def _records(a: argparse.Namespace, classes: tuple[str, ...]) -> Iterator[StudyRecord]:
+    if a.source == "phantom":
+        return phantom_studies(a.studies, a.data_seed, classes, a.phantom_size, a.phantom_slices)
+    if a.source == "toy":
+        return toy_studies(a.studies, a.data_seed, classes)
+    if a.data is None:
+        sys.exit(f"--source {a.source} needs --data")
+    if a.source == "dicom":
+        return dicom_studies(a.data, a.labels or a.data / "labels.csv")
+    if a.source == "images":
+        return image_studies(a.data, a.labels)
+    return export_studies(a.data)
+
+
+def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0) -> SliceSet:
+    t0 = time.time()
+    if seed_offset:
+        a = argparse.Namespace(**{**vars(a), "data_seed": a.data_seed + seed_offset})
+    data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size, max_slices=a.max_slices))
+    print(f"data: {data.n_studies} studies, {len(data)} slices {data.class_counts()} ({time.time() - t0:.0f} s)",
+          flush=True)
+    return data
+
+
+def _meta(a: argparse.Namespace, name: str, data: SliceSet, metrics: dict[str, Any],
+          training: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "version": a.version, "classes": list(data.classes), "input_size": [a.size, a.size],
+            "training_data_fingerprint": data.fingerprint(), "metrics": metrics, "training": training}
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    """Train one bundle: train/val split by patient, optional held-out test set from a fresh phantom seed."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    ctx = setup(a.device)
+    classes = TASKS[a.task]
+    data = _load(a, classes)
+    train_idx, val_idx = group_split(data.study_labels, data.groups, a.val_fraction, seed=a.seed)
+    torch.manual_seed(a.seed)
+    model = make_model("MultiScaleVGG", len(classes), a.width)
+    recipe = _recipe(a)
+    result = train(model, data.subset(train_idx), data.subset(val_idx), recipe, out_dir=a.work_dir, ctx=ctx)
+    teardown(ctx)
+    if not ctx.is_main:
+        return
+    print(f"trained {result.iterations} iterations in {result.wall_s:.0f} s ({result.slices_per_s:.1f} slices/s); "
+          f"best {result.best}", flush=True)
+    metrics: dict[str, Any] = {}
+    if a.test_studies:
+        test = _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
+        full = evaluate(result.model, test, dict(DEFAULT_META["aggregation"]))
+        metrics = {"held_out": summary_metrics(full), "held_out_studies": test.n_studies,
+                   "held_out_per_class_study": full["study"]["joint"]["per_class"],
+                   "held_out_per_scale_study_accuracy": {k: v["accuracy"] for k, v in full["study"].items()},
+                   "held_out_note": f"fresh {a.source} studies (data seed {a.data_seed + 1000}), never seen in "
+                                    "training or validation"}
+        print(json.dumps(metrics["held_out"], indent=1), flush=True)
+    training = {"recipe": recipe.to_dict(), "iterations": result.iterations, "best": result.best,
+                "wall_s": round(result.wall_s, 1), "slices_per_s": round(result.slices_per_s, 2),
+                "threads": torch.get_num_threads(), "device": str(ctx.device), "world_size": ctx.world_size,
+                "source": a.source, "studies": data.n_studies, "slices": len(data),
+                "class_counts": data.class_counts(), "train_studies": int(len(train_idx)),
+                "val_studies": int(len(val_idx)),
+                "phantom": {"size": a.phantom_size, "n_slices": a.phantom_slices, "seed": a.data_seed}
+                if a.source == "phantom" else None}
+    if a.out.exists() and a.overwrite:
+        import shutil
+
+        shutil.rmtree(a.out)
+    write_bundle(result.model, a.out, _meta(a, a.name, data, metrics, training))
+    print(f"bundle written to {a.out}", flush=True)
+
+
+def cmd_crossval(a: argparse.Namespace) -> None:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    classes = TASKS[a.task]
+    data = _load(a, classes)
+    models = [ModelSpec("MultiScaleVGG", "MultiScaleVGG", a.width)]
+    if not a.no_baseline:
+        models.append(ModelSpec("ResNet-18", "resnet18", a.baseline_width))
+    config = CrossvalConfig(folds=a.folds, seed=a.seed, models=tuple(models), train=_recipe(a), device=a.device)
+    t0 = time.time()
+    raw = run_crossval(data, config, a.out)
+    write_report(raw, a.out, title=f"{a.folds}-fold cross-validation, task {a.task}, source {a.source}",
+                 setup={"source": a.source, "task": a.task, "studies": data.n_studies, "slices": len(data),
+                        "class_counts": data.class_counts(), "input_size": a.size, "recipe": config.train.to_dict(),
+                        "models": [m.__dict__ for m in models], "wall_s": round(time.time() - t0, 1),
+                        "threads": torch.get_num_threads()})
+    print(f"report written to {a.out / 'report.md'}")
+
+
+def cmd_retrain(a: argparse.Namespace) -> None:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    config = RetrainConfig(out_dir=a.out, name=a.name, version=a.version, base_bundle=a.base, width=a.width,
+                           prep=PrepConfig(size=a.size, max_slices=a.max_slices), train=_recipe(a), device=a.device)
+    result = retrain(a.data, config, progress=None)
+    print(json.dumps(summary_metrics(result.metrics), indent=1))
+    print(f"bundle written to {result.bundle_dir}; log {result.log_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one bundle")
+    _add_source(p, studies=60)
+    _add_recipe(p, iterations=2000, val_every=100, patience=500)
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--name", default="custom")
+    p.add_argument("--version", default="1")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-studies", type=int, default=0, help="phantom/toy: held-out studies from a fresh seed")
+    p.add_argument("--work-dir", type=Path, default=Path("var/training/run"), help="log and checkpoints")
+    p.set_defaults(func=cmd_train)
+
+    # The shipped bundle: same command with pinned values; budget sized for one CPU thread in ~35 min.
+    p = sub.add_parser("train-default", help="train the shipped models/default bundle (fixed seed)")
+    _add_source(p, studies=90)
+    _add_recipe(p, iterations=1000, val_every=100, patience=400)
+    p.add_argument("--out", type=Path, default=Path("models/default"))
+    p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-studies", type=int, default=30)
+    p.add_argument("--work-dir", type=Path, default=Path("var/training/default"))
+    p.set_defaults(func=cmd_train, name="default", version="1.0.0", width=0.25, lr=5e-4, max_slices=24, threads=1)
+
+    p = sub.add_parser("crossval", help="k-fold patient-level cross-validation with report")
+    _add_source(p, studies=60)
+    _add_recipe(p, iterations=600, val_every=100, patience=300)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--no-baseline", action="store_true", help="skip the ResNet-18 baseline")
+    p.add_argument("--baseline-width", type=float, default=1.0)
+    p.set_defaults(func=cmd_crossval)
+
+    p = sub.add_parser("retrain", help="train a bundle on a training-ready export")
+    _add_recipe(p, iterations=2000, val_every=100, patience=500)
+    p.add_argument("--data", type=Path, required=True, help="export folder")
+    p.add_argument("--base", help="starting bundle (name or folder); scratch when absent")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default="retrained")
+    p.add_argument("--version", default="1")
+    p.set_defaults(func=cmd_retrain)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
