@@ -65,17 +65,17 @@ def sample_anatomy(rng: np.random.Generator, fov_mm: float) -> Anatomy:
     )
 
 
-def _lung_q0(an: Anatomy, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def lung_q0(an: Anatomy, i: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Squared normalised distance from lung ``i``'s axis (1 on the widest cross-section's edge)."""
     return ((x - SIDES[i] * an.lung_cx) / an.lung_ax[i]) ** 2 + ((y - an.lung_cy) / an.lung_ay[i]) ** 2
 
 
-def _taper(an: Anatomy, t: np.ndarray | float) -> np.ndarray:
+def taper(an: Anatomy, t: np.ndarray | float) -> np.ndarray:
     """Lung cross-section scale: zero above the apex, growing like a paraboloid to full size at mid-chest."""
     return np.sqrt(np.clip((np.asarray(t) - an.t_apex) / 0.45, 0.0, 1.0))
 
 
-def _floor(an: Anatomy, i: int, q0: np.ndarray) -> np.ndarray:
+def diaphragm_floor(an: Anatomy, i: int, q0: np.ndarray) -> np.ndarray:
     """The diaphragm: the lowest ``t`` of the lung, highest at the dome (centre), lowest in the recesses (rim)."""
     return an.t_base[i] - an.dome[i] * np.clip(1.0 - q0, 0.0, 1.0)
 
@@ -107,8 +107,8 @@ def lung_at(an: Anatomy, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndar
     out = np.zeros(np.broadcast(x, y, t).shape, dtype=np.int8)
     ok = _allowed(an, x, y) & ~(_heart_q(an, x, y) <= _heart_scale(an, t) ** 2)
     for i in range(2):
-        q0 = _lung_q0(an, i, x, y)
-        inside = ok & (q0 <= _taper(an, t) ** 2) & (t <= _floor(an, i, q0))
+        q0 = lung_q0(an, i, x, y)
+        inside = ok & (q0 <= taper(an, t) ** 2) & (t <= diaphragm_floor(an, i, q0))
         out[inside] = i + 1
     return out
 
@@ -136,8 +136,8 @@ class ThoraxRenderer:
         base[(np.abs(y - canal_y + 4.0) < 4.0) & (np.abs(x) > 10.0) & (np.abs(x) < 30.0)] = BONE_TRABECULAR
         self.base = base
         self.allowed = _allowed(an, x, y)
-        self.q0 = [_lung_q0(an, i, x, y) for i in range(2)]
-        self.floor = [_floor(an, i, q) for i, q in enumerate(self.q0)]
+        self.q0 = [lung_q0(an, i, x, y) for i in range(2)]
+        self.floor = [diaphragm_floor(an, i, q) for i, q in enumerate(self.q0)]
         self.heart_q = _heart_q(an, x, y)
         self.trachea_d = np.sqrt(x ** 2 + (y - an.trachea_y) ** 2)
         # Ribs: a band on an ellipse between the muscle and the pleura; a rib crosses a slice where the phase,
@@ -156,8 +156,8 @@ class ThoraxRenderer:
         gradient = an.lung_hu + 45.0 * np.clip(y / an.body_b, -1, 1)
         self.lung_hu = np.broadcast_to(gradient, base.shape).astype(np.float32)
 
-    def render(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Slice ``k``: HU (float32), lung mask, and the lung side map (0 none, 1 right, 2 left)."""
+    def render(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slice ``k``: HU (float32) and lung mask."""
         an, grid = self.an, self.grid
         t = float(grid.slice_t(k))
         hu = self.base.copy()
@@ -174,16 +174,13 @@ class ThoraxRenderer:
         if 0.15 < t < 0.75:
             hu[self.sternum] = BONE_TRABECULAR + 150.0
         heart = self.heart_q <= float(_heart_scale(an, t)) ** 2
-        side = np.zeros(hu.shape, dtype=np.int8)
-        s = float(_taper(an, t)) ** 2
+        s = float(taper(an, t)) ** 2
+        lung = np.zeros(hu.shape, dtype=bool)
         for i in range(2):
-            lung = (self.q0[i] <= s) & (t <= self.floor[i]) & self.allowed & ~heart
-            side[lung] = i + 1
-            if i == 0:  # the liver fills the space under the right dome
-                hu[(t > self.floor[0]) & (self.x < 0) & self.allowed & (self.q0[0] < 1.3)] = LIVER
-        lung = side > 0
+            lung |= (self.q0[i] <= s) & (t <= self.floor[i]) & self.allowed & ~heart
+        hu[(t > self.floor[0]) & (self.x < 0) & self.allowed & (self.q0[0] < 1.3)] = LIVER  # under the right dome
         hu[lung] = self.lung_hu[lung]
         if t < an.carina_t:
             hu[self.trachea_d <= 10.0] = SOFT
             hu[self.trachea_d <= 8.0] = AIR
-        return hu, lung, side
+        return hu, lung

@@ -74,6 +74,8 @@ def _base_dataset(study: PhantomStudy) -> Dataset:
 def write_dicom_series(study: PhantomStudy, out_dir: str | Path, **tags: Any) -> list[Path]:
     """Write every slice to ``out_dir`` as ``IM0001.dcm``...; ``tags`` (keyword=value) override header elements.
 
+    The per-slice elements (SOPInstanceUID, InstanceNumber, ImagePositionPatient, SliceLocation) are always derived.
+
     Slice ``k`` sits at z = k * spacing (increasing towards the head); the in-plane origin centres the image on
     the scanner axis, matching the phantom's millimetre coordinates.
     """
@@ -89,7 +91,7 @@ def write_dicom_series(study: PhantomStudy, out_dir: str | Path, **tags: Any) ->
     for k in range(n):
         ds = Dataset()
         ds.update(template)
-        ds.SOPInstanceUID = tags.get("SOPInstanceUID") if n == 1 and "SOPInstanceUID" in tags else _uid(study, "sop", k)
+        ds.SOPInstanceUID = _uid(study, "sop", k)
         ds.InstanceNumber = k + 1
         z = round(k * dz, 4)
         ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), z]

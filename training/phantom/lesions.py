@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import SIDES, Anatomy, lung_at, _floor, _lung_q0, _taper
+from .anatomy import SIDES, Anatomy, diaphragm_floor, lung_at, lung_q0, taper
 from .geometry import Grid
 from .tubes import grow_forest, stamp
 
@@ -42,11 +42,11 @@ def _point_in_lung(rng: np.random.Generator, an: Anatomy, grid: Grid, side: int,
     for _ in range(tries):
         t = an.t_apex + 0.05 + (an.t_base[side] - an.t_apex - 0.08) * rng.beta(*t_beta)
         phi = rng.uniform(-1.0, 1.6) if posterior else rng.uniform(-np.pi, np.pi)
-        r = rng.uniform(*rho) * float(_taper(an, t))
+        r = rng.uniform(*rho) * float(taper(an, t))
         x = SIDES[side] * an.lung_cx + SIDES[side] * np.cos(phi) * r * an.lung_ax[side]
         y = an.lung_cy + np.sin(phi) * r * an.lung_ay[side]
-        q0 = _lung_q0(an, side, np.float32(x), np.float32(y))
-        t = min(t, float(_floor(an, side, q0)) - 0.02)
+        q0 = lung_q0(an, side, np.float32(x), np.float32(y))
+        t = min(t, float(diaphragm_floor(an, side, q0)) - 0.02)
         if lung_at(an, x, y, t) == side + 1:
             return np.array([x, y, t * grid.coverage_mm])
     return None

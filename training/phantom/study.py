@@ -113,7 +113,7 @@ def generate_study(seed: int, label: str, profile: str | None = None, n_slices: 
     hu = np.empty(grid.shape, dtype=np.float32)
     lung = np.empty(grid.shape, dtype=bool)
     for k in range(grid.n_slices):
-        hu[k], lung[k], _ = renderer.render(k)
+        hu[k], lung[k] = renderer.render(k)
 
     main, airways, vessels = _trees(rng_anatomy, an, grid)
     stamp(hu, grid, [Segment(s.a, s.b, s.radius + 1.5) for s in main + airways], SOFT - 40.0)
