@@ -59,6 +59,7 @@ class TrainingConfigSerializer(serializers.Serializer):
     width = serializers.FloatField(min_value=0.05, max_value=2.0, default=1.0)
     batch_size = serializers.IntegerField(min_value=1, max_value=512, default=16)
     max_slices = serializers.IntegerField(min_value=1, allow_null=True, default=None)
+    input_size = serializers.IntegerField(min_value=32, max_value=512, default=224)  # from scratch only
     device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
 
     def validate(self, attrs):
