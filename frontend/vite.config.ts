@@ -11,6 +11,10 @@ const assetFileNames = (info: { names?: string[] }) =>
 
 export default defineConfig({
   base: '/static/viewer/',
+  resolve: {
+    // vtk.js's XML I/O (xmlbuilder2) extends Node's EventEmitter: bundle the `events` polyfill, not Vite's empty stub.
+    alias: { events: resolve(__dirname, 'node_modules/events/events.js') },
+  },
   worker: {
     format: 'es',
     rollupOptions: { output: { entryFileNames: 'workers/[name].js', chunkFileNames: 'workers/[name].js', assetFileNames } },

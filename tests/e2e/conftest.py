@@ -1,0 +1,112 @@
+"""Browser tests: Debian's chromium driven by Playwright against pytest-django's live server.
+
+Each test gets phantom studies ingested like uploads and analysed in-process by a tiny random model (the tests
+check the UI's plumbing, not accuracy), users with roles, and a fresh browser context. Chromium renders WebGL2 in
+software (SwiftShader). The built frontend must exist (``make frontend``); without chromium the tests skip.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import PASSWORD, REPO
+
+# Playwright's sync API keeps an event loop on this thread; the ORM calls between browser steps are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+SLICES, SIZE = 16, 128
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (scripts/ensure_services.sh installs it)")
+    if not (REPO / "webapp/static/viewer/viewer.js").exists():
+        pytest.fail("the frontend is not built: run `make frontend`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.errors = []  # uncaught page errors, asserted empty by the tests that care
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from inference.bundle import save_bundle
+    from inference.classifier import MultiScaleVGG
+
+    torch.manual_seed(0)
+    return save_bundle(MultiScaleVGG(num_classes=3, width=0.125), tmp_path_factory.mktemp("bundle") / "tiny",
+                       {"name": "tiny", "version": "t1", "classes": ["NP", "CAP", "COVID"]})
+
+
+@dataclass
+class World:
+    url: str
+    studies: list
+    users: dict
+
+
+def make_users() -> dict:
+    from django.contrib.auth import get_user_model
+
+    from webapp.accounts.roles import ANNOTATOR, CLINICIAN, assign_role
+
+    users = {}
+    for name, role in (("clin", CLINICIAN), ("anno", ANNOTATOR)):
+        user = get_user_model().objects.create_user(name, password=PASSWORD)
+        assign_role(user, role)
+        users[name] = user
+    return users
+
+
+def analysed_phantom(tmp_path: Path, seed: int, label: str, slices: int = SLICES, size: int = SIZE):
+    """A phantom ingested file by file like an upload, then analysed in this process."""
+    from training.phantom import generate_study, write_dicom_series
+    from webapp.analysis.tasks import enqueue_analysis
+    from webapp.celery import app
+    from webapp.studies.ingest import ingest_file
+    from webapp.studies.models import Study
+
+    phantom = generate_study(seed, label, n_slices=slices, size=size)
+    results = []
+    for path in write_dicom_series(phantom, tmp_path / f"dicom-{seed}"):
+        with open(path, "rb") as fh:
+            results.append(ingest_file(fh, path.name, source_label=label))
+    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
+    study = Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        enqueue_analysis(study)
+    finally:
+        app.conf.task_always_eager = eager
+    study.refresh_from_db()
+    return study
+
+
+@pytest.fixture
+def world(live_server, transactional_db, storage_dir, tmp_path, settings, tiny_bundle_dir) -> World:
+    settings.LUNGSCOPE_MODEL = str(tiny_bundle_dir)
+    settings.LUNGSCOPE_SALIENCY = "all"
+    studies = [analysed_phantom(tmp_path, 11, "COVID"), analysed_phantom(tmp_path, 12, "NP")]
+    return World(url=live_server.url, studies=studies, users=make_users())

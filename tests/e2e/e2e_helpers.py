@@ -1,0 +1,57 @@
+"""Helpers for the browser tests: signing in, waiting for the viewer, pixel statistics of the viewport, screenshots."""
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+PASSWORD = "e2e-password-1"
+
+
+def login(page, world, username: str) -> None:
+    page.goto(f"{world.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{world.url}/")
+
+
+def open_viewer(page, world, study) -> None:
+    page.goto(f"{world.url}/studies/{study.pk}/")
+    page.wait_for_selector("#viewer-app[data-ready=true]", timeout=30_000)
+    wait_rendered(page)
+
+
+def wait_rendered(page) -> None:
+    """Until the image and every overlay that is on are drawn for the current slice."""
+    page.wait_for_function("""() => {
+        const maps = document.querySelector('.maps-layer');
+        return document.querySelector('#slice-info')?.dataset.index !== undefined
+            && (!maps || maps.dataset.complete === 'true');
+    }""", timeout=30_000)
+    page.wait_for_timeout(150)  # one more animation frame for the WebGL canvas
+
+
+def viewport_pixels(page) -> np.ndarray:
+    png = page.locator("#ct-viewport").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)
+
+
+def differs(a: np.ndarray, b: np.ndarray, threshold: float = 1.0) -> bool:
+    return float(np.abs(a - b).mean()) > threshold
+
+
+def save_screenshot(page, name: str) -> Path:
+    """Into test-artifacts/ and, as the README's current picture, docs/screenshots/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    docs = REPO / "docs" / "screenshots"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, docs / name)
+    return path

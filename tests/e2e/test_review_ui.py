@@ -1,0 +1,146 @@
+"""The review UI in a real browser: worklist, viewer rendering and overlays, boxes, decisions, conflicts, roles."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from e2e_helpers import differs, login, open_viewer, save_screenshot, viewport_pixels, wait_rendered
+
+pytestmark = pytest.mark.e2e
+
+
+def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
+    from webapp.review.models import Decision
+
+    covid, np_study = world.studies
+    login(page, world, "clin")
+    page.wait_for_selector("body[data-loaded=true]")
+    rows = page.locator("tr.study-row")
+    assert rows.count() == 2
+    for study in world.studies:
+        row = page.locator(f"tr[data-study-id='{study.pk}']")
+        assert row.locator(".badge").inner_text() == "AI done"
+        assert row.locator(".ai .label").inner_text() in {"COVID-19", "CAP", "NP"}
+        assert "%" in row.locator(".ai").inner_text()
+    save_screenshot(page, "worklist.png")
+
+    page.locator(f"tr[data-study-id='{covid.pk}'] td.patient a").click()
+    page.wait_for_selector("#viewer-app[data-ready=true]", timeout=30_000)
+    wait_rendered(page)
+    assert not page.errors, page.errors
+    first = viewport_pixels(page)
+    assert first.std() > 10, "the viewport is blank"
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("() => document.querySelector('#slice-info').textContent.startsWith('Slice')")
+    wait_rendered(page)
+    scrolled = viewport_pixels(page)
+    assert differs(first, scrolled, 0.2), "scrolling did not change the image"
+
+    page.click("[data-preset=mediastinum]")
+    wait_rendered(page)
+    assert "W 400 L 40" in page.inner_text("#wl-info")
+    windowed = viewport_pixels(page)
+    assert differs(scrolled, windowed), "the W/L preset did not change the image"
+    page.click("[data-preset=lung]")
+    wait_rendered(page)
+
+    page.check("input[data-map=joint]")
+    wait_rendered(page)
+    heat = viewport_pixels(page)
+    assert differs(scrolled, heat), "the heatmap did not change the image"
+    assert np.abs(heat[..., 0] - heat[..., 2]).mean() > 1, "the heatmap has no colour"
+    save_screenshot(page, "viewer.png")
+
+    page.check("#decision-form input[value=covid]")
+    page.fill("#decision-form textarea[name=comment]", "typical GGO")
+    page.click("#decision-form button[type=submit]")
+    page.wait_for_selector(".toast-success:has-text('Decision saved')")
+    decision = Decision.objects.get(study=covid)
+    assert (decision.label, decision.comment, decision.decided_by.username) == ("covid", "typical GGO", "clin")
+
+    page.goto(f"{world.url}/")
+    row = page.locator(f"tr[data-study-id='{covid.pk}']")
+    row.locator("text=clin (COVID-19)").wait_for()
+    assert row.locator(".badge").inner_text() == "In review"
+
+
+def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
+    from webapp.review.models import Box
+
+    study = world.studies[0]
+    series = study.series.get()
+    instances = sorted(series.instances.all(), key=lambda i: i.image_position_patient[2])
+    ai_box = Box.objects.create(study=study, analysis_run=study.analysis_runs.get(), sop_instance_uid=instances[3].sop_instance_uid,
+                                x0=30, y0=40, x1=50, y1=60, label="covid_lesion", score=0.91, provenance="ai")
+    login(page, world, "anno")
+    open_viewer(page, world, study)
+
+    assert page.locator("#decision-form").count() == 0, "annotators must not see the decision form"
+    status = page.evaluate("""async (id) => {
+        const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+        const res = await fetch(`/api/studies/${id}/decision/`, {method: 'PUT', headers: {'Content-Type': 'application/json',
+            'X-CSRFToken': token}, body: JSON.stringify({label: 'np', comment: '', version: 0})});
+        return res.status;
+    }""", study.pk)
+    assert status == 403
+
+    # Reject the AI box: pick it in the list (jumps to its slice), then Reject.
+    page.click(f"li[data-box-id='{ai_box.pk}']")
+    page.wait_for_function("() => document.querySelector('#slice-info').dataset.index === '3'")
+    page.click("[data-action=reject]")
+    page.wait_for_selector(".toast-success:has-text('Box rejected')")
+    ai_box.refresh_from_db()
+    assert (ai_box.status, ai_box.version) == ("rejected", 2)
+
+    # Draw a box: the image (SIZE x SIZE) is fitted to the viewport's height and centred.
+    page.keyboard.press("b")
+    rect = page.locator("#ct-viewport").bounding_box()
+    scale = min(rect["width"], rect["height"]) / 128
+    left = rect["x"] + (rect["width"] - 128 * scale) / 2
+    top = rect["y"] + (rect["height"] - 128 * scale) / 2
+
+    def at(px: float, py: float) -> tuple[float, float]:
+        return left + px * scale, top + py * scale
+
+    page.mouse.move(*at(60.5, 70.5))
+    page.mouse.down()
+    page.mouse.move(*at(70, 78), steps=4)
+    page.mouse.move(*at(80.5, 90.5), steps=4)
+    page.mouse.up()
+    page.wait_for_selector(".toast-success:has-text('Box saved')")
+    box = Box.objects.get(study=study, provenance="human")
+    assert box.sop_instance_uid == instances[3].sop_instance_uid
+    assert (box.x0, box.y0, box.x1, box.y1, box.label) == (60, 70, 80, 90, "covid_lesion")
+    assert box.created_by.username == "anno" and box.patient_coords
+
+    # Move it 10 pixels right and 5 down.
+    page.mouse.move(*at(70.5, 80.5))
+    page.mouse.down()
+    page.mouse.move(*at(75.5, 83), steps=4)
+    page.mouse.move(*at(80.5, 85.5), steps=4)
+    page.mouse.up()
+    page.wait_for_function(f"() => document.querySelectorAll('.toast-success').length >= 3")
+    page.wait_for_timeout(300)
+    box.refresh_from_db()
+    assert (box.x0, box.y0, box.x1, box.y1, box.version) == (70, 75, 90, 95, 2)
+    save_screenshot(page, "viewer-boxes.png")
+
+
+def test_stale_decision_save_gets_409_and_the_ui_says_so(page, world):
+    from webapp.review.models import Decision
+
+    study = world.studies[1]
+    login(page, world, "clin")
+    open_viewer(page, world, study)
+    # Someone else decides while this page is open.
+    Decision.objects.create(study=study, label="cap", comment="other clinician", decided_by=world.users["clin"])
+
+    page.check("#decision-form input[value=np]")
+    page.click("#decision-form button[type=submit]")
+    toast = page.wait_for_selector(".toast-warning")
+    assert "Someone else saved a decision" in toast.inner_text()
+    assert page.is_checked("#decision-form input[value=cap]"), "the form shows the reloaded decision"
+    assert Decision.objects.get(study=study).label == "cap"
