@@ -193,12 +193,16 @@ def annotator() -> APIClient:
     return client
 
 
-def analyze_via_api(client: APIClient, study: Study, **body) -> AnalysisRun:
-    """POST analyze, then run the queued task in this process (the test transaction hides rows from a worker)."""
+def post_analyze(client: APIClient, study: Study, **body) -> AnalysisRun:
     response = client.post(f"/api/studies/{study.pk}/analyze/", body, format="json")
     assert response.status_code == 202, response.content
     run = AnalysisRun.objects.get(pk=response.json()["analysis_run"])
     assert response.json()["job"]["id"] == run.job_id and run.status == AnalysisRun.Status.QUEUED
+    return run
+
+
+def run_in_process(run: AnalysisRun) -> AnalysisRun:
+    """The queued task, run here: a worker could not see rows inside the test's transaction."""
     analyze_study.apply(args=[run.pk])
     run.refresh_from_db()
     assert run.status == AnalysisRun.Status.SUCCEEDED, run.error
@@ -212,13 +216,16 @@ def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_
     study = ingest_phantom(tmp_path)
 
     response = clinician.get(f"/api/studies/{study.pk}/analysis/")
-    assert response.status_code == 404 and "not been analysed" in response.json()["detail"]
+    assert response.status_code == 404 and "no finished analysis" in response.json()["detail"]
     assert annotator.post(f"/api/studies/{study.pk}/analyze/").status_code == 403
     assert clinician.post("/api/studies/999999/analyze/").status_code == 404
     response = clinician.post(f"/api/studies/{study.pk}/analyze/", {"model_version": 999999}, format="json")
     assert response.status_code == 400 and "model_version" in response.json()
 
-    first = analyze_via_api(clinician, study)
+    first = post_analyze(clinician, study)
+    detail = clinician.get(f"/api/studies/{study.pk}/analysis/").json()["detail"]
+    assert f"analysis run {first.pk} is queued" in detail
+    run_in_process(first)
     latest = annotator.get(f"/api/studies/{study.pk}/analysis/").json()
     assert latest["id"] == first.pk and latest["status"] == "succeeded"
     assert latest["model_name"] == "tiny" and latest["model_version"] == "t1"
@@ -233,7 +240,9 @@ def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_
     other = make_bundle(tmp_path / "tiny2", version="t2", seed=1)
     version = ModelVersion.objects.create(name="tiny", version="t2", bundle_path=str(other),
                                           sha256=file_sha256(other / WEIGHTS_FILE), classes=["NP", "CAP", "COVID"])
-    second = analyze_via_api(clinician, study, model_version=version.pk)
+    second = post_analyze(clinician, study, model_version=version.pk)
+    assert clinician.get(f"/api/studies/{study.pk}/analysis/").json()["id"] == first.pk  # until the new one is done
+    run_in_process(second)
     assert second.model_version_id == version.pk and second.model_sha256 == version.sha256
     runs = clinician.get(f"/api/studies/{study.pk}/analyses/").json()
     assert runs["count"] == 2
@@ -249,7 +258,7 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
                                                          clinician):
     settings.LUNGSCOPE_SALIENCY = "none"
     study = ingest_phantom(tmp_path)
-    run = analyze_via_api(clinician, study)
+    run = run_in_process(post_analyze(clinician, study))
     index = run.slices.all()[1].index
     assert not SliceResult.objects.get(run=run, index=index).maps
 

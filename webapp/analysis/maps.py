@@ -1,29 +1,24 @@
 """Saliency/CAM maps of one slice: compact npz files in the storage backend, and their PNG rendering.
 
-A slice's maps are eight original-resolution arrays (``MAP_KINDS``). They are stored float16 (uint8 for the lung
+A slice's maps are eight original-resolution arrays (``MAP_KINDS``). They are stored as float16 (uint8 for the lung
 mask) in one compressed npz per slice under ``maps/<run_id>/<index>.npz``: a 512x512 slice costs well under a
-megabyte, and the viewer fetches one map at a time as an 8-bit PNG.
+megabyte, and the viewer fetches one map at a time as an 8-bit PNG. Each float map is divided by its largest
+magnitude before the cast and the factor kept beside it (``<kind>_scale``): the joint saliency is a product of three
+attributions and can be far smaller than float16's smallest normal number, or a CAM larger than its largest.
 """
 from __future__ import annotations
 
 import io
-from typing import Protocol, Sequence
 
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from inference.pipeline import SliceMaps
+
 #: What the PNG endpoint serves: the joint saliency, the three scales' Integrated Gradients, the three CAMs, the lungs.
 MAP_KINDS: tuple[str, ...] = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung")
-
-
-class SliceMapsLike(Protocol):
-    """``inference.pipeline.SliceMaps``: float32 maps at the slice's original rows x columns."""
-
-    joint: np.ndarray
-    ig: Sequence[np.ndarray]
-    cams: Sequence[np.ndarray]
 
 
 def maps_name(run_id: int, index: int) -> str:
@@ -48,12 +43,18 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def pack(slice_maps: SliceMapsLike, lung_mask_2d: np.ndarray) -> dict[str, np.ndarray]:
+def pack(slice_maps: SliceMaps, lung_mask_2d: np.ndarray) -> dict[str, np.ndarray]:
     """The eight arrays of one slice, keyed by MAP_KINDS, in their storage dtypes."""
     arrays = {"joint": slice_maps.joint}
     arrays.update({f"conv{i + 3}": m for i, m in enumerate(slice_maps.ig)})
     arrays.update({f"cam{i + 3}": m for i, m in enumerate(slice_maps.cams)})
-    packed = {k: np.asarray(v, dtype=np.float32).astype(np.float16) for k, v in arrays.items()}
+    packed: dict[str, np.ndarray] = {}
+    for kind, values in arrays.items():
+        values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = float(np.abs(values).max()) if values.size else 0.0
+        scale = scale if scale > 0 else 1.0
+        packed[kind] = (values / scale).astype(np.float16)
+        packed[f"{kind}_scale"] = np.float64(scale)
     packed["lung"] = np.asarray(lung_mask_2d, dtype=bool).astype(np.uint8)
     missing = set(MAP_KINDS) - set(packed)
     if missing:
@@ -61,9 +62,16 @@ def pack(slice_maps: SliceMapsLike, lung_mask_2d: np.ndarray) -> dict[str, np.nd
     return packed
 
 
-def save_slice_maps(run_id: int, index: int, slice_maps: SliceMapsLike, lung_mask_2d: np.ndarray) -> str:
-    """Store one slice's maps; returns the storage name for ``SliceResult.maps``."""
-    return _save(maps_name(run_id, index), _npz_bytes(**pack(slice_maps, lung_mask_2d)))
+def unpack(packed: dict[str, np.ndarray] | np.lib.npyio.NpzFile, kind: str) -> np.ndarray:
+    """One map of a packed slice as float32 in its original units."""
+    values = packed[kind].astype(np.float32)
+    scale_key = f"{kind}_scale"
+    return values * np.float32(packed[scale_key]) if scale_key in packed else values
+
+
+def save_slice_maps(run_id: int, index: int, packed: dict[str, np.ndarray]) -> str:
+    """Store one slice's packed maps; returns the storage name for ``SliceResult.maps``."""
+    return _save(maps_name(run_id, index), _npz_bytes(**packed))
 
 
 def save_lung_mask(run_id: int, lung_mask: np.ndarray) -> str:
@@ -80,16 +88,9 @@ def load_lung_mask(run_id: int) -> np.ndarray | None:
 
 
 def load_map(name: str, kind: str) -> np.ndarray:
-    """One map of a stored slice as float32. KeyError for a kind the file lacks."""
+    """One map of a stored slice as float32."""
     with default_storage.open(name, "rb") as fh, np.load(io.BytesIO(fh.read())) as npz:
-        return npz[kind].astype(np.float32)
-
-
-def delete_run_maps(run_id: int, names: Sequence[str]) -> None:
-    """Remove a run's stored maps (before a retried task writes them again)."""
-    for name in [*names, lung_mask_name(run_id)]:
-        if name and default_storage.exists(name):
-            default_storage.delete(name)
+        return unpack(npz, kind)
 
 
 def render_png(array: np.ndarray) -> tuple[bytes, float]:

@@ -180,7 +180,7 @@ def execute(run: AnalysisRun, report: Progress) -> None:
                      progress=lambda fraction, message="": report(5 + 85 * fraction, message))
     analysed = time.perf_counter()
     report(90, "storing maps")
-    map_names = {index: maps.save_slice_maps(run.pk, index, slice_maps, result.lung_mask[index])
+    map_names = {index: maps.save_slice_maps(run.pk, index, maps.pack(slice_maps, result.lung_mask[index]))
                  for index, slice_maps in result.maps.items()}
     maps.save_lung_mask(run.pk, result.lung_mask)
     timings = {"load": loaded - started, "analyze": analysed - loaded, "store": time.perf_counter() - analysed}
@@ -258,33 +258,38 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
 # --------------------------------------------------------------------------- maps on demand
 
 def slice_map(slice_result: SliceResult, kind: str) -> np.ndarray:
-    """One map of a slice, computing and storing the slice's maps first when the run did not."""
-    if not slice_result.maps:
-        compute_slice_maps(slice_result)
-    return maps.load_map(slice_result.maps.name, kind)
+    """One map of a slice: from its stored file, else computed now (and stored for the next request)."""
+    if slice_result.maps and default_storage.exists(slice_result.maps.name):
+        return maps.load_map(slice_result.maps.name, kind)
+    return maps.unpack(compute_slice_maps(slice_result), kind)
 
 
 def map_png(slice_result: SliceResult, kind: str) -> tuple[bytes, float]:
     return maps.render_png(slice_map(slice_result, kind))
 
 
-def compute_slice_maps(slice_result: SliceResult) -> None:
-    """Saliency for one slice of a finished run, with the run's own model and lungs, stored like the task's maps."""
+def compute_slice_maps(slice_result: SliceResult) -> dict[str, np.ndarray]:
+    """Saliency for one slice of a finished run, with the run's own model and lungs, stored like the task's maps.
+
+    Returns the packed maps, so the request that computed them serves them without reading the file back.
+    """
     run = slice_result.run
     try:
         bundle = bundle_at(run.bundle_path, run.model_sha256)
     except BundleError as exc:
         raise MapsUnavailable(f"the model of analysis run {run.pk} is no longer available: {exc}") from exc
+    if run.series is None:
+        raise MapsUnavailable(f"the series of analysis run {run.pk} has been deleted")
     try:
-        volume = load_volume(run.series) if run.series else None
+        volume = load_volume(run.series)
     except (AnalysisError, FileNotFoundError) as exc:
         raise MapsUnavailable(f"the images of analysis run {run.pk} cannot be read: {exc}") from exc
-    if volume is None:
-        raise MapsUnavailable(f"the series of analysis run {run.pk} has been deleted")
     lung_mask = maps.load_lung_mask(run.pk)
     if lung_mask is None or lung_mask.shape != volume.array.shape:
         lung_mask = segment_lungs(volume)
     index = slice_result.index
-    name = maps.save_slice_maps(run.pk, index, slice_maps(volume, bundle, index, lung_mask), lung_mask[index])
+    packed = maps.pack(slice_maps(volume, bundle, index, lung_mask), lung_mask[index])
+    name = maps.save_slice_maps(run.pk, index, packed)
     SliceResult.objects.filter(pk=slice_result.pk).update(maps=name)
     slice_result.maps = name
+    return packed

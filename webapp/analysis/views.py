@@ -65,16 +65,22 @@ class StudyAnalyzeView(generics.GenericAPIView):
 
 
 class StudyLatestAnalysisView(generics.RetrieveAPIView):
-    """The study's most recent run (whatever its status), with slices and findings."""
+    """The study's most recent succeeded run, with slices and findings: what the viewer and the worklist show.
+
+    A newer run still queued, running or failed does not hide the results there are; all runs, whatever their
+    status, are at ``analyses/``.
+    """
 
     serializer_class = AnalysisRunDetailSerializer
 
     def get_object(self) -> AnalysisRun:
         study = get_study(self.kwargs["pk"])
-        run = runs_with_detail().filter(study=study).first()
+        run = runs_with_detail().filter(study=study, status=AnalysisRun.Status.SUCCEEDED).first()
         if run is None:
-            raise NotFound(f"Study {study.pk} has not been analysed yet; POST /api/studies/{study.pk}/analyze/ "
-                           "to start an analysis.")
+            newest = AnalysisRun.objects.filter(study=study).first()
+            state = (f"its analysis run {newest.pk} is {newest.status}" if newest
+                     else f"POST /api/studies/{study.pk}/analyze/ to start an analysis")
+            raise NotFound(f"Study {study.pk} has no finished analysis yet; {state}.")
         return run
 
 
