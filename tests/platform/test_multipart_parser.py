@@ -43,5 +43,7 @@ def test_accept_negotiation():
     assert part_type("", ("application/dicom",)) == "application/dicom"
     assert part_type("multipart/related; type=application/octet-stream; transfer-syntax=*",
                      ("application/octet-stream",)) == "application/octet-stream"
+    assert part_type('multipart/related; type="*/*"', ("application/octet-stream",)) == "application/octet-stream"
+    assert part_type("multipart/related; type=application/*", ("application/dicom",)) == "application/dicom"
     with pytest.raises(Exception, match="part type"):
         part_type('multipart/related; type="image/jpeg"', ("application/dicom",))

@@ -32,7 +32,7 @@ def part_type(accept: str, offered: tuple[str, ...]) -> str:
     """The part media type the client's Accept header asks for, among ``offered`` (the first is the default).
 
     ``multipart/related; type="application/dicom"`` names the part type; a bare part type or a wildcard
-    also selects it. Raises 406 when nothing offered is acceptable.
+    (``*/*``, ``application/*``, as dicomweb-client sends for frames) also selects it. Raises 406 when nothing offered is acceptable.
     """
     for media_range in (accept or "*/*").split(","):
         main, params = parse_header_parameters(media_range.strip())
@@ -40,8 +40,9 @@ def part_type(accept: str, offered: tuple[str, ...]) -> str:
         if main in ("*/*", "multipart/*"):
             return offered[0]
         wanted = params.get("type", offered[0]).lower() if main == "multipart/related" else main
-        if wanted in offered:
-            return wanted
+        for candidate in offered:
+            if wanted in (candidate, "*/*") or (wanted.endswith("/*") and candidate.startswith(wanted[:-1])):
+                return candidate
     raise NotAcceptable(f"this resource is served as multipart/related with part type {' or '.join(offered)}")
 
 
