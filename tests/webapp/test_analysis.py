@@ -219,6 +219,7 @@ def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_
     assert response.status_code == 404 and "no finished analysis" in response.json()["detail"]
     assert annotator.post(f"/api/studies/{study.pk}/analyze/").status_code == 403
     assert clinician.post("/api/studies/999999/analyze/").status_code == 404
+    assert clinician.get("/api/studies/999999/analyses/").status_code == 404
     response = clinician.post(f"/api/studies/{study.pk}/analyze/", {"model_version": 999999}, format="json")
     assert response.status_code == 400 and "model_version" in response.json()
 
@@ -274,6 +275,12 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
     assert stored.maps.name == f"maps/{run.pk}/{index}.npz" and default_storage.exists(stored.maps.name)
     slices = annotator.get(f"/api/studies/{study.pk}/analysis/").json()["slices"]
     assert [s["index"] for s in slices if s["has_maps"]] == [index]
+
+    # Maps of a run whose model has changed since cannot be made: 410, not maps from other weights.
+    AnalysisRun.objects.filter(pk=run.pk).update(model_sha256="0" * 64)
+    other_index = next(s["index"] for s in slices if not s["has_maps"])
+    response = annotator.get(f"/api/analysis-runs/{run.pk}/slices/{other_index}/maps/joint.png")
+    assert response.status_code == 410 and "no longer available" in response.json()["detail"]
 
     for url, reason in ((f"/api/analysis-runs/{run.pk}/slices/{index}/maps/bogus.png", "Unknown map kind"),
                         (f"/api/analysis-runs/{run.pk}/slices/{SLICES + 5}/maps/joint.png", "has no slice"),

@@ -33,7 +33,8 @@ from webapp.studies.models import Series, Study
 from . import maps
 from .models import AnalysisRun, Finding, SliceResult
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], None]  # (percent, message), e.g. Job.report
+
 
 class AnalysisError(Exception):
     """A study that cannot be analysed as it is (no CT series, unreadable pixels, unusable model): no retry helps."""
