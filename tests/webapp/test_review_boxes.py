@@ -27,7 +27,8 @@ def test_annotator_draws_a_human_box_stored_with_patient_coordinates_and_audited
     # Slice 1 sits at z = 2.5 mm; columns step 0.75 mm along x, rows 0.5 mm along y from (-100, -50).
     assert box.patient_coords == [[-97.0, -45.0, 2.5], [-85.0, -45.0, 2.5], [-85.0, -35.0, 2.5], [-97.0, -35.0, 2.5]]
     event = AuditEvent.objects.get(action="box.create")
-    assert (event.actor, event.study_id, event.object_id, event.before) == (users.annotator, study.pk, str(box.pk), None)
+    assert (event.actor, event.study_id, event.object_id, event.before) == (
+        users.annotator, study.pk, str(box.pk), None)
     assert event.after["x1"] == 20 and event.after["provenance"] == "human"
 
 

@@ -96,7 +96,7 @@ class _Slice:
 def test_spatial_order_follows_the_slice_normal_not_instance_numbers():
     # Coronal slices: rows along -z, columns along x, so the normal is y; positions step along y.
     coronal = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
-    slices = [_Slice(1, 1, [0, 5.0, 0], coronal), _Slice(2, 2, [0, -5.0, 0], coronal), _Slice(3, 3, [0, 0.0, 0], coronal)]
+    slices = [_Slice(pk, pk, [0, y, 0], coronal) for pk, y in ((1, 5.0), (2, -5.0), (3, 0.0))]
     assert [s.pk for s in geometry.spatial_order(slices)] == [2, 3, 1]
     assert geometry.z_mm(slices[0]) == pytest.approx(5.0)  # normal = row x column = (0, 1, 0)
 

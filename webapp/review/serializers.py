@@ -133,7 +133,8 @@ class BoxSerializer(serializers.ModelSerializer):
         study = self.context["study"]
         instance = Instance.objects.filter(sop_instance_uid=uid, series__study=study).first()
         if instance is None:
-            raise serializers.ValidationError({"sop_instance_uid": f"Instance {uid!r} is not part of study {study.pk}."})
+            raise serializers.ValidationError(
+                {"sop_instance_uid": f"Instance {uid!r} is not part of study {study.pk}."})
         x0, y0, x1, y1 = (attrs.get(k, getattr(box, k, None)) for k in ("x0", "y0", "x1", "y1"))
         errors = {}
         if not 0 <= x0 <= x1 < instance.columns:
