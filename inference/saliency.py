@@ -104,19 +104,20 @@ class SaliencyEngine:
     def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS) -> None:
         if model.training:
             raise ValueError("IG explains the deployed model: put it in eval mode first")
-        device = next(model.parameters()).device
-        self.device = device
-        self.stages = _folded_stages(model).to(device).eval()
-        self.heads = nn.ModuleList(nn.Conv2d(h.in_channels, h.out_channels, 1) for h in model.heads).to(device)
-        self.heads.load_state_dict(model.heads.state_dict())
-        self.heads.eval()
-        for p in [*self.stages.parameters(), *self.heads.parameters()]:
-            p.requires_grad_(False)
-        self.stages.to(memory_format=torch.channels_last)
-        self.heads.to(memory_format=torch.channels_last)
-        alphas, weights = gauss_legendre(steps)
-        self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
-        self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
+        with torch.inference_mode(False):  # built under inference_mode, the folded weights could not join autograd
+            device = next(model.parameters()).device
+            self.device = device
+            self.stages = _folded_stages(model).to(device).eval()
+            self.heads = nn.ModuleList(nn.Conv2d(h.in_channels, h.out_channels, 1) for h in model.heads).to(device)
+            self.heads.load_state_dict(model.heads.state_dict())
+            self.heads.eval()
+            for p in [*self.stages.parameters(), *self.heads.parameters()]:
+                p.requires_grad_(False)
+            self.stages.to(memory_format=torch.channels_last)
+            self.heads.to(memory_format=torch.channels_last)
+            alphas, weights = gauss_legendre(steps)
+            self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
+            self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
 
     def attribute(self, x: torch.Tensor, target: int) -> SaliencyMaps:
         """IG maps of one input ``x`` (1, C, H, W) or (C, H, W) for class ``target``, per scale."""
