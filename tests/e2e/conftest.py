@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import PASSWORD, REPO
+from e2e_helpers import PASSWORD, REPO, SIZE, SLICES
 
 # Playwright's sync API keeps an event loop on this thread; the ORM calls between browser steps are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -20,7 +20,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-SLICES, SIZE = 16, 128
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +106,6 @@ def analysed_phantom(tmp_path: Path, seed: int, label: str, slices: int = SLICES
 @pytest.fixture
 def world(live_server, transactional_db, storage_dir, tmp_path, settings, tiny_bundle_dir) -> World:
     settings.LUNGSCOPE_MODEL = str(tiny_bundle_dir)
-    settings.LUNGSCOPE_SALIENCY = "all"
+    settings.LUNGSCOPE_SALIENCY = "none"  # maps are computed when the viewer asks (saliency for all slices is slow)
     studies = [analysed_phantom(tmp_path, 11, "COVID"), analysed_phantom(tmp_path, 12, "NP")]
     return World(url=live_server.url, studies=studies, users=make_users())

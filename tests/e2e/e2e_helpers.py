@@ -11,6 +11,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORD = "e2e-password-1"
+SLICES, SIZE = 16, 128  # phantom studies: small, so ingest and analysis stay quick
 
 
 def login(page, world, username: str) -> None:
@@ -35,6 +36,14 @@ def wait_rendered(page) -> None:
             && (!maps || maps.dataset.complete === 'true');
     }""", timeout=30_000)
     page.wait_for_timeout(150)  # one more animation frame for the WebGL canvas
+
+
+def go_to_slice(page, index: int) -> None:
+    page.keyboard.press("Home")
+    for _ in range(index):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"() => document.querySelector('#slice-info').dataset.index === '{index}'")
+    wait_rendered(page)
 
 
 def viewport_pixels(page) -> np.ndarray:
