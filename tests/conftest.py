@@ -110,6 +110,7 @@ def start_worker(transactional_db, settings, storage_dir, tmp_path):
     url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
     def start(queues: str = "default,gpu", name: str | None = None, **extra_env: str) -> WorkerProcess:
+        # LUNGSCOPE_TEST_RUN_ID travels in os.environ: the worker uses this session's broker key prefix.
         env = {**os.environ, "DATABASE_URL": url, "LUNGSCOPE_STORAGE_DIR": str(settings.MEDIA_ROOT),
                "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, **extra_env}
         name = name or f"w{len(workers)}"

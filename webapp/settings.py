@@ -22,6 +22,8 @@ if "pytest" in sys.modules:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
     os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+    # Concurrent test sessions on one machine each get their own test database and broker keys.
+    os.environ.setdefault("LUNGSCOPE_TEST_RUN_ID", str(os.getpid()))
 
 VAR_DIR = Path(os.environ.get("LUNGSCOPE_VAR_DIR", BASE_DIR / "var"))
 
@@ -92,6 +94,8 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'lungscope.sqlite3'}", conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
     )
 }
+if os.environ.get("LUNGSCOPE_TEST_RUN_ID"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_lungscope_{os.environ['LUNGSCOPE_TEST_RUN_ID']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -176,6 +180,8 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # A task unacknowledged for this long is redelivered; longer than any analysis or training step.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))}
+    if os.environ.get("LUNGSCOPE_TEST_RUN_ID"):
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{os.environ['LUNGSCOPE_TEST_RUN_ID']}:"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
