@@ -1,0 +1,139 @@
+"""Loading studies: spatial slice order whatever the file names and InstanceNumbers, HU, geometry, other formats."""
+from __future__ import annotations
+
+import random
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from inference.io import LoadError, load_study
+
+
+@pytest.fixture(scope="module")
+def small_study():
+    from training.phantom import generate_study
+
+    return generate_study(5, "CAP", size=64, n_slices=12)
+
+
+def _write_shuffled(study, folder: Path, seed: int = 0) -> list[Path]:
+    """The phantom series with file names and InstanceNumbers both shuffled, plus a stray non-DICOM file."""
+    from training.phantom import write_dicom_series
+
+    files = write_dicom_series(study, folder / "raw")
+    rng = random.Random(seed)
+    names, numbers = list(range(len(files))), list(range(1, len(files) + 1))
+    rng.shuffle(names)
+    rng.shuffle(numbers)
+    out = []
+    for f, name, number in zip(files, names, numbers):
+        ds = pydicom.dcmread(f)
+        ds.InstanceNumber = number
+        target = folder / "series" / f"{name:03d}_{rng.random():.6f}"
+        target.parent.mkdir(exist_ok=True)
+        ds.save_as(target)
+        out.append(target)
+    (folder / "series" / "README.txt").write_text("not an image")
+    return out
+
+
+def test_slices_sorted_by_position_not_by_name_or_instance_number(small_study, tmp_path: Path) -> None:
+    _write_shuffled(small_study, tmp_path)
+    volume = load_study(tmp_path / "series")
+    assert volume.kind == "dicom-series" and volume.is_hu
+    np.testing.assert_array_equal(volume.array, small_study.hu.astype(np.float32))  # HU through the rescale
+    assert volume.z_mm == sorted(volume.z_mm)
+    dz, dy, dx = small_study.spacing_mm
+    assert volume.spacing_mm == pytest.approx((dz, dy, dx), abs=1e-4)
+    assert len(set(volume.sop_instance_uids)) == volume.n_slices
+    # pixel -> patient: origin of slice k is its ImagePositionPatient; columns run along +X, rows along +Y
+    x0, y0, z0 = volume.image_position_patient[3]
+    assert volume.pixel_to_patient(3, 10, 20) == pytest.approx((x0 + 10 * dx, y0 + 20 * dy, z0), abs=1e-3)
+
+
+def test_oblique_normal_decides_the_order(small_study, tmp_path: Path) -> None:
+    """Coronal slices (normal along Y): z is constant, only the projection on the normal orders them."""
+    files = _write_shuffled(small_study, tmp_path, seed=1)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        k = int(round(float(ds.ImagePositionPatient[2]) / small_study.spacing_mm[0]))
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # normal = row x col = (0, 1, 0)
+        ds.ImagePositionPatient = [0.0, 3.0 * k, 7.0]
+        ds.save_as(f)
+    volume = load_study(files)
+    np.testing.assert_array_equal(volume.array, small_study.hu.astype(np.float32))
+    assert volume.spacing_mm[0] == pytest.approx(3.0)
+    assert volume.pixel_to_patient(0, 0, 5)[2] == pytest.approx(7.0 - 5 * small_study.spacing_mm[1], abs=1e-3)
+
+
+def test_instance_number_fallback_without_positions(small_study, tmp_path: Path) -> None:
+    from training.phantom import write_dicom_series
+
+    files = write_dicom_series(small_study, tmp_path / "raw")
+    order = list(range(len(files)))
+    random.Random(2).shuffle(order)
+    for rank, f in zip(order, files):  # file k gets InstanceNumber rank: sorting must follow the numbers
+        ds = pydicom.dcmread(f)
+        del ds.ImagePositionPatient
+        ds.InstanceNumber = rank + 1
+        ds.save_as(f)
+    volume = load_study(tmp_path / "raw")
+    expected = np.empty_like(small_study.hu)
+    expected[order] = small_study.hu
+    np.testing.assert_array_equal(volume.array, expected.astype(np.float32))
+    assert volume.instance_numbers == list(range(1, len(files) + 1))
+
+
+def test_zip_of_a_series(small_study, tmp_path: Path) -> None:
+    files = _write_shuffled(small_study, tmp_path, seed=3)
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(f, f"nested/dir/{f.name}")
+    volume = load_study(archive)
+    np.testing.assert_array_equal(volume.array, small_study.hu.astype(np.float32))
+
+
+def test_nifti_geometry(tmp_path: Path) -> None:
+    data = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3)  # (i=x, j=y, k=z)
+    affine = np.diag([-0.7, -0.8, 2.5, 1.0])  # RAS with x and y flipped: LPS-aligned like DICOM axial
+    affine[:3, 3] = [10.0, 20.0, -30.0]
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "ct.nii.gz")
+    volume = load_study(tmp_path / "ct.nii.gz")
+    assert volume.kind == "nifti" and volume.array.shape == (3, 5, 4)
+    assert volume.array[2, 4, 1] == data[1, 4, 2]
+    assert volume.spacing_mm == pytest.approx((2.5, 0.8, 0.7))
+    # voxel (i=1, j=4, k=2) in RAS is 10-0.7, 20-3.2, -30+5 -> LPS flips x and y
+    assert volume.pixel_to_patient(2, 1, 4) == pytest.approx((-(10 - 0.7), -(20 - 3.2), -25.0))
+
+
+def test_png_is_one_windowed_slice(tmp_path: Path) -> None:
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (8, 1))).save(tmp_path / "slice.png")
+    volume = load_study(tmp_path / "slice.png")
+    assert volume.kind == "image" and not volume.is_hu and volume.array.shape == (1, 8, 256)
+    assert volume.spacing_mm is None and volume.array.max() == 255
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not DICOM"])
+def test_unreadable_input_is_a_load_error(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(content)
+    with pytest.raises(LoadError, match="no DICOM images"):
+        load_study(bad)
+    with pytest.raises(LoadError, match="no such file"):
+        load_study(tmp_path / "missing")
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(LoadError, match="unreadable image"):
+        load_study(tmp_path / "bad.png")
+
+
+def test_jpeg2000_series_decodes(shared_data: Path) -> None:
+    volume = load_study(shared_data / "real-ct" / "totalsegmentator-abdomen-j2k" / "example_ct_dicom")
+    assert volume.n_slices == 20 and volume.is_hu
+    assert -1100 <= volume.array.min() and volume.array.max() > 500  # HU, decoded
+    assert np.all(np.diff(volume.z_mm) > 0)
