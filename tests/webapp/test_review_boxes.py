@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from test_review_factories import client_for, instance_of, make_ai_box, make_run, make_study, users  # noqa: F401
 from webapp.review.models import AuditEvent, Box
@@ -47,6 +48,11 @@ def test_invalid_boxes_are_400_with_the_reason(users, change, field):
                                                 format="json")
     assert response.status_code == 400 and field in response.json(), response.content
     assert not Box.objects.exists()
+
+
+def test_the_database_refuses_inverted_boxes():
+    with pytest.raises(IntegrityError, match="box_corners_ordered"), transaction.atomic():
+        make_ai_box(make_study(), x0=11, x1=10)
 
 
 def test_a_box_must_reference_an_instance_of_its_own_study(users):

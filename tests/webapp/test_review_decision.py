@@ -110,7 +110,7 @@ def test_study_audit_trail_and_the_admin_audit_log(users):
 
 
 @pytest.mark.django_db
-def test_audit_events_are_append_only_in_the_database_and_read_only_in_the_admin(users, rf):
+def test_audit_events_are_append_only_in_the_database_and_read_only_in_the_admin(users, rf, admin_client):
     study = make_study()
     client_for(users.clinician).put(url(study), {"label": "covid"}, format="json")
     event = AuditEvent.objects.get()
@@ -127,6 +127,8 @@ def test_audit_events_are_append_only_in_the_database_and_read_only_in_the_admin
     model_admin = site._registry[AuditEvent]
     assert not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request, event)
                 or model_admin.has_delete_permission(request, event))
+    assert admin_client.get("/admin/review/auditevent/").status_code == 200  # the changelist renders
+    assert admin_client.get(f"/admin/review/auditevent/{event.pk}/change/").status_code == 200  # view only
 
 
 def race(*calls):
