@@ -124,9 +124,10 @@ def reviewed_study(tmp_path: Path, people: People, label: str, final: str, ai_la
     run = fake_run(study, ai_label)
     P, S = Box.Provenance, Box.Status
     add_box(study, 1, P.AI, S.PROPOSED, run=run)  # nobody looked: excluded as unreviewed
-    add_box(study, 1, P.AI_ACCEPTED, S.ACCEPTED, people.annotator, run=run, x0=20, y0=21, x1=30, y1=33)
-    add_box(study, 2, P.AI_EDITED, S.ACCEPTED, people.annotator, run=run, x0=3, y0=4, x1=9, y1=8)
-    add_box(study, 3, P.HUMAN, S.ACCEPTED, people.annotator, label=Box.Label.OTHER, x0=10, y0=10, x1=10, y1=12)
+    d = study.pk % 7  # boxes differ between studies, so a mix-up between studies shows
+    add_box(study, 1, P.AI_ACCEPTED, S.ACCEPTED, people.annotator, run=run, x0=20 + d, y0=21, x1=30 + d, y1=33)
+    add_box(study, 2, P.AI_EDITED, S.ACCEPTED, people.annotator, run=run, x0=3, y0=4 + d, x1=9, y1=8 + d)
+    add_box(study, 3, P.HUMAN, S.ACCEPTED, people.annotator, label=Box.Label.OTHER, x0=10, y0=10, x1=10 + d, y1=12)
     add_box(study, 2, P.AI, S.REJECTED, people.annotator, run=run)
     add_box(study, 4, P.HUMAN, S.DELETED, people.annotator)
     decide(study, final, people.clinician)

@@ -8,7 +8,6 @@ from django.shortcuts import render
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from webapp.accounts.permissions import IsAdmin
 from webapp.accounts.roles import ADMIN, has_role

@@ -131,13 +131,18 @@ def run_training(run: TrainingRun) -> None:
     export_dir = work / "data"
     write_training_ready(run.dataset_version, export_dir, deidentify=True,
                          progress=lambda fraction, message: job.report(2 + 8 * fraction, f"exporting: {message}"))
+    if job.is_cancel_requested():  # asked while the data was being exported: no need to start training
+        _finish(run, TrainingRun.Status.CANCELLED)
+        job.cancel("cancelled before training started")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     config = retrain_config(run, out_dir)
     metrics_log = config.work_dir / "metrics.jsonl"
     TrainingRun.objects.filter(pk=run.pk).update(metrics_log=str(metrics_log.relative_to(work.parents[1])))
     try:
         result = retrain(export_dir, config, progress=_Progress(run, job), should_stop=_StopFlag(job))
     except RetrainCancelled as exc:
-        _finish(run, TrainingRun.Status.CANCELLED, error="")
+        _finish(run, TrainingRun.Status.CANCELLED)
         job.cancel(str(exc))
         return
     job.report(88, "scoring the new and the active version on the held-out studies")

@@ -7,6 +7,7 @@ directly). Ids pass through ``ExportContext`` so de-identification is applied th
 from __future__ import annotations
 
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,12 +107,12 @@ def frozen_instances(item: DatasetItem) -> list[Instance]:
 def local_files(instances: list[Instance]) -> Iterator[list[Path]]:
     """Local paths of the instances' files: the storage's own paths on disk, else temporary copies."""
     try:
-        yield [Path(default_storage.path(i.file.name)) for i in instances]
-        return
+        paths = [Path(default_storage.path(i.file.name)) for i in instances]
     except NotImplementedError:  # object storage: copy down for the duration
-        pass
-    import tempfile
-
+        paths = None
+    if paths is not None:
+        yield paths
+        return
     with tempfile.TemporaryDirectory(prefix="lungscope-export-") as tmp:
         paths = []
         for n, instance in enumerate(instances):
