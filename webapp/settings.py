@@ -162,6 +162,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Chest CT review: studies, AI analyses, findings, reviews, curation and the model registry.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # login required everywhere
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
