@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const slices = series.instances.map((i) => bySop.get(i.sop_instance_uid));
 
   const start = startIndex(slices, analysis);
+  view.on('render', markFirstImage);
   await view.load(start);
   bindSliceControls(view);
 
@@ -90,6 +91,11 @@ async function main(): Promise<void> {
   bindShortcuts(shortcuts, $('#help-overlay'));
   $('#help-button').addEventListener('click', () => { $('#help-overlay').hidden = false; });
   root.dataset.ready = 'true';
+}
+
+/** A performance mark at the first rendered image (bench/viewer.py reads it; so can real-user monitoring). */
+function markFirstImage(): void {
+  if (!performance.getEntriesByName('lungscope:first-image').length) performance.mark('lungscope:first-image');
 }
 
 function pickSeries(study: StudyDetail, analysis: Analysis | null) {

@@ -1,0 +1,208 @@
+"""Viewer speed in a real browser: time to the first rendered image of a 128-slice study, and the scrolling rate
+through every slice with the saliency heatmap on. Targets: first image < 1.5 s, scrolling >= 20 slices/s.
+
+Standalone by default: a throw-away installation (SQLite and storage in a temp folder) with one phantom COVID study
+ingested like an upload and analysed by a tiny random model, served by gunicorn. The maps are filled in from the
+phantom's lesion and lung masks rather than computed (Integrated Gradients for 128 slices takes minutes on a CPU and
+is the inference benchmark's business): this measures the viewer. Or point it at a running server:
+
+    python bench/viewer.py [--slices 128 --size 512] [--url http://host:8000 --username u --password p --study ID]
+
+Chromium is Debian's (/usr/bin/chromium), WebGL2 in software (SwiftShader) unless the machine has a GPU. Writes the
+figures as JSON to bench/out/viewer.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+TARGET_FIRST_IMAGE_MS, TARGET_SLICES_PER_S = 1500, 20
+USER, PASSWORD = "bench", "bench-password-1"
+
+# In-page: step through the stack one slice at a time, each step done when the image and the heatmap are drawn.
+SCROLL_JS = """async () => {
+  const info = document.querySelector('#slice-info');
+  const maps = document.querySelector('.maps-layer');
+  const until = (ok) => new Promise((done) => { const tick = () => (ok() ? done() : requestAnimationFrame(tick)); tick(); });
+  const key = (k) => document.body.dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true }));
+  const shown = (i) => () => info.dataset.index === String(i) && maps.dataset.complete === 'true';
+  key('Home');
+  await until(shown(0));
+  const n = Number(document.querySelector('#slice-slider').max) + 1;
+  const t0 = performance.now();
+  for (let i = 1; i < n; i++) { key('ArrowDown'); await until(shown(i)); }
+  return { slices: n - 1, seconds: (performance.now() - t0) / 1000 };
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_installation(var: Path, slices: int, size: int) -> tuple[dict[str, str], int]:
+    """Migrate a fresh SQLite database, add the bench user and one analysed phantom study; returns (env, study id)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}", "LUNGSCOPE_VAR_DIR": str(var),
+           "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
+           "LUNGSCOPE_SALIENCY": "none", "LUNGSCOPE_MODEL": str(var / "tiny"), "CELERY_BROKER_URL": "filesystem://"}
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from webapp.accounts.roles import ADMIN, assign_role
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user(USER, password=PASSWORD)
+    assign_role(user, ADMIN)
+    return env, analysed_study(var, slices, size)
+
+
+def analysed_study(var: Path, slices: int, size: int) -> int:
+    import numpy as np
+    import torch
+
+    from inference.bundle import save_bundle
+    from inference.classifier import MultiScaleVGG
+    from inference.pipeline import SliceMaps
+    from training.phantom import generate_study, write_dicom_series
+    from webapp.analysis import maps
+    from webapp.analysis.models import AnalysisRun, SliceResult
+    from webapp.analysis.tasks import enqueue_analysis
+    from webapp.celery import app
+    from webapp.studies.ingest import ingest_file
+    from webapp.studies.models import Study
+
+    torch.manual_seed(0)
+    save_bundle(MultiScaleVGG(num_classes=3, width=0.125), var / "tiny",
+                {"name": "tiny", "version": "bench", "classes": ["NP", "CAP", "COVID"]})
+    t = time.perf_counter()
+    phantom = generate_study(2020, "COVID", n_slices=slices, size=size)
+    results = []
+    for path in write_dicom_series(phantom, var / "dicom"):
+        with open(path, "rb") as fh:
+            results.append(ingest_file(fh, path.name, source_label="COVID"))
+    study = Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+    app.conf.task_always_eager = True
+    enqueue_analysis(study)
+    run = AnalysisRun.objects.get(study=study)
+    assert run.status == AnalysisRun.Status.SUCCEEDED, run.error
+    for result in SliceResult.objects.filter(run=run):
+        lesion = phantom.lesion_mask[result.index].astype(np.float32)
+        heat = lesion + 0.2 * phantom.lung_mask[result.index]
+        fake = SliceMaps(joint=heat, ig=[heat] * 3, cams=[heat] * 3, target="COVID")
+        name = maps.save_slice_maps(run.pk, result.index, maps.pack(fake, phantom.lung_mask[result.index]))
+        SliceResult.objects.filter(pk=result.pk).update(maps=name)
+    print(f"prepared study {study.pk}: {slices} slices of {size}x{size} in {time.perf_counter() - t:.0f} s", flush=True)
+    return study.pk
+
+
+def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}", "--workers", "2",
+                             "--threads", "4", "--timeout", "120"], cwd=REPO, env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+
+
+def measure(url: str, username: str, password: str, study: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/accounts/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/")
+
+        def first_image_ms() -> float:
+            page.goto(f"{url}/studies/{study}/")
+            page.wait_for_function("() => performance.getEntriesByName('lungscope:first-image').length > 0", timeout=60_000)
+            return page.evaluate("() => performance.getEntriesByName('lungscope:first-image')[0].startTime")
+
+        cold = first_image_ms()  # nothing cached: the bundle is fetched and compiled
+        warm = first_image_ms()  # the study reopened: the bundle now comes from the browser cache
+        renderer = page.get_attribute("#viewer-app", "data-renderer")
+        page.wait_for_selector("#viewer-app[data-ready=true]")
+        page.check("input[data-map=joint]")
+        first_pass = page.evaluate(SCROLL_JS)  # images and maps arrive as it goes (prefetch runs meanwhile)
+        second_pass = page.evaluate(SCROLL_JS)  # everything cached: the steady scrolling rate
+        browser.close()
+    rate = lambda p: p["slices"] / p["seconds"]  # noqa: E731
+    return {"renderer": renderer, "first_image_ms_cold": round(cold), "first_image_ms_warm": round(warm),
+            "scroll_first_pass_slices_per_s": round(rate(first_pass), 1),
+            "scroll_slices_per_s": round(rate(second_pass), 1), "slices": first_pass["slices"] + 1}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", help="a running server (else a throw-away one is started)")
+    p.add_argument("--username", default=USER)
+    p.add_argument("--password", default=PASSWORD)
+    p.add_argument("--study", type=int, help="study id on --url")
+    p.add_argument("--slices", type=int, default=128)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "viewer.json")
+    args = p.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: {CHROMIUM} is absent (scripts/ensure_services.sh installs it)")
+        return 0
+    if not (REPO / "webapp/static/viewer/viewer.js").exists():
+        print("the frontend is not built: run `make frontend`")
+        return 1
+    server = None
+    with tempfile.TemporaryDirectory(prefix="lungscope-bench-") as tmp:
+        try:
+            if args.url:
+                if args.study is None:
+                    p.error("--url needs --study")
+                url, study = args.url.rstrip("/"), args.study
+            else:
+                env, study = prepare_installation(Path(tmp), args.slices, args.size)
+                port = free_port()
+                server = start_server(env, port, Path(tmp) / "gunicorn.log")
+                url = f"http://127.0.0.1:{port}"
+            figures = measure(url, args.username, args.password, study)
+        finally:
+            if server is not None:
+                os.killpg(server.pid, 15)
+                server.wait(timeout=30)
+    figures.update(targets={"first_image_ms": TARGET_FIRST_IMAGE_MS, "scroll_slices_per_s": TARGET_SLICES_PER_S},
+                   size=args.size if not args.url else None)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    ok = figures["first_image_ms_warm"] < TARGET_FIRST_IMAGE_MS and figures["scroll_slices_per_s"] >= TARGET_SLICES_PER_S
+    print("targets met" if ok else "targets NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
