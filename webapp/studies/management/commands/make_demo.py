@@ -50,7 +50,7 @@ class Command(BaseCommand):
                     self._analyze(study, prefix, phantom.label, sync)
         finally:
             app.conf.task_always_eager = eager
-        self.stdout.write(self.style.SUCCESS(f"{studies} phantom studies ready"))
+        self.stdout.write(self.style.SUCCESS(f"{studies} phantom {'study' if studies == 1 else 'studies'} ready"))
 
     def _analyze(self, study: Study, prefix: str, truth: str, sync: bool) -> None:
         started = time.perf_counter()
