@@ -5,6 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -31,6 +33,10 @@ class DatasetVersionListCreate(generics.ListCreateAPIView):
     def get_serializer_class(self):
         return DatasetVersionCreateSerializer if self.request.method == "POST" else DatasetVersionSerializer
 
+    @extend_schema(request=DatasetVersionCreateSerializer, responses={201: DatasetVersionDetailSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
         serializer = DatasetVersionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -56,6 +62,10 @@ class ExportListCreate(generics.ListCreateAPIView):
     serializer_class = ExportSerializer
     filterset_fields = ["dataset_version", "format"]
 
+    @extend_schema(responses={202: ExportSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -76,6 +86,7 @@ class ExportDownload(generics.GenericAPIView):
     permission_classes = [IsAdmin]
     queryset = Export.objects.select_related("job")
 
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request, *args, **kwargs):
         export: Export = self.get_object()
         if not export.file or export.job is None or export.job.status != Job.Status.SUCCEEDED:

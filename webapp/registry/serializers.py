@@ -100,3 +100,26 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
 class ReanalysisSerializer(serializers.Serializer):
     study_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=5000)
+
+
+class ReanalysisJobSerializer(serializers.Serializer):
+    study = serializers.IntegerField()
+    job = serializers.IntegerField()
+
+
+class ReanalysisResponseSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField(allow_null=True, help_text="The active version the jobs will use.")
+    jobs = ReanalysisJobSerializer(many=True)
+
+
+class TrainingProgressSerializer(serializers.Serializer):
+    """What the live chart polls: the logged records (``iter, stage, loss, val_loss, val_acc, lr, time_s, eta_s``)."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    iteration = serializers.IntegerField()
+    total_iterations = serializers.IntegerField()
+    eta_s = serializers.FloatField(allow_null=True)
+    last = serializers.DictField()
+    points = serializers.ListField(child=serializers.DictField())
+    job = serializers.DictField()

@@ -7,10 +7,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from webapp.accounts.permissions import IsAdmin
 from webapp.accounts.roles import ADMIN, has_role
@@ -19,8 +20,8 @@ from webapp.studies.models import Study
 
 from . import services
 from .models import ModelVersion, TrainingRun
-from .serializers import (ModelVersionSerializer, ReanalysisSerializer, TrainingRunCreateSerializer,
-                          TrainingRunSerializer)
+from .serializers import (ModelVersionSerializer, ReanalysisResponseSerializer, ReanalysisSerializer,
+                          TrainingProgressSerializer, TrainingRunCreateSerializer, TrainingRunSerializer)
 from .training import create_training_run, read_progress, request_cancel
 
 
@@ -46,6 +47,7 @@ class ModelVersionRoc(generics.GenericAPIView):
 
     queryset = ModelVersion.objects.all()
 
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     def get(self, request, *args, **kwargs):
         version: ModelVersion = self.get_object()
         path = Path(version.roc_plot) if version.roc_plot else None
@@ -61,6 +63,7 @@ class ModelVersionPromote(generics.GenericAPIView):
     queryset = ModelVersion.objects.all()
     serializer_class = ModelVersionSerializer
 
+    @extend_schema(request=None)
     def post(self, request, *args, **kwargs):
         version = self.get_object()
         services.promote(version, request.user)
@@ -68,11 +71,14 @@ class ModelVersionPromote(generics.GenericAPIView):
         return Response(self.get_serializer(version).data)
 
 
-class ModelVersionRollback(APIView):
-    """Re-activate the version that was active before the current one (audited as model.rollback)."""
+class ModelVersionRollback(generics.GenericAPIView):
+    """Re-activate the version that was active before the current one (audited as model.rollback); 409 when
+    there is none."""
 
     permission_classes = [IsAdmin]
+    serializer_class = ModelVersionSerializer
 
+    @extend_schema(request=None)
     def post(self, request, *args, **kwargs):
         services.ensure_default_model_version()
         try:
@@ -82,11 +88,13 @@ class ModelVersionRollback(APIView):
         return Response(ModelVersionSerializer(activation.model_version, context={"request": request}).data)
 
 
-class Reanalysis(APIView):
+class Reanalysis(generics.GenericAPIView):
     """``{study_ids}``: analyse each study again with the active version; 202 with one job per study."""
 
     permission_classes = [IsAdmin]
+    serializer_class = ReanalysisSerializer
 
+    @extend_schema(responses={202: ReanalysisResponseSerializer})
     def post(self, request, *args, **kwargs):
         serializer = ReanalysisSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -113,6 +121,10 @@ class TrainingRunListCreate(generics.ListCreateAPIView):
     def get_serializer_class(self):
         return TrainingRunCreateSerializer if self.request.method == "POST" else TrainingRunSerializer
 
+    @extend_schema(responses={202: TrainingRunSerializer})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -131,7 +143,9 @@ class TrainingRunProgress(generics.GenericAPIView):
 
     permission_classes = [IsAdmin]
     queryset = TrainingRun.objects.select_related("job")
+    serializer_class = TrainingProgressSerializer
 
+    @extend_schema(parameters=[OpenApiParameter("after", int, description="only records after this iteration")])
     def get(self, request, *args, **kwargs):
         try:
             after = int(request.query_params.get("after", 0))
@@ -145,7 +159,9 @@ class TrainingRunCancel(generics.GenericAPIView):
 
     permission_classes = [IsAdmin]
     queryset = TrainingRun.objects.select_related("job")
+    serializer_class = TrainingRunSerializer
 
+    @extend_schema(request=None, responses={202: TrainingRunSerializer})
     def post(self, request, *args, **kwargs):
         run: TrainingRun = self.get_object()
         if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
