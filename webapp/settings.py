@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "webapp.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -183,6 +184,15 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))}
     if os.environ.get("LUNGSCOPE_TEST_RUN_ID"):
         CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{os.environ['LUNGSCOPE_TEST_RUN_ID']}:"
+# The cache holds login-failure counters, so every web process must share it: Redis when there is one.
+_CACHE_URL = os.environ.get("LUNGSCOPE_CACHE_URL") or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
+                "KEY_PREFIX": f"lungscope{os.environ.get('LUNGSCOPE_TEST_RUN_ID', '')}"}
+    if _CACHE_URL else
+    {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+}
+
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
