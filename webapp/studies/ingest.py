@@ -198,23 +198,36 @@ def storage_path(attrs: IndexedAttributes) -> str:
     return f"dicom/{attrs.study_instance_uid}/{attrs.series_instance_uid}/{attrs.sop_instance_uid}.dcm"
 
 
-def _check_against_stored(series: Series, study: Study, patient: Patient, attrs: IndexedAttributes) -> None:
-    """Refuse a file that contradicts the hierarchy or geometry already stored (runs under the series lock)."""
-    if study.patient_id != patient.pk:
-        raise Rejected(f"study {study.study_instance_uid} is already stored for another patient",
-                       FailureReason.DATASET_DOES_NOT_MATCH)
-    if series.study_id != study.pk:
-        raise Rejected(f"series {series.series_instance_uid} is already stored under another study",
-                       FailureReason.DATASET_DOES_NOT_MATCH)
-    reference = series.instances.only("rows", "columns", "image_orientation_patient").first()
-    if reference is None:
-        return
-    if (reference.rows, reference.columns) != (attrs.rows, attrs.columns):
-        raise Rejected(f"{attrs.rows} x {attrs.columns} pixels differs from the series' "
-                       f"{reference.rows} x {reference.columns}", FailureReason.DATASET_DOES_NOT_MATCH)
-    stored, new = reference.image_orientation_patient, attrs.image_orientation_patient
-    if stored and new and any(abs(a - b) > ORIENTATION_TOLERANCE for a, b in zip(stored, new, strict=True)):
-        raise Rejected(f"image orientation {new} differs from the series' {stored}", FailureReason.DATASET_DOES_NOT_MATCH)
+@dataclass(frozen=True)
+class KnownSeries:
+    """A series whose hierarchy and reference geometry were looked up (under its row lock) and found consistent.
+
+    A batch remembers it, so the next files of the series skip the get_or_create round trips and the lock: the
+    geometry of a stored series never changes, because every instance added to it must match.
+    """
+
+    patient_id: str
+    study_instance_uid: str
+    study_pk: int
+    series_pk: int
+    rows: int
+    columns: int
+    orientation: list[float] | None
+
+    def check(self, attrs: IndexedAttributes) -> None:
+        if attrs.study_instance_uid != self.study_instance_uid:
+            raise Rejected(f"series {attrs.series_instance_uid} is already stored under another study",
+                           FailureReason.DATASET_DOES_NOT_MATCH)
+        if attrs.patient_id != self.patient_id:
+            raise Rejected(f"study {attrs.study_instance_uid} is already stored for another patient",
+                           FailureReason.DATASET_DOES_NOT_MATCH)
+        if (self.rows, self.columns) != (attrs.rows, attrs.columns):
+            raise Rejected(f"{attrs.rows} x {attrs.columns} pixels differs from the series' "
+                           f"{self.rows} x {self.columns}", FailureReason.DATASET_DOES_NOT_MATCH)
+        stored, new = self.orientation, attrs.image_orientation_patient
+        if stored and new and any(abs(a - b) > ORIENTATION_TOLERANCE for a, b in zip(stored, new, strict=True)):
+            raise Rejected(f"image orientation {new} differs from the series' {stored}",
+                           FailureReason.DATASET_DOES_NOT_MATCH)
 
 
 def _existing_outcome(name: str, attrs: IndexedAttributes, sha256: str) -> IngestResult | None:
@@ -231,8 +244,13 @@ def _existing_outcome(name: str, attrs: IndexedAttributes, sha256: str) -> Inges
                         reason="this SOP Instance UID is already stored with different content", **common)
 
 
-def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, source_label: str) -> Study:
-    """Create or reuse the hierarchy and the instance row; get_or_create retries unique races in a savepoint."""
+def _look_up_series(attrs: IndexedAttributes, source_label: str) -> KnownSeries:
+    """Create or reuse Patient, Study and Series, lock the series row and read its reference geometry.
+
+    get_or_create retries a lost unique race in a savepoint, so concurrent deliveries of one study cannot crash;
+    the row lock serialises the first instances of a new series, so two files of different sizes cannot both
+    become its reference.
+    """
     patient, _ = Patient.objects.get_or_create(
         patient_id=attrs.patient_id,
         defaults=dict(name=attrs.patient_name, birth_date=attrs.patient_birth_date, sex=attrs.patient_sex),
@@ -250,23 +268,39 @@ def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, sour
                       series_description=attrs.series_description, body_part_examined=attrs.body_part_examined,
                       frame_of_reference_uid=attrs.frame_of_reference_uid),
     )
-    series = Series.objects.select_for_update().get(pk=series.pk)
-    _check_against_stored(series, study, patient, attrs)
+    series = Series.objects.select_for_update().select_related("study__patient").get(pk=series.pk)
+    reference = series.instances.only("rows", "columns", "image_orientation_patient").first()
+    study.save(update_fields=["updated_at"])  # the worklist orders by recent activity
+    return KnownSeries(
+        patient_id=series.study.patient.patient_id, study_instance_uid=series.study.study_instance_uid,
+        study_pk=series.study_id, series_pk=series.pk,
+        rows=reference.rows if reference else attrs.rows, columns=reference.columns if reference else attrs.columns,
+        orientation=reference.image_orientation_patient if reference else attrs.image_orientation_patient,
+    )
+
+
+def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, source_label: str,
+               known: KnownSeries | None) -> KnownSeries:
+    known = known or _look_up_series(attrs, source_label)
+    known.check(attrs)
     Instance.objects.create(
-        sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series=series,
+        sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series_id=known.series_pk,
         instance_number=attrs.instance_number, image_position_patient=attrs.image_position_patient,
         image_orientation_patient=attrs.image_orientation_patient, pixel_spacing=attrs.pixel_spacing,
         slice_thickness=attrs.slice_thickness, slice_location=attrs.slice_location, rows=attrs.rows,
         columns=attrs.columns, number_of_frames=attrs.number_of_frames, transfer_syntax_uid=attrs.transfer_syntax_uid,
         file=path, size=spooled.size, sha256=spooled.sha256, uploaded_by=user,
     )
-    study.save(update_fields=["updated_at"])  # the worklist orders by recent activity
-    return study
+    return known
 
 
 def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, allow_secondary_capture: bool = False,
-                source_label: str = "", expected_study_uid: str | None = None) -> IngestResult:
-    """Store one file or say why not. Never raises for bad input; database and storage errors propagate."""
+                source_label: str = "", expected_study_uid: str | None = None,
+                known_series: dict[str, KnownSeries] | None = None) -> IngestResult:
+    """Store one file or say why not. Never raises for bad input; database and storage errors propagate.
+
+    ``known_series`` is a batch's memory of series it has already stored into (see ``KnownSeries``).
+    """
     attrs: IndexedAttributes | None = None
     try:
         spooled = source if isinstance(source, Spooled) else spool(source)
@@ -278,7 +312,8 @@ def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, all
             if expected_study_uid and attrs.study_instance_uid != expected_study_uid:
                 raise Rejected(f"Study Instance UID {attrs.study_instance_uid} does not match the target study "
                                f"{expected_study_uid}", FailureReason.DATASET_DOES_NOT_MATCH)
-            return _existing_outcome(name, attrs, spooled.sha256) or _store(name, attrs, spooled, user, source_label)
+            return (_existing_outcome(name, attrs, spooled.sha256)
+                    or _store(name, attrs, spooled, user, source_label, known_series))
         finally:
             spooled.file.close()
     except Rejected as rejection:
@@ -290,12 +325,14 @@ def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, all
         )
 
 
-def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_label: str) -> IngestResult:
+def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_label: str,
+           known_series: dict[str, KnownSeries] | None) -> IngestResult:
+    known_series = {} if known_series is None else known_series
     spooled.file.seek(0)
     path = default_storage.save(storage_path(attrs), File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
     try:
         with transaction.atomic():
-            study = _save_rows(attrs, path, spooled, user, source_label)
+            known = _save_rows(attrs, path, spooled, user, source_label, known_series.get(attrs.series_instance_uid))
     except IntegrityError:
         default_storage.delete(path)
         # Another request stored this SOP instance between our check and our insert: judge against its bytes.
@@ -306,9 +343,10 @@ def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_l
     except BaseException:
         default_storage.delete(path)
         raise
+    known_series[attrs.series_instance_uid] = known
     return IngestResult(name=name, status=Outcome.STORED, sop_instance_uid=attrs.sop_instance_uid,
                         study_instance_uid=attrs.study_instance_uid, sop_class_uid=attrs.sop_class_uid,
-                        study_id=study.pk)
+                        study_id=known.study_pk)
 
 
 class IngestBatch:
@@ -324,6 +362,7 @@ class IngestBatch:
         self.options = dict(allow_secondary_capture=allow_secondary_capture, source_label=source_label,
                             expected_study_uid=expected_study_uid)
         self.results: list[IngestResult] = []
+        self.known_series: dict[str, KnownSeries] = {}
 
     def __enter__(self) -> IngestBatch:
         return self
@@ -332,7 +371,7 @@ class IngestBatch:
         self.close()
 
     def add_file(self, source: BinaryIO | bytes, name: str) -> IngestResult:
-        result = ingest_file(source, name, user=self.user, **self.options)
+        result = ingest_file(source, name, user=self.user, known_series=self.known_series, **self.options)
         self.results.append(result)
         return result
 

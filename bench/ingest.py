@@ -1,0 +1,187 @@
+"""Ingest rate: instances per second for a 128-slice 512 x 512 CT series through STOW-RS (gunicorn on loopback)
+and through ``manage.py import_dicom``, and, when Debian's Orthanc is installed (``apt-get install orthanc
+orthanc-dicomweb``), through Orthanc's STOW-RS with the same client, for a ratio.
+
+A throw-away installation: a fresh PostgreSQL database (``--database-url``, default ``lungscope_bench`` on the
+local server; SQLite in the temp folder when PostgreSQL is unreachable) and storage in a temp folder. The series is
+a synthetic phantom written as uncompressed Explicit VR Little Endian files. STOW sends the series as
+``--clients`` concurrent requests of equal share, for lungscope and Orthanc alike. Analysis on ingest is off: this
+measures ingest. Writes the figures as JSON to bench/out/ingest.json.
+
+    python bench/ingest.py [--slices 128 --size 512 --clients 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+PYTHON = sys.executable
+ORTHANC = shutil.which("Orthanc")
+ORTHANC_DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+USER, PASSWORD = "bench", "bench-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 180.0, **kwargs) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=5, **kwargs).status_code < 500:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
+
+
+def write_series(out: Path, slices: int, size: int) -> list[Path]:
+    from training.phantom import generate_study, write_dicom_series
+
+    return write_dicom_series(generate_study(2024, "COVID", size=size, n_slices=slices), out)
+
+
+def fresh_database(url: str, var: Path) -> str:
+    """Recreate the bench database on PostgreSQL; fall back to SQLite in ``var`` when the server is unreachable."""
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return url
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL unreachable ({exc}); using SQLite", file=sys.stderr)
+        return f"sqlite:///{var / 'bench.sqlite3'}"
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def stow(url: str, files: list[bytes], headers: dict[str, str]) -> requests.Response:
+    boundary = uuid.uuid4().hex
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
+                    for data in files) + f"--{boundary}--\r\n".encode()
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return requests.post(url, data=body, timeout=600, headers={**headers, "Content-Type": content_type,
+                                                                "Accept": "application/dicom+json"})
+
+
+def stow_rate(url: str, files: list[bytes], clients: int, headers: dict[str, str]) -> float:
+    """Instances per second for the whole series, sent as ``clients`` concurrent requests."""
+    shares = [files[i::clients] for i in range(clients)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        responses = list(pool.map(lambda share: stow(url, share, headers), shares))
+    elapsed = time.perf_counter() - started
+    for response in responses:
+        if response.status_code != 200:
+            raise RuntimeError(f"STOW to {url} answered {response.status_code}: {response.text[:500]}")
+    return len(files) / elapsed
+
+
+def lungscope_figures(var: Path, series_dir: Path, files: list[bytes], clients: int, database_url: str) -> dict:
+    env = {**os.environ, "DATABASE_URL": fresh_database(database_url, var), "LUNGSCOPE_VAR_DIR": str(var),
+           "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
+           "DJANGO_DEBUG": "1", "DJANGO_SUPERUSER_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
+    manage(env, "migrate", "--noinput")
+    manage(env, "createsuperuser", "--noinput", "--username", USER, "--email", "bench@example.org")
+    token = manage(env, "drf_create_token", USER).split()[2]
+    port = free_port()
+    # Load Django and the URL conf (the other apps import torch) once in the master, so no worker pays for it
+    # during the timed requests.
+    config = var / "gunicorn_bench.py"
+    config.write_text("preload_app = True\n\n\ndef when_ready(server):\n"
+                      "    from django.urls import get_resolver\n\n    get_resolver().url_patterns\n")
+    server = subprocess.Popen([PYTHON, "-m", "gunicorn", "webapp.wsgi", "-c", str(config), "-b", f"127.0.0.1:{port}",
+                               "--workers", str(clients), "--threads", "2", "--timeout", "600"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        headers = {"Authorization": f"Token {token}"}
+        wait_for(f"http://127.0.0.1:{port}/dicomweb/studies", headers=headers)
+        stow_per_s = stow_rate(f"http://127.0.0.1:{port}/dicomweb/studies", files, clients, headers)
+    finally:
+        server.terminate()
+        server.wait(30)
+    manage(env, "flush", "--noinput")
+    shutil.rmtree(var / "storage", ignore_errors=True)
+    summary = manage(env, "import_dicom", str(series_dir))
+    stored, seconds = re.match(r"(\d+) stored.* in ([\d.]+) s", summary).groups()
+    assert int(stored) == len(files), summary
+    return {"stow_instances_per_s": stow_per_s, "import_dicom_instances_per_s": len(files) / float(seconds),
+            "database": env["DATABASE_URL"].split(":")[0]}
+
+
+def orthanc_rate(var: Path, files: list[bytes], clients: int) -> float | None:
+    if not (ORTHANC and ORTHANC_DICOMWEB_PLUGIN.exists()):
+        return None
+    port = free_port()
+    config = var / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "bench", "StorageDirectory": str(var / "orthanc-storage"), "IndexDirectory": str(var / "orthanc-index"),
+        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }))
+    server = subprocess.Popen([ORTHANC, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/system")
+        rate = stow_rate(f"http://127.0.0.1:{port}/dicom-web/studies", files, clients, {})
+        stored = requests.get(f"http://127.0.0.1:{port}/statistics", timeout=10).json()["CountInstances"]
+        assert stored == len(files), stored
+        return rate
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=128)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/lungscope_bench")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lungscope-bench-ingest-") as tmp:
+        var = Path(tmp)
+        paths = write_series(var / "series", args.slices, args.size)
+        files = [p.read_bytes() for p in paths]
+        figures = {"slices": args.slices, "size": args.size, "clients": args.clients, "cpus": os.cpu_count(),
+                   **lungscope_figures(var, var / "series", files, args.clients, args.database_url)}
+        figures["orthanc_stow_instances_per_s"] = orthanc_rate(var, files, args.clients)
+    if figures["orthanc_stow_instances_per_s"]:
+        figures["stow_ratio_lungscope_to_orthanc"] = (figures["stow_instances_per_s"]
+                                                      / figures["orthanc_stow_instances_per_s"])
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(figures, indent=2))
+    for key, value in figures.items():
+        print(f"{key:36s} {value:.1f}" if isinstance(value, float) else f"{key:36s} {value}")
+
+
+if __name__ == "__main__":
+    main()
