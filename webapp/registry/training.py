@@ -9,12 +9,14 @@ ModelVersion. It is not promoted: an admin compares and promotes.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,8 +36,6 @@ CANCEL_POLL_S = 0.5
 
 
 def work_dir(run: TrainingRun) -> Path:
-    from django.conf import settings
-
     return Path(settings.MEDIA_ROOT) / "training" / f"run{run.pk}"
 
 
@@ -83,6 +83,17 @@ def retrain_config(run: TrainingRun, out_dir: Path) -> RetrainConfig:
     )
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats as None: PostgreSQL's JSON has no such numbers (a diverged loss has them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 @dataclass
 class _Progress:
     """The retrain progress callback: latest record onto the run, percentage onto the job."""
@@ -92,7 +103,7 @@ class _Progress:
 
     def __call__(self, record: dict[str, Any]) -> None:
         iteration = int(record.get("iter", 0))
-        TrainingRun.objects.filter(pk=self.run.pk).update(iteration=iteration, last_metrics=record)
+        TrainingRun.objects.filter(pk=self.run.pk).update(iteration=iteration, last_metrics=json_safe(record))
         total = max(1, self.run.total_iterations)
         loss = record.get("loss")
         self.job.report(10 + 75 * iteration / total,
@@ -152,8 +163,8 @@ def run_training(run: TrainingRun) -> None:
     comparison["active_version"] = active.pk if active else None
     shutil.copyfile(result.log_path, result.bundle_dir / "training_log.jsonl")
     meta = json.loads((result.bundle_dir / "model.json").read_text())
-    metrics = {"held_out": summary_metrics(result.metrics), "comparison": comparison,
-               "training": meta.get("training", {})}
+    metrics = json_safe({"held_out": summary_metrics(result.metrics), "comparison": comparison,
+                         "training": meta.get("training", {})})
     (result.bundle_dir / "report.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     version = register_bundle(result.bundle_dir, source="trained", user=run.created_by, metrics=metrics,
                               config=run.config, dataset_version=run.dataset_version,
@@ -169,8 +180,6 @@ def run_training(run: TrainingRun) -> None:
 
 def read_progress(run: TrainingRun, after: int = 0) -> dict[str, Any]:
     """The run's logged records with ``iter`` > ``after`` (for incremental chart updates) and an ETA."""
-    from django.conf import settings
-
     points: list[dict[str, Any]] = []
     if run.metrics_log:
         path = Path(settings.MEDIA_ROOT) / run.metrics_log
@@ -182,7 +191,7 @@ def read_progress(run: TrainingRun, after: int = 0) -> dict[str, Any]:
                     except json.JSONDecodeError:  # a line being written right now
                         continue
                     if int(record.get("iter", 0)) > after:
-                        points.append(record)
+                        points.append(json_safe(record))
     eta = run.last_metrics.get("eta_s") if run.status == TrainingRun.Status.RUNNING else None
     if eta is None and run.status == TrainingRun.Status.RUNNING and run.started_at and run.iteration:
         elapsed = (timezone.now() - run.started_at).total_seconds()
