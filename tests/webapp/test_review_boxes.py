@@ -152,3 +152,16 @@ def test_version_from_if_match_header_and_its_absence(users):
                             headers={"If-Match": '"1"'})
     assert disagree.status_code == 400 and "disagree" in disagree.json()["version"][0]
     assert client.patch(f"/api/boxes/{box.pk}/", {"y1": 22, "version": "two"}, format="json").status_code == 400
+
+
+@pytest.mark.django_db
+def test_untouched_ai_proposals_of_an_earlier_run_are_hidden_after_a_reanalysis(users):
+    study = make_study()
+    old, new = make_run(study), make_run(study)
+    kept_old = make_ai_box(study, old, status=Box.Status.ACCEPTED, provenance=Box.Provenance.AI_ACCEPTED)
+    make_ai_box(study, old)  # an untouched proposal of the superseded run
+    fresh = make_ai_box(study, new)
+    client = client_for(users.clinician)
+    ids = {b["id"] for b in client.get(f"/api/studies/{study.pk}/boxes/").json()["results"]}
+    assert ids == {kept_old.pk, fresh.pk}
+    assert len(client.get(f"/api/studies/{study.pk}/boxes/?all_runs=true").json()["results"]) == 3

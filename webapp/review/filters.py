@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import django_filters
-from django.db.models import F
+from django.db.models import F, OuterRef, Q, Subquery
 from rest_framework.filters import OrderingFilter, SearchFilter
 
+from webapp.analysis.models import AnalysisRun
 from webapp.studies.models import Study
 
 from .models import AuditEvent, Box
@@ -51,15 +52,28 @@ class NullsLastOrdering(OrderingFilter):
 class BoxFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Box.Status.choices,
                                                  help_text="Default: every status but deleted.")
+    all_runs = django_filters.BooleanFilter(
+        method="filter_all_runs",
+        help_text="Default false: untouched AI proposals only from the study's latest succeeded analysis, so a "
+                  "re-analysis does not stack two runs' boxes. Reviewed and human boxes always stay.")
 
     class Meta:
         model = Box
-        fields = ["status", "sop_instance_uid", "provenance", "label"]
+        fields = ["status", "sop_instance_uid", "provenance", "label", "analysis_run"]
 
     def filter_queryset(self, queryset):
         if not self.form.cleaned_data.get("status"):
             queryset = queryset.exclude(status=Box.Status.DELETED)
+        if not self.form.cleaned_data.get("all_runs"):
+            latest = (AnalysisRun.objects.filter(study=OuterRef("study"), status=AnalysisRun.Status.SUCCEEDED)
+                      .order_by("-created_at", "-pk").values("pk")[:1])
+            stale_proposal = (Q(provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
+                              & ~Q(analysis_run=Subquery(latest)))
+            queryset = queryset.exclude(stale_proposal)
         return super().filter_queryset(queryset)
+
+    def filter_all_runs(self, queryset, name, value):
+        return queryset  # applied in filter_queryset, together with the latest-run rule
 
 
 class AuditEventFilter(django_filters.FilterSet):
