@@ -15,7 +15,7 @@ from webapp.jobs.models import Job
 from webapp.registry import services
 from webapp.registry.models import ModelActivation, ModelVersion, TrainingRun
 from webapp.registry.tasks import train_model
-from webapp.registry.training import create_training_run, work_dir
+from webapp.registry.training import create_training_run, json_safe, work_dir
 from webapp.review.models import AuditEvent
 
 CONFIG = {"task": "3way", "iterations": 3, "seed": 0, "start_bundle": None}
@@ -143,3 +143,8 @@ def test_a_run_that_cannot_train_fails_with_the_reason(people, dataset):  # noqa
     run.refresh_from_db()
     assert "not a training class" in run.error and run.job.status == Job.Status.FAILED
     assert "no study could be exported" in run.job.message
+
+
+def test_non_finite_numbers_become_null_for_postgres_json():
+    assert json_safe({"loss": float("nan"), "best": [float("inf"), 1.5], "stage": "joint"}) == {
+        "loss": None, "best": [None, 1.5], "stage": "joint"}

@@ -29,7 +29,7 @@ from webapp.jobs.models import Job
 
 from .evaluation import compare
 from .models import ModelVersion, TrainingRun
-from .services import models_dir, register_bundle
+from .services import ensure_default_model_version, models_dir, register_bundle
 
 #: How often ``should_stop`` asks the database (it is called every iteration).
 CANCEL_POLL_S = 0.5
@@ -157,6 +157,7 @@ def run_training(run: TrainingRun) -> None:
         job.cancel(str(exc))
         return
     job.report(88, "scoring the new and the active version on the held-out studies")
+    ensure_default_model_version()  # a fresh install compares against the shipped bundle
     active = ModelVersion.objects.filter(is_active=True).first()
     comparison = compare(export_dir, config, result.bundle_dir, active.bundle_path if active else None,
                          result.bundle_dir / "roc.png")
