@@ -53,8 +53,11 @@ class LesionMap:
 
 
 def blur5(saliency: np.ndarray) -> np.ndarray:
-    """|saliency| smoothed with a 5x5 Gaussian."""
-    return ndimage.gaussian_filter(np.abs(np.asarray(saliency, dtype=np.float64)), _SIGMA, truncate=_TRUNCATE)
+    """|saliency| smoothed with a 5x5 Gaussian, scaled to a maximum of 1 (Isodata is scale-free, and its histogram
+    arithmetic fails on the ~1e-12 magnitudes a raw product of IG maps can have)."""
+    blurred = ndimage.gaussian_filter(np.abs(np.asarray(saliency, dtype=np.float64)), _SIGMA, truncate=_TRUNCATE)
+    peak = float(blurred.max())
+    return blurred / peak if peak > 0 else blurred
 
 
 def saliency_mask(saliency: np.ndarray, min_area_px: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +91,6 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
     if lung_mask is not None:
         lung_crop = np.asarray(lung_mask, dtype=np.float32)[geometry.y0:geometry.y1, geometry.x0:geometry.x1]
         lung_in = resize_map(lung_crop, (geometry.size, geometry.size)) > 0.5
-    peak = float(blurred.max()) or 1.0
     boxes: list[Box] = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
@@ -99,7 +101,7 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
             continue
         rows, cols = found
         x0, y0, x1, y1 = geometry.box_to_original(cols.start, rows.start, cols.stop - 1, rows.stop - 1)
-        score = float(blurred[found][component].mean()) / peak
+        score = float(blurred[found][component].mean())
         boxes.append(Box(x0, y0, x1, y1, score, label))
     positive = geometry.map_to_original((labels > 0).astype(np.float32)) > 0.5
     inside = positive & lung_mask if lung_mask is not None else positive

@@ -51,9 +51,17 @@ def captum_ig(model: MultiScaleVGG, x: torch.Tensor, target: int, steps: int = D
 
 
 def joint_saliency(maps: list[np.ndarray] | list[torch.Tensor]) -> np.ndarray:
-    """Pixel-wise product of the per-scale IG maps (signed; boxes use its magnitude)."""
-    arrays = [np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m, dtype=np.float64) for m in maps]
-    return (arrays[0] * arrays[1] * arrays[2]).astype(np.float32)
+    """Pixel-wise product of the per-scale IG maps, each first divided by its largest magnitude.
+
+    The scaling changes the product by one positive constant only (boxes and severity are scale-free), but keeps it
+    in [-1, 1]: a raw product of three ~1e-4 maps would vanish in float16 map storage. Signed; boxes use |joint|.
+    """
+    joint = np.ones(np.shape(maps[0]), dtype=np.float64)
+    for m in maps:
+        array = np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m, dtype=np.float64)
+        peak = float(np.abs(array).max())
+        joint *= array / peak if peak > 0 else array
+    return joint.astype(np.float32)
 
 
 @dataclass

@@ -11,6 +11,10 @@ from inference.classifier import MultiScaleVGG
 
 CLASSES = ["NP", "CAP", "COVID"]
 
+# The 2-core box is shared with other test runs: one intra-op thread per process avoids OpenMP threads spinning
+# against each other (four times slower than one thread when the machine is oversubscribed).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -67,3 +67,12 @@ def test_severity_numbers() -> None:
     mask = np.ones((2, 10, 10), bool)
     assert lung_volume_ml(mask, (2.0, 0.5, 0.5)) == 200 * 0.5 / 1000
     assert lung_volume_ml(mask, None) is None
+
+
+def test_a_lone_spot_and_an_empty_map() -> None:
+    """A single salient square on zeros is one component; an all-zero joint map (scales that never agree) none."""
+    saliency = np.zeros((64, 64))
+    saliency[30:38, 30:38] = 1.0
+    labels, _ = saliency_mask(saliency, min_area_px=10)
+    assert labels.max() == 1 and labels[34, 34] == 1
+    assert saliency_mask(np.zeros((64, 64)))[0].max() == 0
