@@ -165,6 +165,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # login required everywhere
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models call their choices "Status"; name each set so the schema's enums are stable.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "webapp.jobs.models.Job.Status",  # TrainingRun.Status has the same values
+        "StudyStatusEnum": "webapp.studies.models.Study.Status",
+        "AnalysisRunStatusEnum": "webapp.analysis.models.AnalysisRun.Status",
+    },
 }
 
 # Celery: queues default (ingest, exports) and gpu (inference, training).

@@ -15,6 +15,8 @@ class VisibleJobsMixin:
     ordering_fields = ["created_at", "updated_at", "status"]
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator calls this with AnonymousUser
+            return Job.objects.none()
         jobs = Job.objects.select_related("created_by")
         if has_role(self.request.user, ADMIN):
             return jobs
