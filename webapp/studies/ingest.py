@@ -281,8 +281,20 @@ def _look_up_series(attrs: IndexedAttributes, source_label: str) -> KnownSeries:
 
 def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, source_label: str,
                known: KnownSeries | None) -> KnownSeries:
-    known = known or _look_up_series(attrs, source_label)
-    known.check(attrs)
+    """The rows for one file. A series seen before in this batch needs a single INSERT, atomic on its own; a new
+    one needs the hierarchy looked up and the row lock, in one transaction with the INSERT."""
+    if known is not None:
+        known.check(attrs)
+        _create_instance(attrs, known, path, spooled, user)
+        return known
+    with transaction.atomic():
+        known = _look_up_series(attrs, source_label)
+        known.check(attrs)
+        _create_instance(attrs, known, path, spooled, user)
+    return known
+
+
+def _create_instance(attrs: IndexedAttributes, known: KnownSeries, path: str, spooled: Spooled, user) -> None:
     Instance.objects.create(
         sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series_id=known.series_pk,
         instance_number=attrs.instance_number, image_position_patient=attrs.image_position_patient,
@@ -291,7 +303,6 @@ def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, sour
         columns=attrs.columns, number_of_frames=attrs.number_of_frames, transfer_syntax_uid=attrs.transfer_syntax_uid,
         file=path, size=spooled.size, sha256=spooled.sha256, uploaded_by=user,
     )
-    return known
 
 
 def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, allow_secondary_capture: bool = False,
@@ -331,8 +342,7 @@ def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_l
     spooled.file.seek(0)
     path = default_storage.save(storage_path(attrs), File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
     try:
-        with transaction.atomic():
-            known = _save_rows(attrs, path, spooled, user, source_label, known_series.get(attrs.series_instance_uid))
+        known = _save_rows(attrs, path, spooled, user, source_label, known_series.get(attrs.series_instance_uid))
     except IntegrityError:
         default_storage.delete(path)
         # Another request stored this SOP instance between our check and our insert: judge against its bytes.
