@@ -52,7 +52,7 @@ __all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "bu
            "toy_studies",
            "dicom_studies", "image_studies", "export_studies", "write_export_study", "group_kfold", "group_split"]
 
-#: Task name -> class list in bundle order (the first class is the "negative" one for study aggregation).
+#: Task name -> class list in bundle order (study aggregation ranks slices by 1 - P(NP), or by the last class).
 TASKS: dict[str, tuple[str, ...]] = {
     "3way": ("NP", "CAP", "COVID"),
     "np-covid": ("NP", "COVID"),
@@ -141,28 +141,34 @@ class SliceSet:
         return dict(zip(self.classes, counts))
 
 
-def _lung_mask(record: StudyRecord, method: str) -> np.ndarray | None:
-    """The source's mask, else ``inference.lungs.segment_lungs`` on HU; None (whole image) for display images,
-    which carry no HU for the threshold-based segmentation to work on."""
-    if record.lung_mask is not None:
-        return record.lung_mask.astype(bool)
-    if not record.is_hu:
-        return None
+def _lung_mask(record: StudyRecord, method: str) -> np.ndarray:
+    """The source's mask, else the segmentation inference would run: ``segment_lungs`` on HU, the grey-level
+    ``segment_image`` per slice on display images. A slice whose mask covers less than the pipeline's
+    ``MIN_LUNG_FRACTION`` of the image counts as lung-less (whole-image crop)."""
     from inference.lungs import segment_lungs
+    from inference.lungs.classical import segment_image
+    from inference.pipeline import MIN_LUNG_FRACTION
 
-    return np.asarray(segment_lungs(record.array, method=method), dtype=bool)
+    array = np.asarray(record.array)
+    if record.lung_mask is not None:
+        mask = np.asarray(record.lung_mask, dtype=bool)
+    elif record.is_hu:
+        mask = np.asarray(segment_lungs(array, method=method), dtype=bool)
+    else:
+        mask = np.stack([np.asarray(segment_image(s), dtype=bool) for s in array.reshape(-1, *array.shape[-2:])])
+    mask = mask.reshape(-1, *mask.shape[-2:]).copy()
+    mask[mask.reshape(mask.shape[0], -1).mean(axis=1) < MIN_LUNG_FRACTION] = False
+    return mask
 
 
 def study_slices(record: StudyRecord, prep: PrepConfig) -> np.ndarray:
-    """The study's lung slices as model inputs, float32 (n, size, size); all slices of a 2D image."""
+    """The study's lung slices as model inputs, float32 (n, size, size); every slice when no lung was found."""
     array = np.asarray(record.array)
     if array.ndim == 2:
         array = array[None]
     mask = _lung_mask(record, prep.lungs)
-    if mask is not None and mask.ndim == 2:
-        mask = mask[None]
     unit, _ = normalize_volume(array.astype(np.float32), prep.normalization_params, is_hu=record.is_hu, mask=mask)
-    if mask is None or not mask.any():
+    if not mask.any():
         keep = np.arange(array.shape[0])
     else:
         area = mask.reshape(mask.shape[0], -1).sum(axis=1)
@@ -171,7 +177,7 @@ def study_slices(record: StudyRecord, prep: PrepConfig) -> np.ndarray:
         keep = keep[np.linspace(0, keep.size - 1, prep.max_slices).round().astype(int)]
     out = np.empty((keep.size, prep.size, prep.size), dtype=np.float32)
     for j, z in enumerate(keep):
-        geometry = crop_geometry(None if mask is None else mask[z], prep.margin, unit.shape[1:], prep.size)
+        geometry = crop_geometry(mask[z], prep.margin, unit.shape[1:], prep.size)
         out[j] = prepare_slice(unit[z], geometry, prep.size)
     return out
 

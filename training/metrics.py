@@ -1,4 +1,4 @@
-"""Evaluation metrics, the study-level aggregation of slice probabilities, and t-intervals over folds.
+"""Evaluation metrics, study-level figures from slice probabilities, and t-intervals over folds.
 
 Definitions (one-vs-rest for each class ``c``, predictions by arg-max): precision = TP / (TP + FP), sensitivity
 (recall) = TP / (TP + FN), specificity = TN / (TN + FP), F1 = 2PR / (P + R), AUC = area under the ROC of the class's
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["CI", "mean_ci", "one_vs_rest", "classification_metrics", "aggregate_study", "study_level"]
+__all__ = ["CI", "mean_ci", "one_vs_rest", "classification_metrics", "study_level"]
 
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "precision", "sensitivity", "specificity", "f1", "auc")
 
@@ -86,33 +86,17 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
     return {"accuracy": accuracy, "n": int(y.size), "per_class": per_class, "summary": {"accuracy": accuracy, **summary}}
 
 
-def aggregate_study(probs: np.ndarray, rule: str = "topk_mean", k: int = 5, negative_index: int = 0) -> np.ndarray:
-    """One study's probability vector from its slices' (n, K), by the bundle's ``aggregation`` rule.
+def study_level(labels: np.ndarray, probs: np.ndarray, study_index: np.ndarray, classes: Sequence[str],
+                rule: str = "topk_mean", k: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slice labels/probabilities grouped by ``study_index`` -> (study ids, study labels, study probabilities).
 
-    ``topk_mean``: the mean vector of the ``k`` slices with the highest probability of any class other than
-    ``negative_index`` (NP in the 3-way task): a few clearly abnormal slices decide, the many normal-looking slices of
-    an ill patient do not dilute them. ``mean`` and ``max`` (class-wise, renormalised) are the simple alternatives.
+    Aggregation is ``inference.pipeline.aggregate`` itself (the bundle's rule, e.g. the mean of the top-k slices
+    ranked by 1 - P(NP)), so study-level figures measure exactly what the app reports.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[0] == 0:
-        raise ValueError("need a non-empty (n_slices, K) array")
-    if rule == "mean":
-        return probs.mean(axis=0)
-    if rule == "max":
-        top = probs.max(axis=0)
-        return top / top.sum()
-    if rule == "topk_mean":
-        abnormal = np.delete(probs, negative_index, axis=1).max(axis=1)
-        order = np.argsort(-abnormal, kind="stable")[: max(1, k)]
-        return probs[order].mean(axis=0)
-    raise ValueError(f"unknown aggregation rule {rule!r}")
+    from inference.pipeline import aggregate
 
-
-def study_level(labels: np.ndarray, probs: np.ndarray, study_index: np.ndarray, rule: str = "topk_mean",
-                k: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Slice labels/probabilities grouped by ``study_index`` -> (study ids, study labels, study probabilities)."""
     study_index = np.asarray(study_index)
     ids = np.unique(study_index)
     y = np.array([labels[study_index == s][0] for s in ids], dtype=np.int64)
-    p = np.stack([aggregate_study(probs[study_index == s], rule, k) for s in ids])
+    p = np.stack([aggregate(probs[study_index == s], list(classes), rule, k) for s in ids])
     return ids, y, p

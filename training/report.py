@@ -106,7 +106,7 @@ def write_report(raw: dict[str, Any], out_dir: str | Path, title: str, setup: di
              "Summary metrics: for a two-class task the positive class is the second one "
              f"({classes[-1] if len(classes) == 2 else 'n/a'}); for more classes, the macro mean of the one-vs-rest "
              "figures. Study level: slice probabilities aggregated with the bundle rule "
-             "(mean of the top-k slices ranked by the largest non-first-class probability).", ""]
+             "(inference.pipeline.aggregate: mean of the top-k slices ranked by 1 - P(NP)).", ""]
     lines += ["## Setup", "", "```json", json.dumps(setup, indent=1, default=float), "```", ""]
     for level in ("slice", "study"):
         lines += [f"## Classifiers, {level} level (paper Table 2)", "",

@@ -324,9 +324,9 @@ def train(model: nn.Module, train_set: SliceSet, val_set: SliceSet | None, confi
                     record["eta_s"] = round(elapsed / max(state["steps"] - start_steps, 1) * (config.iterations - done), 1)
                     emit(record)
                     if is_val:
-                        save_checkpoint(optimizer)
                         if done - state["last_improved"] >= config.patience and done < end:
                             state["iter"] = end  # early stop: this stage is over
+                        save_checkpoint(optimizer)
                 if ctx.any(should_stop() if should_stop is not None and ctx.is_main else False):
                     stopped = True
                     save_checkpoint(optimizer)

@@ -75,7 +75,7 @@ def test_export_round_trip(tmp_path):
 
 
 def test_image_folder_source_reads_display_images(tmp_path):
-    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(tmp_path / "a.png")  # no lungs: whole image
     Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(tmp_path / "b.jpg")
     (tmp_path / "labels.csv").write_text("file,label,source_group\na.png,COVID,G1\nb.jpg,NonCOVID,G2\n")
     records = list(image_studies(tmp_path))

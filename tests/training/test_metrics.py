@@ -2,11 +2,10 @@
 import math
 
 import numpy as np
-import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from training.metrics import aggregate_study, classification_metrics, mean_ci, study_level
+from training.metrics import classification_metrics, mean_ci, study_level
 
 
 def test_binary_metrics_by_hand():
@@ -54,20 +53,14 @@ def test_mean_ci_is_the_student_t_interval():
     assert mean_ci([0.4]).lo == 0.4 and math.isnan(mean_ci([]).mean)
 
 
-def test_topk_mean_aggregation_picks_the_most_abnormal_slices():
-    probs = np.array([[.9, .05, .05], [.2, .7, .1], [.1, .1, .8], [.8, .1, .1]])
-    agg = aggregate_study(probs, "topk_mean", k=2)
-    assert np.allclose(agg, (probs[1] + probs[2]) / 2)
-    assert np.allclose(aggregate_study(probs, "mean"), probs.mean(0))
-    assert np.allclose(aggregate_study(probs, "topk_mean", k=10), probs.mean(0))
-    with pytest.raises(ValueError):
-        aggregate_study(probs, "median")
-
-
 def test_study_level_groups_slices():
     labels = np.array([1, 1, 0, 0, 0])
     study = np.array([3, 3, 7, 7, 7])
     probs = np.array([[.4, .6], [.7, .3], [.9, .1], [.8, .2], [.6, .4]])
-    ids, y, p = study_level(labels, probs, study, "topk_mean", k=1)
+    ids, y, p = study_level(labels, probs, study, ["NP", "COVID"], "topk_mean", k=1)
     assert list(ids) == [3, 7] and list(y) == [1, 0]
-    assert np.allclose(p, [[.4, .6], [.6, .4]])
+    assert np.allclose(p, [[.4, .6], [.6, .4]])  # per study, the slice with the least P(NP)
+    _, _, p2 = study_level(labels, probs, study, ["NP", "COVID"], "topk_mean", k=2)
+    assert np.allclose(p2[1], (probs[3] + probs[4]) / 2)
+    _, _, mean = study_level(labels, probs, study, ["NP", "COVID"], "mean")
+    assert np.allclose(mean[1], probs[2:].mean(0))
