@@ -99,7 +99,7 @@ def test_np_has_no_pneumonia() -> None:
     """NP may carry a nodule or emphysema, but neither is pneumonia: empty lesion mask, no boxes, 0 %."""
     kinds = set()
     for seed in range(8):
-        study = generate_study(seed, "NP", **SMALL)
+        study = generate_study(seed, "NP", n_slices=16, size=64)
         kinds.update(study.findings)
         assert not study.lesion_mask.any() and study.boxes == {} and study.infection_percent == 0.0
     assert kinds <= {"nodule", "emphysema"} and kinds  # some NP studies do show a non-pneumonia finding
