@@ -16,6 +16,7 @@ from training.phantom import PhantomStudy, generate_dataset, write_dicom_series
 from webapp.analysis.models import AnalysisRun
 from webapp.analysis.tasks import enqueue_analysis
 from webapp.celery import app
+from webapp.registry.services import ensure_default_model_version
 from webapp.studies.ingest import Outcome, ingest_file
 from webapp.studies.models import Study
 
@@ -37,6 +38,7 @@ class Command(BaseCommand):
                sync: bool, **options) -> None:
         if studies < 1 or size < 64 or slices < 4:
             raise CommandError("need --studies >= 1, --size >= 64 and --slices >= 4")
+        ensure_default_model_version()  # the shipped bundle becomes the registry's first, active version
         if if_empty and Study.objects.exists():
             self.stdout.write(f"{Study.objects.count()} studies exist; nothing to do (--if-empty)")
             return
