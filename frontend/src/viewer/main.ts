@@ -18,6 +18,8 @@ const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>
 async function main(): Promise<void> {
   const root = $('#viewer-app');
   const studyId = Number(root.dataset.studyId);
+  const { cpu } = initCornerstone(); // while the study loads
+  root.dataset.renderer = cpu ? 'cpu' : 'webgl';
   const [me, study, analysis] = await Promise.all([
     api.me(), api.study(studyId),
     api.analysis(studyId).catch((err) => (err instanceof ApiError && err.status === 404 ? null : Promise.reject(err))),
@@ -32,8 +34,6 @@ async function main(): Promise<void> {
     $('#ct-viewport').appendChild(el('p', 'empty', 'This study has no images to show.'));
     return;
   }
-  const { cpu } = initCornerstone();
-  root.dataset.renderer = cpu ? 'cpu' : 'webgl';
   const viewportEl = $<HTMLDivElement>('#ct-viewport');
   const view = new CtViewport(viewportEl, study.study_instance_uid, series.series_instance_uid, series.instances);
   const bySop = new Map(analysis?.slices.map((s) => [s.sop_instance_uid, s]) ?? []);
