@@ -36,9 +36,10 @@ def test_running_the_job_twice_never_duplicates_rows(api, storage_dir, phantom_f
     from django.core.files.storage import default_storage
 
     archive = zip_of({p.name: p.read_bytes() for p in phantom_files})
-    for attempt in range(2):
+    for _delivery in range(2):
         path = default_storage.save("uploads/test/scan.zip", ContentFile(archive))
-        job = Job.objects.create(kind=Job.Kind.INGEST, params={"upload": path, "name": "scan.zip"}, created_by=clinician)
+        job = Job.objects.create(kind=Job.Kind.INGEST, params={"upload": path, "name": "scan.zip"},
+                                 created_by=clinician)
         ingest_upload.apply(args=[job.pk])
         job.refresh_from_db()
         assert job.status == Job.Status.SUCCEEDED

@@ -15,7 +15,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.fileset import FileSet
 
-from .ingest import MEDIA_STORAGE_DIRECTORY
+from .checks import MEDIA_STORAGE_DIRECTORY
 
 
 @dataclass

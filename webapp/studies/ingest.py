@@ -1,13 +1,11 @@
 """Ingest: one file in, stored whole or rejected with a reason.
 
 Every way in (``POST /api/uploads/``, STOW-RS, ``import_dicom``, ``import_images``, the ingest job) hands files
-to an ``IngestBatch``. A file is checked from the header out, cheapest first, so a hostile header (65,535 x
-65,535 pixels) is refused before anything is decoded: parseable Part 10 file -> CT (or Secondary Capture when
-the caller allows it) -> pixel data present -> sane dimensions -> the first frame decodes -> consistent with the
-series already stored. The bytes are then written to the storage backend and the rows created in one
-transaction; if the transaction fails the file is deleted again, so storage files and ``Instance`` rows always
-match. Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate"; different bytes for a
-known UID are a "conflict" and never overwrite what is stored.
+to an ``IngestBatch``. A file first passes the checks in ``checks.py`` (from the header out, cheapest first), then
+must agree with the series already stored (hierarchy, rows x columns, orientation). The bytes are then written to
+the storage backend and the rows created atomically; if that fails the file is deleted again, so storage files and
+``Instance`` rows always match. Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate";
+different bytes for a known UID are a "conflict" and never overwrite what is stored.
 
 Callers must not wrap ingest in their own transaction: a rollback of an outer block would leave the file behind.
 """
@@ -16,45 +14,27 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import re
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from enum import IntEnum, StrEnum
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import BinaryIO
 
-import pydicom
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import pixel_array
-from pydicom.uid import UID
 
 from . import archives
-from .dicom_tags import (
-    CT_SOP_CLASSES,
-    PIXEL_DATA_KEYWORDS,
-    SECONDARY_CAPTURE_IMAGE_STORAGE,
-    IndexedAttributes,
-)
+from .checks import FailureReason, Rejected, check_dataset, read_dataset
+from .dicom_tags import IndexedAttributes
 from .models import Instance, Patient, Series, Study
 
 logger = logging.getLogger(__name__)
 
-# Header limits checked before decoding: the largest CT detectors and multi-frame objects stay far below.
-MAX_ROWS_OR_COLUMNS = 8192
-MAX_FRAMES = 5000
-MAX_DECODED_BYTES = 2 * 1024**3
 SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-SAFE_UID = re.compile(r"^(?!\.+$)[0-9A-Za-z._-]{1,64}$")
-ORIENTATION_TOLERANCE = 1e-4
-UNDEFINED_LENGTH = 0xFFFFFFFF
+ORIENTATION_TOLERANCE = 1e-4  # direction cosines written by different tools differ in the last digits
 
 
 class Outcome(StrEnum):
@@ -62,17 +42,6 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
     CONFLICT = "conflict"
-
-
-class FailureReason(IntEnum):
-    """STOW-RS Failure Reason (0008,1197) codes (PS3.18 / PS3.4), so STOW can answer in the standard's terms."""
-
-    PROCESSING_FAILURE = 0x0110
-    DUPLICATE_SOP_INSTANCE = 0x0111
-    SOP_CLASS_NOT_SUPPORTED = 0x0122
-    OUT_OF_RESOURCES = 0xA700
-    DATASET_DOES_NOT_MATCH = 0xA900
-    CANNOT_UNDERSTAND = 0xC000
 
 
 @dataclass
@@ -92,20 +61,6 @@ class IngestResult:
     def landed(self) -> bool:
         """Stored now or already stored with the same bytes: the data is in the archive either way."""
         return self.status in (Outcome.STORED, Outcome.DUPLICATE)
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("failure"), data.pop("study_id"), data.pop("sop_class_uid")
-        return data
-
-
-class Rejected(Exception):
-    """A file that will not be stored; ``reason`` is shown to the user as is."""
-
-    def __init__(self, reason: str, failure: FailureReason = FailureReason.CANNOT_UNDERSTAND) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.failure = failure
 
 
 @dataclass
@@ -133,65 +88,6 @@ def spool(source: BinaryIO | bytes) -> Spooled:
         target.write(chunk)
     target.seek(0)
     return Spooled(target, digest.hexdigest(), size)
-
-
-def read_dataset(file: BinaryIO) -> pydicom.Dataset:
-    """Parse a Part 10 file, turning pydicom's many failure modes into one clear rejection."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(file)
-        except InvalidDicomError:
-            raise Rejected("not a DICOM file (no DICM prefix or file meta information)") from None
-        except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError) as exc:
-            raise Rejected(f"truncated or corrupt DICOM file: {exc}") from None
-    if any("End of file reached" in str(warning.message) for warning in caught) or _ends_inside_an_element(ds):
-        raise Rejected("truncated DICOM file: the data ends inside an element")
-    return ds
-
-
-def _ends_inside_an_element(ds: pydicom.Dataset) -> bool:
-    """pydicom keeps whatever it read at end of file; a last value shorter than its declared length means the
-    file was cut (an empty data set too: only the file meta arrived)."""
-    if len(ds) == 0:
-        return True
-    last = ds.get_item(list(ds.keys())[-1])
-    declared = getattr(last, "length", UNDEFINED_LENGTH)
-    return (isinstance(last, RawDataElement) and last.value is not None and declared != UNDEFINED_LENGTH
-            and len(last.value) < declared)
-
-
-def check_dataset(ds: pydicom.Dataset, attrs: IndexedAttributes, *, allow_secondary_capture: bool) -> None:
-    """Everything that can be decided from the file alone, cheapest first."""
-    if attrs.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
-        raise Rejected("DICOMDIR (a file-set index, not an image): import its folder or use import_dicom",
-                       FailureReason.SOP_CLASS_NOT_SUPPORTED)
-    for keyword in ("sop_instance_uid", "study_instance_uid", "series_instance_uid"):
-        if not SAFE_UID.match(getattr(attrs, keyword)):
-            raise Rejected(f"missing or malformed {keyword}: {getattr(attrs, keyword)!r}",
-                           FailureReason.DATASET_DOES_NOT_MATCH)
-    is_ct = attrs.sop_class_uid in CT_SOP_CLASSES and attrs.modality == "CT"
-    is_allowed_sc = allow_secondary_capture and attrs.sop_class_uid == SECONDARY_CAPTURE_IMAGE_STORAGE
-    if not (is_ct or is_allowed_sc):
-        sop_class = UID(attrs.sop_class_uid).name if attrs.sop_class_uid else "none"
-        raise Rejected(f"not a CT image (SOP class {sop_class}, modality {attrs.modality or 'none'})",
-                       FailureReason.SOP_CLASS_NOT_SUPPORTED)
-    if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
-        raise Rejected("no pixel data", FailureReason.DATASET_DOES_NOT_MATCH)
-    if attrs.rows <= 0 or attrs.columns <= 0 or attrs.bits_allocated <= 0:
-        raise Rejected("Rows, Columns or Bits Allocated missing", FailureReason.DATASET_DOES_NOT_MATCH)
-    if (attrs.rows > MAX_ROWS_OR_COLUMNS or attrs.columns > MAX_ROWS_OR_COLUMNS or attrs.number_of_frames > MAX_FRAMES
-            or attrs.decoded_frame_bytes * attrs.number_of_frames > MAX_DECODED_BYTES):
-        raise Rejected(f"implausible image size {attrs.rows} x {attrs.columns} x {attrs.number_of_frames} frames",
-                       FailureReason.DATASET_DOES_NOT_MATCH)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            pixel_array(ds, index=0)
-        except Exception as exc:  # decoders raise anything from ValueError to RuntimeError and plugin errors
-            syntax = UID(attrs.transfer_syntax_uid).name if attrs.transfer_syntax_uid else "unknown transfer syntax"
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise Rejected(f"pixel data cannot be decoded ({syntax}): {first_line}") from None
 
 
 def storage_path(attrs: IndexedAttributes) -> str:

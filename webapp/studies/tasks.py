@@ -16,6 +16,7 @@ from webapp.jobs.jobtask import JobTask
 from webapp.jobs.models import Job
 
 from .ingest import IngestBatch
+from .serializers import IngestResultSerializer
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 RESULT_ROWS_KEPT = 1000  # per-file rows kept in Job.result; counts cover everything
@@ -50,7 +51,8 @@ def ingest_upload(self, job_id: int) -> None:
         batch.add_archive(archive, job.params.get("name", upload), progress=progress)
     counts = batch.counts()
     job.finish(
-        result={"counts": counts, "results": [r.as_dict() for r in batch.results[:RESULT_ROWS_KEPT]]},
+        result={"counts": counts,
+                "results": IngestResultSerializer(batch.results[:RESULT_ROWS_KEPT], many=True).data},
         message=", ".join(f"{n} {status}" for status, n in counts.items() if n),
     )
     default_storage.delete(upload)

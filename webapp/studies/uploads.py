@@ -51,7 +51,7 @@ class UploadView(generics.GenericAPIView):
                     jobs.append(queue_archive(upload, request.user))
                 else:
                     batch.add_file(upload, upload.name)
-        body = UploadResponseSerializer({"results": [r.as_dict() for r in batch.results], "jobs": jobs}).data
+        body = UploadResponseSerializer({"results": batch.results, "jobs": jobs}).data
         return Response(body, status=self.status_for(batch, jobs))
 
     @staticmethod

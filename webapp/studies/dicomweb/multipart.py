@@ -32,7 +32,8 @@ def part_type(accept: str, offered: tuple[str, ...]) -> str:
     """The part media type the client's Accept header asks for, among ``offered`` (the first is the default).
 
     ``multipart/related; type="application/dicom"`` names the part type; a bare part type or a wildcard
-    (``*/*``, ``application/*``, as dicomweb-client sends for frames) also selects it. Raises 406 when nothing offered is acceptable.
+    (``*/*``, ``application/*``, as dicomweb-client sends for frames) also selects it. Raises 406 when nothing
+    offered is acceptable.
     """
     for media_range in (accept or "*/*").split(","):
         main, params = parse_header_parameters(media_range.strip())

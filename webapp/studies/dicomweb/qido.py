@@ -244,7 +244,8 @@ class QidoView(DicomWebView, generics.ListAPIView):
         if matching:
             queryset = queryset.filter(pk__in=level.model.objects.filter(matching).values("pk"))
         if level is STUDIES:
-            queryset = queryset.prefetch_related(Prefetch("series", queryset=Series.objects.only("study_id", "modality")))
+            modalities = Prefetch("series", queryset=Series.objects.only("study_id", "modality"))
+            queryset = queryset.prefetch_related(modalities)
         return queryset.order_by("pk")
 
     def get_serializer_context(self) -> dict:
