@@ -1,8 +1,11 @@
 """Query-string filters, search and ordering for the worklist, boxes and the audit log."""
 from __future__ import annotations
 
+import datetime as dt
+
 import django_filters
 from django.db.models import F, OuterRef, Q, Subquery
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 
 from webapp.analysis.models import AnalysisRun
@@ -76,9 +79,22 @@ class BoxFilter(django_filters.FilterSet):
         return queryset  # applied in filter_queryset, together with the latest-run rule
 
 
+class UtcDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    """ISO 8601 bounds converted to UTC before they reach the database: ISO allows UTC offsets up to +-23:59,
+    PostgreSQL only +-15:59, so ``2020-01-01T00:00+21:00`` passed through as is would be a 500."""
+
+    def filter(self, qs, value):
+        if value:
+            try:
+                value = slice(*(bound and bound.astimezone(dt.UTC) for bound in (value.start, value.stop)))
+            except OverflowError:
+                raise ValidationError({self.field_name: "date out of range"}) from None
+        return super().filter(qs, value)
+
+
 class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(field_name="actor__username")
-    created = django_filters.IsoDateTimeFromToRangeFilter(field_name="created_at",
+    created = UtcDateTimeFromToRangeFilter(field_name="created_at",
                                                           help_text="created_after / created_before (ISO 8601)")
 
     class Meta:

@@ -24,8 +24,8 @@ class WorklistRowSerializer(serializers.ModelSerializer):
     ai_probability = serializers.FloatField(allow_null=True)
     ai_uncertainty = serializers.FloatField(allow_null=True)
     infection_percent = serializers.FloatField(allow_null=True)
-    reviewer = serializers.CharField(source="decision.decided_by.username", default=None)
-    decision_label = serializers.CharField(source="decision.label", default=None)
+    reviewer = serializers.CharField(source="decision.decided_by.username", default=None, allow_null=True)
+    decision_label = serializers.CharField(source="decision.label", default=None, allow_null=True)
 
     class Meta:
         model = Study

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.db.models import Count, Model, Prefetch, Q, QuerySet
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -163,10 +162,6 @@ class QidoPagination(LimitOffsetPagination):
     default_limit = 1000
     max_limit = 1000
 
-    def get_paginated_response_schema(self, schema: dict) -> dict:
-        """The paginated body is the bare array, as ``get_paginated_response`` sends it."""
-        return schema
-
     def get_paginated_response(self, data):
         response = Response(data)
         if self.offset + self.limit < self.count:
@@ -205,13 +200,6 @@ def retrieve_path(obj: Study | Series | Instance) -> str:
                                           obj.sop_instance_uid])
 
 
-#: QIDO-RS answers a bare array of DICOM JSON data sets whose attributes depend on the query, so the schema
-#: cannot name them (``QidoResultSerializer`` declares no fields for the schema generator to read).
-QIDO_RESULTS = OpenApiResponse({"type": "array", "items": {"type": "object"}},
-                               description="DICOM JSON data sets (PS3.18 F.2), one per match")
-
-
-@extend_schema(responses={200: QIDO_RESULTS, 400: OpenApiResponse(description="unknown attribute keyword")})
 class QidoView(DicomWebView, generics.ListAPIView):
     """``GET`` on a QIDO-RS resource; the URL conf picks the ``level`` and fixes the scope via URL kwargs."""
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
@@ -52,13 +50,6 @@ class StowMixin:
 
     parser_classes: list = []  # the body is read as a stream by ``iter_parts``
 
-    @extend_schema(
-        request={"multipart/related": OpenApiTypes.BINARY},
-        responses={code: OpenApiResponse(OpenApiTypes.OBJECT, description=f"DICOM JSON store response: {what}")
-                   for code, what in ((200, "all stored"), (202, "some failed"), (409, "none stored"))}
-        | {400: OpenApiResponse(description="malformed body"), 413: OpenApiResponse(description="body too large"),
-           415: OpenApiResponse(description="not multipart/related; type=application/dicom")},
-    )
     def post(self, request, study: str | None = None):
         media_type, params = parse_header_parameters(request.content_type or "")
         if media_type.lower() != "multipart/related" or params.get("type", DICOM).lower() != DICOM:
@@ -88,13 +79,11 @@ class StowMixin:
         return Response(store_response(batch, request), status=code)
 
 
-@extend_schema_view(post=extend_schema(operation_id="stow_studies"))
 class StudiesResource(StowMixin, QidoView):
     """``/dicomweb/studies``: GET searches (QIDO-RS), POST stores (STOW-RS)."""
 
     level = STUDIES
 
 
-@extend_schema_view(post=extend_schema(operation_id="stow_study"))
 class StudyResource(StowMixin, RetrieveInstances):
     """``/dicomweb/studies/{uid}``: GET retrieves the study (WADO-RS), POST stores into it (STOW-RS)."""

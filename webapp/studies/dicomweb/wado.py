@@ -21,8 +21,6 @@ from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
 from rest_framework.exceptions import NotAcceptable, NotFound, ParseError
@@ -35,10 +33,6 @@ from .multipart import Part, file_chunks, multipart_response, part_type
 
 DICOM = "application/dicom"
 OCTET_STREAM = "application/octet-stream"
-#: Error answers the retrieval resources give besides their body (documented so clients and fuzzers know them).
-RETRIEVE_ERRORS = {400: OpenApiResponse(description="malformed request"),
-                   404: OpenApiResponse(description="no such study, series, instance or frame"),
-                   406: OpenApiResponse(description="the Accept header asks for a media type not served")}
 
 
 def instances_in_scope(study: str, series: str | None = None, instance: str | None = None) -> QuerySet[Instance]:
@@ -63,7 +57,6 @@ def instance_path(instance: Instance) -> str:
 class RetrieveInstances(DicomWebView):
     """``GET`` a study, series or instance as DICOM Part 10 files."""
 
-    @extend_schema(responses={(200, "multipart/related"): OpenApiTypes.BINARY, **RETRIEVE_ERRORS})
     def get(self, request, study: str, series: str | None = None, instance: str | None = None):
         part_type(request.headers.get("Accept", ""), (DICOM,))
         instances = list(instances_in_scope(study, series, instance))
@@ -89,9 +82,6 @@ def instance_metadata(instance: Instance, request) -> dict:
 
 
 class RetrieveMetadata(DicomWebView):
-    @extend_schema(responses={200: OpenApiResponse({"type": "array", "items": {"type": "object"}},
-                                                   description="DICOM JSON, one data set per instance"),
-                              **RETRIEVE_ERRORS})
     def get(self, request, study: str, series: str | None = None, instance: str | None = None):
         return Response([instance_metadata(i, request) for i in instances_in_scope(study, series, instance)])
 
@@ -120,7 +110,6 @@ def parse_frame_list(frames: str, count: int) -> list[int]:
 
 
 class RetrieveFrames(DicomWebView):
-    @extend_schema(responses={(200, "multipart/related"): OpenApiTypes.BINARY, **RETRIEVE_ERRORS})
     def get(self, request, study: str, series: str, instance: str, frames: str):
         part_type(request.headers.get("Accept", ""), (OCTET_STREAM,))
         stored = instances_in_scope(study, series, instance).get()
@@ -134,9 +123,6 @@ class RetrieveFrames(DicomWebView):
 
 
 class WadoUri(DicomWebView):
-    @extend_schema(parameters=[OpenApiParameter(name, required=name != "contentType") for name in
-                               ("requestType", "studyUID", "seriesUID", "objectUID", "contentType")],
-                   responses={(200, DICOM): OpenApiTypes.BINARY, **RETRIEVE_ERRORS})
     def get(self, request):
         params = request.query_params
         if params.get("requestType") != "WADO":
