@@ -24,3 +24,13 @@ def test_users_see_their_jobs_and_admins_see_all(clinician, admin_user_role, dja
     everyone = client_for(admin_user_role).get("/api/jobs/", {"kind": "analyze"}).json()
     assert [j["id"] for j in everyone["results"]] == [theirs.pk]
     assert client_for(admin_user_role).get(f"/api/jobs/{mine.pk}/").json()["status"] == "queued"
+
+
+def test_admin_pages_for_the_archive_and_jobs_load(client, django_user_model, storage_dir, phantom_files):
+    from webapp.studies.ingest import ingest_file
+
+    ingest_file(phantom_files[0].read_bytes(), "a.dcm")
+    Job.objects.create(kind=Job.Kind.INGEST)
+    client.force_login(django_user_model.objects.create_superuser("root", password="root-pw-123"))
+    for model in ("studies/patient", "studies/study", "studies/series", "studies/instance", "jobs/job"):
+        assert client.get(f"/admin/{model}/").status_code == 200, model
