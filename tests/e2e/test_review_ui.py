@@ -54,7 +54,7 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     heat = viewport_pixels(page)
     assert differs(scrolled, heat), "the heatmap did not change the image"
     assert np.abs(heat[..., 0] - heat[..., 2]).mean() > 1, "the heatmap has no colour"
-    save_screenshot(page, "viewer.png")
+    save_screenshot(page, "viewer-clinician.png")
 
     page.check("#decision-form input[value=covid]")
     page.fill("#decision-form textarea[name=comment]", "typical GGO")
@@ -116,7 +116,9 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     page.wait_for_selector(".toast-success:has-text('Box saved')")
     box = Box.objects.get(study=study, provenance="human")
     assert box.sop_instance_uid == instances[3].sop_instance_uid
-    assert (box.x0, box.y0, box.x1, box.y1, box.label) == (60, 70, 80, 90, "covid_lesion")
+    drawn = np.array([box.x0, box.y0, box.x1, box.y1])
+    assert np.abs(drawn - [60, 70, 80, 90]).max() <= 1, drawn  # screen -> pixel mapping estimated here, hence +-1
+    assert box.label == "covid_lesion"
     assert box.created_by.username == "anno" and box.patient_coords
 
     # Move it 10 pixels right and 5 down.
@@ -128,8 +130,11 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     page.wait_for_function(f"() => document.querySelectorAll('.toast-success').length >= 3")
     page.wait_for_timeout(300)
     box.refresh_from_db()
-    assert (box.x0, box.y0, box.x1, box.y1, box.version) == (70, 75, 90, 95, 2)
-    save_screenshot(page, "viewer-boxes.png")
+    assert ([box.x0, box.y0, box.x1, box.y1], box.version) == ((drawn + [10, 5, 10, 5]).tolist(), 2)
+    page.check("input[data-map=cam5]")
+    page.check("input[data-map=lung]")
+    wait_rendered(page)
+    save_screenshot(page, "viewer.png")  # heatmap, lung outline, an AI box (rejected) and a human one
 
 
 def test_stale_decision_save_gets_409_and_the_ui_says_so(page, world):
