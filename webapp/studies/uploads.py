@@ -12,7 +12,6 @@ import uuid
 
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils.text import get_valid_filename
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
@@ -28,7 +27,7 @@ from .tasks import ingest_upload
 
 def queue_archive(upload, user) -> Job:
     """Park an uploaded zip in storage and queue the job that ingests it (after the job row is committed)."""
-    path = default_storage.save(f"uploads/{uuid.uuid4().hex}/{get_valid_filename(upload.name) or 'upload.zip'}", upload)
+    path = default_storage.save(f"uploads/{uuid.uuid4().hex}.zip", upload)  # the user's name is only a label
     job = Job.objects.create(kind=Job.Kind.INGEST, params={"upload": path, "name": upload.name},
                              created_by=user, message="queued")
     transaction.on_commit(lambda: ingest_upload.delay(job.pk))

@@ -27,7 +27,7 @@ def store_response(batch: IngestBatch, request) -> dict:
 
     referenced = [dicomjson.dataset({"ReferencedSOPClassUID": r.sop_class_uid,
                                      "ReferencedSOPInstanceUID": r.sop_instance_uid,
-                                     "RetrieveURL": f"{retrieve_url(r)}"})
+                                     "RetrieveURL": retrieve_url(r)})
                   for r in batch.results if r.landed]
     failed = [dicomjson.dataset({"ReferencedSOPClassUID": r.sop_class_uid,
                                  "ReferencedSOPInstanceUID": r.sop_instance_uid,
