@@ -78,7 +78,10 @@ export interface Box {
   version: number;
 }
 
-export interface Job { id: number; kind: string; status: string; progress: number | null; message: string; error: string }
+export interface Job {
+  id: number; kind: string; status: string; progress: number | null; message: string; error: string;
+  params: { study_id?: number };
+}
 
 export interface UploadResult { name: string; status: 'stored' | 'duplicate' | 'rejected' | 'conflict'; reason: string }
 

@@ -59,12 +59,11 @@ async function load(): Promise<void> {
   if (busy) pollTimer = window.setTimeout(load, POLL_MS);
 }
 
-/** Running analysis jobs by study id (jobs that name their study). */
+/** Running analysis jobs by the study they analyse. */
 async function runningJobs(): Promise<Map<number, Job>> {
   try {
-    const jobs = (await api.jobs()).results as (Job & { study?: number; study_id?: number })[];
-    return new Map(jobs.filter((j) => j.status === 'running' || j.status === 'queued')
-      .map((j) => [j.study ?? j.study_id ?? -1, j] as [number, Job]));
+    const jobs = (await api.jobs()).results.filter((j) => j.params?.study_id != null && (j.status === 'running' || j.status === 'queued'));
+    return new Map(jobs.map((j) => [j.params.study_id!, j]));
   } catch {
     return new Map();
   }

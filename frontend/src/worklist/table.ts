@@ -34,9 +34,9 @@ function renderRow(row: StudyRow, job: Job | undefined): HTMLTableRowElement {
   status.appendChild(el('span', `badge badge-${row.status}`, STATUS_TEXT[row.status] ?? row.status));
   if (row.status === 'analysing' && job) {
     const bar = status.appendChild(el('progress', 'job-progress'));
-    bar.max = 1;
+    bar.max = 100; // percent
     bar.value = job.progress ?? 0;
-    bar.title = job.message || 'analysing';
+    bar.title = `${job.progress ?? 0}% ${job.message}`;
   }
 
   tr.append(
