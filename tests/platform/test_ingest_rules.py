@@ -147,3 +147,17 @@ def test_concurrent_ingest_of_one_study_does_not_trip_unique_constraints(storage
     assert outcomes.count(Outcome.DUPLICATE) == 2 * len(phantom_files)
     assert Study.objects.count() == 1 and Patient.objects.count() == 1 and Series.objects.count() == 1
     assert_no_orphans(storage_dir)
+
+
+def test_a_landed_study_is_queued_for_analysis_once_per_batch(settings, storage_dir, phantom_files,
+                                                              django_capture_on_commit_callbacks):
+    from webapp.jobs.models import Job
+
+    settings.LUNGSCOPE_ANALYZE_ON_INGEST = True
+    with django_capture_on_commit_callbacks(execute=True), IngestBatch() as batch:
+        for path in phantom_files:
+            batch.add_file(path.read_bytes(), path.name)
+    assert Job.objects.filter(kind=Job.Kind.ANALYZE).count() == 1
+    with django_capture_on_commit_callbacks(execute=True), IngestBatch() as batch:
+        batch.add_file(phantom_files[0].read_bytes(), "again.dcm")  # a duplicate adds nothing to analyse
+    assert Job.objects.filter(kind=Job.Kind.ANALYZE).count() == 1

@@ -320,7 +320,11 @@ class IngestBatch:
 
 
 def _enqueue_analysis(study: Study) -> None:
-    """Hand a new study to the analysis app when it is installed (it is developed alongside this one)."""
+    """Hand a new study to the analysis app when it is installed (it is developed alongside this one).
+
+    The files are stored whatever happens here: a broker outage must not turn a successful upload into an error,
+    so a failure is logged and the study stays "new", to be analysed on request.
+    """
     try:
         from webapp.analysis.tasks import enqueue_analysis
     except ModuleNotFoundError as exc:
@@ -328,4 +332,7 @@ def _enqueue_analysis(study: Study) -> None:
             raise
         logger.info("analysis app not available; study %s not queued for analysis", study.study_instance_uid)
         return
-    enqueue_analysis(study)
+    try:
+        enqueue_analysis(study)
+    except Exception:
+        logger.exception("could not queue analysis of study %s", study.study_instance_uid)
