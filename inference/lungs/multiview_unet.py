@@ -39,6 +39,8 @@ from scipy import ndimage
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..bundle import resolve_device
+
 SCHEMA = "lungscope.lungs-unet/1"
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 #: view -> the cube axis the view slices along (cube axes: z, y, x)
@@ -107,21 +109,10 @@ class MultiViewUNet:
     meta: dict[str, Any]
     device: torch.device
 
-    @property
-    def neighbours(self) -> int:
-        return next(iter(self.nets.values())).neighbours
-
 
 def build_nets(arch: dict[str, Any]) -> dict[str, SliceUNet]:
+    """One untrained network per view from ``model.json``'s ``architecture`` block."""
     return {v: SliceUNet(int(arch["neighbours"]), int(arch["base"]), int(arch["depth"])) for v in VIEWS}
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def fuse_batchnorm(module: nn.Module) -> nn.Module:
@@ -151,7 +142,7 @@ def load_unet(path: str | Path | None = None, device: str | torch.device = "auto
         raise ValueError(f"{meta_path} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
     nets = build_nets(meta["architecture"])
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    dev = _device(device)
+    dev = resolve_device(device)
     for view, net in nets.items():
         prefix = f"{view}."
         net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})

@@ -8,6 +8,7 @@ patient z (ImagePositionPatient), the order in which a DICOM loader sorts the sl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -29,28 +30,19 @@ class Grid:
     def shape(self) -> tuple[int, int, int]:
         return (self.n_slices, self.size, self.size)
 
-    def axis_mm(self, n: int | None = None) -> np.ndarray:
+    def axis_mm(self) -> np.ndarray:
         """Pixel-centre coordinates (mm) along a row or column, centred on the image middle."""
-        n = self.size if n is None else n
-        return ((np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * self.pixel_mm).astype(np.float32)
+        return ((np.arange(self.size, dtype=np.float32) - (self.size - 1) / 2.0) * self.pixel_mm).astype(np.float32)
 
     def slice_t(self, k: np.ndarray | int) -> np.ndarray:
         """Normalised cranio-caudal position of slice ``k`` (0 = top of the scan)."""
         return 1.0 - (np.asarray(k, dtype=np.float32) + 0.5) / self.n_slices
 
-    def depth_to_index(self, depth_mm: np.ndarray | float) -> np.ndarray:
-        """Fractional slice index of a depth below the top of the scan (mm)."""
-        return self.n_slices * (1.0 - np.asarray(depth_mm, dtype=np.float32) / self.coverage_mm) - 0.5
-
-    def mm_to_index(self, xy_mm: np.ndarray | float) -> np.ndarray:
-        """Fractional row/column index of an in-plane coordinate (mm)."""
-        return np.asarray(xy_mm, dtype=np.float32) / self.pixel_mm + (self.size - 1) / 2.0
-
     @cached_property
-    def _axis(self) -> np.ndarray:
+    def _axis(self) -> np.ndarray:  # box_axes runs once per vessel segment: compute the axis once
         return self.axis_mm()
 
-    def box_axes(self, lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[slice, slice, slice], list[np.ndarray]] | None:
+    def box_axes(self, lo: Sequence[float], hi: Sequence[float]) -> tuple[tuple[slice, ...], list[np.ndarray]] | None:
         """Voxel slices and mm coordinates (depth, y, x; broadcastable) of the region between two mm corners.
 
         ``lo``/``hi`` are (x, y, depth) in mm. Returns None when the region misses the grid. Scalar maths on
