@@ -94,20 +94,26 @@ class Level:
 
 
 STUDIES = Level(
-    Study, STUDY + STUDY_COMPUTED, (),
-    frozenset(a.keyword for a in STUDY + STUDY_COMPUTED),
+    model=Study,
+    own=STUDY + STUDY_COMPUTED,
+    parents=(),
+    defaults=frozenset(a.keyword for a in STUDY + STUDY_COMPUTED),
     annotations={"series_count": Count("series", distinct=True), "instance_count": Count("series__instances")},
     related=("patient",),
 )
 SERIES_LEVEL = Level(
-    Series, SERIES + SERIES_COMPUTED, tuple(a.under("study") for a in STUDY),
-    frozenset(a.keyword for a in SERIES + SERIES_COMPUTED) | {"StudyInstanceUID"},
+    model=Series,
+    own=SERIES + SERIES_COMPUTED,
+    parents=tuple(a.under("study") for a in STUDY),
+    defaults=frozenset(a.keyword for a in SERIES + SERIES_COMPUTED) | {"StudyInstanceUID"},
     annotations={"instance_count": Count("instances")},
     related=("study__patient",),
 )
 INSTANCES = Level(
-    Instance, INSTANCE, tuple(a.under("series") for a in SERIES) + tuple(a.under("series__study") for a in STUDY),
-    frozenset(a.keyword for a in INSTANCE) | {"StudyInstanceUID", "SeriesInstanceUID", "Modality"},
+    model=Instance,
+    own=INSTANCE,
+    parents=tuple(a.under("series") for a in SERIES) + tuple(a.under("series__study") for a in STUDY),
+    defaults=frozenset(a.keyword for a in INSTANCE) | {"StudyInstanceUID", "SeriesInstanceUID", "Modality"},
     related=("series__study__patient",),
 )
 
