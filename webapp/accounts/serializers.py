@@ -40,6 +40,7 @@ class UserSerializer(serializers.ModelSerializer):
     """A user as admins manage them. ``roles`` are the role groups assigned (PATCH replaces them)."""
 
     roles = RoleListField(allow_empty=True)
+    email = serializers.CharField(read_only=True)  # often blank, and "" is no valid ``format: email`` value
 
     class Meta:
         model = get_user_model()

@@ -30,7 +30,8 @@ def read_grayscale(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # DecompressionBombError: a header claiming billions of pixels (not an OSError, it would end the import)
         raise ImageError(f"not a readable PNG/JPEG image: {exc}") from None
 
 
