@@ -1,6 +1,9 @@
 """QIDO-RS matching rules, paging and attribute selection, through the API with token authentication."""
 from __future__ import annotations
 
+import io
+
+import pydicom
 import pytest
 from platform_helpers import as_new_study
 
@@ -106,3 +109,19 @@ def test_series_and_instance_levels(api, archive):
     assert len(search(api, "/dicomweb/instances", InstanceNumber="1").json()) == 3
     assert len(search(api, f"/dicomweb/studies/{archive['B']}/instances").json()) == 2
     assert search(api, "/dicomweb/series", SeriesInstanceUID="1.2.3.4").json() == []
+
+
+def test_annotators_get_the_studies_without_patient_identity(archive, django_user_model):
+    from factories import client_for, make_user
+
+    annotator = client_for(make_user("annie", "annotator"))
+    row = next(r for r in annotator.get("/dicomweb/studies", {"AccessionNumber": "ACC1"}).json())
+    assert row["00100010"] == {"vr": "PN"} and row["00100020"] == {"vr": "LO"}
+    series = annotator.get(f"/dicomweb/studies/{archive['A']}/series").json()[0]["0020000E"]["Value"][0]
+    metadata = annotator.get(f"/dicomweb/studies/{archive['A']}/series/{series}/metadata").json()
+    assert all("Value" not in item.get("00100010", {}) for item in metadata) and len(metadata) == 3
+    instance = metadata[0]["00080018"]["Value"][0]
+    file = annotator.get("/wado", {"requestType": "WADO", "studyUID": archive["A"], "seriesUID": series,
+                                   "objectUID": instance})
+    ds = pydicom.dcmread(io.BytesIO(b"".join(file.streaming_content)))
+    assert ds.PatientName == "" and ds.PatientID == "" and ds.pixel_array.shape == (64, 64)

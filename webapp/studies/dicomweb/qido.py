@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from ..models import Instance, Series, Study
 from . import dicomjson
 from .base import DicomWebView
+from .identity import masked_json, sees_identity
 
 CONTROL_PARAMETERS = {"limit", "offset", "includefield", "fuzzymatching"}
 
@@ -182,8 +183,10 @@ class QidoResultSerializer(serializers.BaseSerializer):
     def to_representation(self, obj) -> dict:
         level: Level = self.context["level"]
         values = {keyword: self._value(obj, level.attributes[keyword]) for keyword in self.context["fields"]}
-        values["RetrieveURL"] = self.context["request"].build_absolute_uri(retrieve_path(obj))
-        return dicomjson.dataset(values)
+        request = self.context["request"]
+        values["RetrieveURL"] = request.build_absolute_uri(retrieve_path(obj))
+        row = dicomjson.dataset(values)
+        return row if sees_identity(request.user) else masked_json(row)
 
     @staticmethod
     def _value(obj, attribute: Attribute) -> Any:

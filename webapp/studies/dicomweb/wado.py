@@ -10,15 +10,18 @@
   what Cornerstone's DICOM image loader accepts whatever the stored transfer syntax;
 * ``GET /wado?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..`` answers with the file
   (``contentType=application/dicom``, also assumed when absent; rendered images are not offered).
+
+Users who do not see patient identity (annotators) get files and metadata with it emptied (``identity.py``).
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import pydicom
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from pydicom.pixels import pixel_array
@@ -29,6 +32,7 @@ from rest_framework.response import Response
 from ..dicom_tags import IndexedAttributes
 from ..models import Instance
 from .base import DicomWebView
+from .identity import masked_file, masked_json, sees_identity
 from .multipart import Part, file_chunks, multipart_response, part_type
 
 DICOM = "application/dicom"
@@ -54,14 +58,20 @@ def instance_path(instance: Instance) -> str:
                                           instance.sop_instance_uid])
 
 
+def file_content(instance: Instance, user) -> Iterable[bytes]:
+    """The stored bytes, streamed; for users who do not see patient identity, a copy without it."""
+    file = default_storage.open(instance.file.name, "rb")
+    return file_chunks(file) if sees_identity(user) else [masked_file(file)]
+
+
 class RetrieveInstances(DicomWebView):
     """``GET`` a study, series or instance as DICOM Part 10 files."""
 
     def get(self, request, study: str, series: str | None = None, instance: str | None = None):
         part_type(request.headers.get("Accept", ""), (DICOM,))
         instances = list(instances_in_scope(study, series, instance))
-        parts = (Part(DICOM, file_chunks(default_storage.open(i.file.name, "rb")),
-                      location=request.build_absolute_uri(instance_path(i))) for i in instances)
+        parts = (Part(DICOM, file_content(i, request.user), location=request.build_absolute_uri(instance_path(i)))
+                 for i in instances)
         return multipart_response(parts, DICOM)
 
 
@@ -78,7 +88,7 @@ def instance_metadata(instance: Instance, request) -> dict:
         "vr": "OB" if pydicom.uid.UID(instance.transfer_syntax_uid).is_compressed else "OW",
         "BulkDataURI": request.build_absolute_uri(f"{instance_path(instance)}/frames/{frames}"),
     }
-    return metadata
+    return metadata if sees_identity(request.user) else masked_json(metadata)
 
 
 class RetrieveMetadata(DicomWebView):
@@ -135,5 +145,5 @@ class WadoUri(DicomWebView):
         stored = get_object_or_404(Instance, sop_instance_uid=params["objectUID"],
                                    series__series_instance_uid=params["seriesUID"],
                                    series__study__study_instance_uid=params["studyUID"])
-        return FileResponse(default_storage.open(stored.file.name, "rb"), content_type=DICOM, as_attachment=True,
-                            filename=f"{stored.sop_instance_uid}.dcm")
+        return StreamingHttpResponse(file_content(stored, request.user), content_type=DICOM, headers={
+            "Content-Disposition": f'attachment; filename="{stored.sop_instance_uid}.dcm"'})
