@@ -12,7 +12,8 @@ import uuid
 
 from django.core.files.storage import default_storage
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -39,7 +40,10 @@ class UploadView(generics.GenericAPIView):
     serializer_class = UploadRequestSerializer
 
     @extend_schema(responses={200: UploadResponseSerializer, 201: UploadResponseSerializer,
-                              202: UploadResponseSerializer, 400: UploadResponseSerializer})
+                              202: UploadResponseSerializer,
+                              400: OpenApiResponse(OpenApiTypes.OBJECT, description=(
+                                  "nothing landed: ``results`` (as for 201) says why for each file; or the form is "
+                                  "invalid (no ``files``): the errors by field"))})
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
