@@ -197,7 +197,7 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
 
     frames = [_pixels(series[i]) for i in order]
     array = np.concatenate(frames, axis=0).astype(np.float32, copy=False)
-    multi = array.shape[0] != len(order)  # multi-frame objects: geometry per frame is not expanded here
+    multi = array.shape[0] != len(order)
     first = series[order[0]]
     is_hu = _is_ct(first)
     if not is_hu and array.max() > 255:  # a 16-bit non-CT image: bring it to the 8-bit range the pipeline expects
@@ -206,7 +206,9 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
     pixel_spacing = [_floats(getattr(series[i], "PixelSpacing", None), 2) for i in order]
     sorted_z = [z[i] for i in order]
     spacing = _spacing(first, sorted_z, pixel_spacing[0])
-    per_slice = (lambda values: values) if not multi else (lambda values: [])
+
+    def per_slice(values: list) -> list:
+        return [] if multi else values  # a multi-frame object's per-frame geometry is not expanded here
     return Volume(
         array=array, kind="dicom-series", is_hu=is_hu, path=label, spacing_mm=spacing,
         study_instance_uid=_str_or_none(getattr(first, "StudyInstanceUID", None)),
