@@ -216,10 +216,12 @@ export class BoxLayer {
   // --- drawing ----------------------------------------------------------------------------------------------
 
   draw(): void {
-    const t = this.layer.begin(this.view);
+    const boxes = this.onSlice();
+    this.layer.canvas.dataset.boxes = String(boxes.length);
+    const t = this.layer.begin(this.view, boxes.length > 0 || this.drag?.kind === 'draw');
     if (!t) return;
     const ctx = this.layer.ctx;
-    for (const box of this.onSlice()) {
+    for (const box of boxes) {
       const rect = this.drag && this.drag.kind !== 'draw' && this.drag.box.id === box.id ? this.dragRect(this.drag) : [box.x0, box.y0, box.x1, box.y1];
       this.drawBox(t, box, rect as [number, number, number, number]);
     }
@@ -231,7 +233,6 @@ export class BoxLayer {
       ctx.lineWidth = 1.5;
       strokeRect(ctx, t, r);
     }
-    this.layer.canvas.dataset.boxes = String(this.onSlice().length);
   }
 
   private drawBox(t: PixelTransform, box: Box, r: [number, number, number, number]): void {

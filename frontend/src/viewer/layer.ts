@@ -5,6 +5,7 @@ import type { CtViewport, PixelTransform } from './viewport';
 export class OverlayCanvas {
   readonly canvas: HTMLCanvasElement;
   readonly ctx: CanvasRenderingContext2D;
+  private blank = true;
 
   constructor(host: HTMLElement, className: string) {
     this.canvas = document.createElement('canvas');
@@ -13,8 +14,13 @@ export class OverlayCanvas {
     this.ctx = this.canvas.getContext('2d')!;
   }
 
-  /** Clears the canvas and returns the transform to draw in image pixels (null before the first image). */
-  begin(view: CtViewport): PixelTransform | null {
+  /**
+   * Clears the canvas and returns the transform to draw in image pixels (null before the first image). With
+   * nothing to draw it skips the work while the canvas is already blank: layers redraw on every rendered frame.
+   */
+  begin(view: CtViewport, drawing = true): PixelTransform | null {
+    if (!drawing && this.blank) return null;
+    this.blank = !drawing;
     const dpr = window.devicePixelRatio || 1;
     const { clientWidth: w, clientHeight: h } = this.canvas;
     if (this.canvas.width !== Math.round(w * dpr) || this.canvas.height !== Math.round(h * dpr)) {

@@ -94,13 +94,13 @@ export class MapOverlays {
   }
 
   draw(): void {
-    const t = this.layer.begin(this.view);
+    const t = this.layer.begin(this.view, MAP_KINDS.some(({ kind }) => this.isOn(kind)));
     const index = this.view.index;
     let waiting = false;
     if (t) {
       this.layer.usePixels(t);
       const ctx = this.layer.ctx;
-      ctx.imageSmoothingEnabled = true;
+      ctx.imageSmoothingEnabled = false; // the maps have the image's own pixel grid
       for (const { kind } of MAP_KINDS) {
         const s = this.state.get(kind)!;
         if (!s.on) continue;
