@@ -46,7 +46,7 @@ class UNetConfig:
     steps: int = 3000  # upper bound; on a shared CPU the wall-clock budget usually ends training first
     lr: float = 5e-3
     shared_fraction: float = 0.6
-    lesion_fraction: float = 0.3
+    lesion_fraction: float = 0.45
     max_minutes: float = 9.5
     eval_seeds: list[int] = field(default_factory=lambda: [900_001, 900_002, 900_003])
 
