@@ -104,6 +104,7 @@ def seed(var: Path, phantoms: int, studies: int) -> tuple[dict, dict[str, int]]:
     sys.path.insert(0, str(REPO))
     django.setup()
     import torch
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
@@ -122,8 +123,6 @@ def seed(var: Path, phantoms: int, studies: int) -> tuple[dict, dict[str, int]]:
     torch.manual_seed(0)
     save_bundle(MultiScaleVGG(num_classes=3, width=0.125), var / "tiny",
                 {"name": "tiny", "version": "load", "classes": ["NP", "CAP", "COVID"]})
-    from django.contrib.auth import get_user_model
-
     reviewer = get_user_model().objects.create_user("load-reviewer", password="load-reviewer-pass")
     assign_role(reviewer, ANNOTATOR)
     plan: dict = {"token": Token.objects.create(user=reviewer).key, "studies": []}

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 from locust import HttpUser, between, task
 
-PLAN = json.loads(open(os.environ["LOAD_PLAN"]).read())
+PLAN = json.loads(Path(os.environ["LOAD_PLAN"]).read_text())
 FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"'
 
 

@@ -95,7 +95,7 @@ class UtcDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
 class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(field_name="actor__username")
     created = UtcDateTimeFromToRangeFilter(field_name="created_at",
-                                                          help_text="created_after / created_before (ISO 8601)")
+                                           help_text="created_after / created_before (ISO 8601)")
 
     class Meta:
         model = AuditEvent
