@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +27,9 @@ from .distributed import setup, teardown
 from .report import write_report
 from .retrain import RetrainConfig, retrain, summary_metrics, write_bundle
 from .train import TrainConfig, make_model, train
+
+
+RESUME_HELP = "continue from the work dir's checkpoint.pt (a larger --iterations extends the last stage)"
 
 
 def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, patience: int) -> None:
@@ -106,7 +110,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     torch.manual_seed(a.seed)
     model = make_model("MultiScaleVGG", len(classes), a.width)
     recipe = _recipe(a)
-    result = train(model, data.subset(train_idx), data.subset(val_idx), recipe, out_dir=a.work_dir, ctx=ctx)
+    result = train(model, data.subset(train_idx), data.subset(val_idx), recipe, out_dir=a.work_dir, ctx=ctx,
+                   resume=a.resume)
     teardown(ctx)
     if not ctx.is_main:
         return
@@ -132,8 +137,6 @@ def cmd_train(a: argparse.Namespace) -> None:
                 "phantom": {"size": a.phantom_size, "n_slices": a.phantom_slices, "seed": a.data_seed}
                 if a.source == "phantom" else None}
     if a.out.exists() and a.overwrite:
-        import shutil
-
         shutil.rmtree(a.out)
     write_bundle(result.model, a.out, _meta(a, a.name, data, metrics, training))
     print(f"bundle written to {a.out}", flush=True)
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-studies", type=int, default=0, help="phantom/toy: held-out studies from a fresh seed")
     p.add_argument("--work-dir", type=Path, default=Path("var/training/run"), help="log and checkpoints")
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.set_defaults(func=cmd_train)
 
     # The shipped bundle: same command with pinned values; budget sized for a shared CPU (see MODEL_CARD.md).
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-studies", type=int, default=15)
     p.add_argument("--work-dir", type=Path, default=Path("var/training/default"))
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.set_defaults(func=cmd_train, name="default", version="1.0.0", width=0.25, size=112, lr=5e-4, max_slices=20,
                    phantom_size=192, phantom_slices=32, threads=1)
 

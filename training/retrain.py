@@ -68,6 +68,7 @@ def write_bundle(model: nn.Module, out_dir: str | Path, meta: dict[str, Any]) ->
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         save_bundle(model, tmp, meta)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the web server and workers must read the bundle
         tmp.replace(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from inference.bundle import resolve_device
 from inference.classifier import SCALE_NAMES, MultiScaleVGG
 
 from .augment import AugmentConfig, augment_batch
@@ -47,7 +48,7 @@ from .datasets import SliceSet
 from .distributed import DistContext
 from .losses import class_weights, focal_balanced_loss
 
-__all__ = ["TrainConfig", "TrainResult", "make_model", "predict", "train", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "make_model", "predict", "train"]
 
 ProgressFn = Callable[[dict[str, Any]], None]
 StopFn = Callable[[], bool]
@@ -106,12 +107,6 @@ def make_model(arch: str, num_classes: int, width: float = 1.0) -> nn.Module:
     if arch == "resnet18":
         return ResNet18(num_classes=num_classes, width=width)
     raise ValueError(f"unknown architecture {arch!r}: MultiScaleVGG or resnet18")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class _Outputs(nn.Module):
@@ -212,7 +207,7 @@ def train(model: nn.Module, train_set: SliceSet, val_set: SliceSet | None, confi
     ``out_dir`` (rank 0 writes): ``metrics.jsonl`` (log), ``best.pt`` (best weights), ``checkpoint.pt`` (resume state,
     written at every validation and on cancel). ``resume=True`` continues from ``out_dir/checkpoint.pt``.
     """
-    ctx = ctx or DistContext(device=resolve_device(str(device)) if not isinstance(device, torch.device) else device)
+    ctx = ctx or DistContext(device=resolve_device(device))
     dev = ctx.device
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and ctx.is_main:
