@@ -25,7 +25,7 @@ class DatasetItemSerializer(serializers.ModelSerializer):
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = DatasetVersion
@@ -74,7 +74,7 @@ class DatasetVersionCreateSerializer(serializers.Serializer):
 class ExportSerializer(serializers.ModelSerializer):
     job = JobSummarySerializer(read_only=True)
     download_url = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Export

@@ -15,7 +15,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     """A version with ``held_out`` (its own held-out figures) and ``active_on_held_out`` (what the version active at
     training time scored on the same studies, by the same code), so the list reads side by side."""
 
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     held_out = serializers.SerializerMethodField()
     active_on_held_out = serializers.SerializerMethodField()
     compared_with = serializers.SerializerMethodField()
@@ -73,7 +73,7 @@ class TrainingConfigSerializer(serializers.Serializer):
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     job = JobSummarySerializer(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     progress_url = serializers.SerializerMethodField()
 
     class Meta:

@@ -41,8 +41,10 @@ def models_dir() -> Path:
 
 
 def _bundle_meta(path: Path) -> dict:
+    """The bundle's ``model.json``. Python writes NaN for an undefined metric (a precision with no positive
+    predictions), which is not JSON and which PostgreSQL's jsonb refuses (a 500 on the registry): read as null."""
     try:
-        return json.loads((path / META_FILE).read_text())
+        return json.loads((path / META_FILE).read_text(), parse_constant=lambda _constant: None)
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path} has no readable {META_FILE}: {exc}") from exc
 

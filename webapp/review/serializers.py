@@ -74,7 +74,7 @@ class AnalysisSummarySerializer(serializers.ModelSerializer):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    decided_by = serializers.CharField(source="decided_by.username", default=None, read_only=True)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, read_only=True, allow_null=True)
     comment = serializers.CharField(required=False, allow_blank=True, default="")
 
     class Meta:
@@ -113,8 +113,8 @@ class StudyDetailSerializer(WorklistRowSerializer):
 class BoxSerializer(serializers.ModelSerializer):
     """A box in pixel indices of its instance. Validated against that instance (which must be in the study)."""
 
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
-    updated_by = serializers.CharField(source="updated_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True, allow_null=True)
+    updated_by = serializers.CharField(source="updated_by.username", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = Box
@@ -154,7 +154,7 @@ class MarkReviewedSerializer(serializers.Serializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)
 
     class Meta:
         model = AuditEvent
