@@ -156,6 +156,7 @@ def seed(var: Path, phantoms: int, studies: int) -> tuple[dict, dict[str, int]]:
         assert listed == total, (listed, total)
         counts[str(total)] = queries
     plan["worklist_count"] = studies
+    del os.environ["CELERY_TASK_ALWAYS_EAGER"]  # seeding only: gunicorn inherits this environment
     return plan, counts
 
 
