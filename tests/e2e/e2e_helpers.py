@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -56,11 +57,13 @@ def differs(a: np.ndarray, b: np.ndarray, threshold: float = 1.0) -> bool:
 
 
 def save_screenshot(page, name: str) -> Path:
-    """Into test-artifacts/ and, as the README's current picture, docs/screenshots/."""
+    """Into test-artifacts/; also into docs/screenshots/ (the README's pictures) when LUNGSCOPE_UPDATE_SCREENSHOTS=1,
+    so an ordinary test run leaves the working tree clean."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
-    docs = REPO / "docs" / "screenshots"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, docs / name)
+    if os.environ.get("LUNGSCOPE_UPDATE_SCREENSHOTS") == "1":
+        docs = REPO / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, docs / name)
     return path
