@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Q
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 
@@ -68,11 +68,10 @@ class BoxFilter(django_filters.FilterSet):
         if not self.form.cleaned_data.get("status"):
             queryset = queryset.exclude(status=Box.Status.DELETED)
         if not self.form.cleaned_data.get("all_runs"):
-            latest = (AnalysisRun.objects.filter(study=OuterRef("study"), status=AnalysisRun.Status.SUCCEEDED)
-                      .order_by("-created_at", "-pk").values("pk")[:1])
-            stale_proposal = (Q(provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
-                              & ~Q(analysis_run=Subquery(latest)))
-            queryset = queryset.exclude(stale_proposal)
+            superseded = AnalysisRun.objects.filter(study=OuterRef("study"), status=AnalysisRun.Status.SUCCEEDED,
+                                                    pk__gt=OuterRef("analysis_run"))
+            queryset = queryset.exclude(Q(provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
+                                        & Q(Exists(superseded)))
         return super().filter_queryset(queryset)
 
     def filter_all_runs(self, queryset, name, value):
