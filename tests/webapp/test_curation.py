@@ -27,7 +27,7 @@ from webapp.curation.exports import build_export
 from webapp.curation.models import DatasetVersion, Export, FrozenRowError
 from webapp.curation.services import Criteria, create_dataset_version
 from webapp.jobs.models import Job
-from webapp.review.models import Box
+from webapp.review.models import AuditEvent, Box
 
 # The COCO detection format, as much of it as lungscope writes (and every COCO reader needs).
 COCO_SCHEMA = {
@@ -168,6 +168,9 @@ def test_dataset_version_freezes_clinician_labels_and_reviewed_boxes(people, cor
     cap = corpus["studies"][1]
     assert items[cap.pk]["final_label"] == "cap" and items[cap.pk]["ai_label"] == "COVID"
     assert body["summary"]["per_class"] == {"cap": 1, "covid": 1, "np": 1}
+    event = AuditEvent.objects.get(action="dataset_version.create", object_id=str(body["id"]))
+    assert event.actor == people.admin and event.before is None
+    assert event.after["fingerprint"] == body["fingerprint"] and event.after["studies"] == 3
     assert body["summary"]["boxes_per_provenance"] == {"ai_accepted": 3, "ai_edited": 3, "human": 3}
     assert body["summary"]["boxes_excluded"] == {"deleted": 3, "outside_series": 0, "rejected": 3, "unreviewed": 3}
     assert body["summary"]["reviewers"] == ["cur_clin"] and body["summary"]["ai_agreement"] == 2

@@ -94,7 +94,7 @@ def test_review_to_retrained_model_loop(start_worker, settings, tmp_path):
     admin = client_for(people.admin)
     tiny = services.ensure_default_model_version()
     assert tiny.is_active and services.ensure_default_model_version() == tiny  # idempotent
-    start_worker(OMP_NUM_THREADS="1")
+    start_worker(OMP_NUM_THREADS="1", LUNGSCOPE_MODEL=settings.LUNGSCOPE_MODEL)  # the same shipped bundle
 
     # Ingest through the upload API.
     identities, studies = [], {"NP": [], "CAP": [], "COVID": []}

@@ -61,7 +61,7 @@ def test_promote_and_rollback_walk_the_activation_history_with_audit(people, tmp
     assert admin.post("/api/model-versions/rollback/").json()["id"] == a.pk
     nothing = admin.post("/api/model-versions/rollback/")
     assert nothing.status_code == 409 and "no earlier active version" in nothing.json()["detail"]
-    events = list(AuditEvent.objects.filter(object_type="model_version").order_by("pk"))
+    events = list(AuditEvent.objects.filter(object_type="modelversion").order_by("pk"))
     assert [(e.action, e.before["active"]["id"], e.after["active"]["id"]) for e in events] == [
         ("model.promote", a.pk, b.pk), ("model.promote", b.pk, c.pk),
         ("model.rollback", c.pk, b.pk), ("model.rollback", b.pk, a.pk)]

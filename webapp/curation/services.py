@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from webapp.analysis.models import AnalysisRun
+from webapp.review import audit
 from webapp.review.models import Box, Decision
 from webapp.studies.models import Instance, Series, Study
 
@@ -181,4 +182,7 @@ def create_dataset_version(criteria: Criteria, name: str, user=None, description
         DatasetItem.objects.bulk_create(
             DatasetItem(dataset_version=version, study=by_uid[i["study_instance_uid"]], **i) for i in items
         )
+        audit.record(actor=user, action="dataset_version.create", obj=version, study_id=None, before=None,
+                     after={"name": name, "fingerprint": version.fingerprint, "studies": len(items),
+                            "criteria": version.criteria})
     return version

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from inference.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
-from webapp.review.models import AuditEvent
+from webapp.review import audit
 
 from .models import ModelActivation, ModelVersion
 
@@ -90,11 +90,8 @@ def _activate(version: ModelVersion, action: str, user, previous: ModelActivatio
     before = ModelVersion.objects.filter(is_active=True).first()
     version.activate()
     activation = ModelActivation.objects.create(model_version=version, previous=previous, action=action, actor=user)
-    AuditEvent.objects.create(
-        actor=user if user is not None and user.is_authenticated else None, action=f"model.{action}",
-        object_type="model_version", object_id=str(version.pk),
-        before={"active": _describe(before)}, after={"active": _describe(version)},
-    )
+    audit.record(actor=user, action=f"model.{action}", obj=version, study_id=None,
+                 before={"active": _describe(before)}, after={"active": _describe(version)})
     return activation
 
 
