@@ -32,16 +32,23 @@ def client_for(user) -> APIClient:
     return client
 
 
-def make_tiny_bundle(path: Path, version: str = "t1", seed: int = 0, width: float = 0.125) -> Path:
-    """A random-weight MultiScaleVGG bundle with the 3-way classes."""
+def make_tiny_bundle(path: Path, version: str = "t1", seed: int = 0, width: float = 0.125,
+                     favour: str | None = None, **meta) -> Path:
+    """A random-weight MultiScaleVGG bundle with the 3-way classes; ``favour`` biases every head towards one class
+    (so a random model still calls slices positive and explains them); ``meta`` overrides model.json fields."""
     import torch
 
     from inference.bundle import save_bundle
     from inference.classifier import MultiScaleVGG
 
+    classes = ["NP", "CAP", "COVID"]
     torch.manual_seed(seed)
-    return save_bundle(MultiScaleVGG(num_classes=3, width=width), path,
-                       {"name": "tiny", "version": version, "classes": ["NP", "CAP", "COVID"]})
+    model = MultiScaleVGG(num_classes=3, width=width)
+    if favour:
+        with torch.no_grad():
+            for head in model.heads:
+                head.bias[classes.index(favour)] = 3.0
+    return save_bundle(model, path, {"name": "tiny", "version": version, "classes": classes, **meta})
 
 
 def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7, n_slices: int = 16, size: int = 128,
@@ -77,5 +84,5 @@ def wait_for_job(job, timeout: float = 150.0):
         job.refresh_from_db()
         return job.done
 
-    wait_until(done, timeout, 0.5, f"job {job.pk} to finish")
+    wait_until(done, timeout, 0.5, f"job {job.pk} to finish (last: {job.status}, {job.message!r})")
     return job

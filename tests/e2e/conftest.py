@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from e2e_helpers import PASSWORD, REPO, SIZE, SLICES
+from factories import ingest_phantom, make_tiny_bundle
 
 # Playwright's sync API keeps an event loop on this thread; the ORM calls between browser steps are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -48,14 +49,7 @@ def page(browser):
 
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tmp_path_factory) -> Path:
-    import torch
-
-    from inference.bundle import save_bundle
-    from inference.classifier import MultiScaleVGG
-
-    torch.manual_seed(0)
-    return save_bundle(MultiScaleVGG(num_classes=3, width=0.125), tmp_path_factory.mktemp("bundle") / "tiny",
-                       {"name": "tiny", "version": "t1", "classes": ["NP", "CAP", "COVID"]})
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
 
 @dataclass
@@ -80,19 +74,10 @@ def make_users() -> dict:
 
 def analysed_phantom(tmp_path: Path, seed: int, label: str, slices: int = SLICES, size: int = SIZE):
     """A phantom ingested file by file like an upload, then analysed in this process."""
-    from training.phantom import generate_study, write_dicom_series
     from webapp.analysis.tasks import enqueue_analysis
     from webapp.celery import app
-    from webapp.studies.ingest import ingest_file
-    from webapp.studies.models import Study
 
-    phantom = generate_study(seed, label, n_slices=slices, size=size)
-    results = []
-    for path in write_dicom_series(phantom, tmp_path / f"dicom-{seed}"):
-        with open(path, "rb") as fh:
-            results.append(ingest_file(fh, path.name, source_label=label))
-    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
-    study = Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+    study = ingest_phantom(tmp_path, label, seed, n_slices=slices, size=size)
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     try:

@@ -11,55 +11,35 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+import factories
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
+from factories import make_tiny_bundle, wait_for_job
 from PIL import Image
 from rest_framework.test import APIClient
 
-from inference.bundle import WEIGHTS_FILE, file_sha256, save_bundle
-from inference.classifier import MultiScaleVGG
-from training.phantom import generate_study, write_dicom_series
+from inference.bundle import WEIGHTS_FILE, file_sha256
 from webapp.accounts.roles import ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun, Finding, SliceResult
 from webapp.analysis.tasks import analyze_study, enqueue_analysis
 from webapp.jobs.models import Job
 from webapp.registry.models import ModelVersion
 from webapp.review.models import Box
-from webapp.studies.ingest import ingest_file
 from webapp.studies.models import Instance, Study
 
 SLICES, SIZE = 12, 96
 
 
+#: A tiny bundle that still finds something: 64 px input, 4 IG steps, every head biased towards COVID.
+FAST_META = {"input_size": [64, 64], "saliency": {"steps": 4, "min_box_area_px": 4}}
+
+
 def make_bundle(path: Path, version: str = "t1", seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = MultiScaleVGG(num_classes=3, width=0.125)
-    with torch.no_grad():
-        for head in model.heads:
-            head.bias[2] = 3.0  # COVID
-    return save_bundle(model, path, {"name": "tiny", "version": version, "classes": ["NP", "CAP", "COVID"],
-                                     "input_size": [64, 64], "saliency": {"steps": 4, "min_box_area_px": 4}})
+    return make_tiny_bundle(path, version, seed, favour="COVID", **FAST_META)
 
 
 def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7) -> Study:
-    phantom = generate_study(seed, label, n_slices=SLICES, size=SIZE)
-    results = []
-    for path in write_dicom_series(phantom, tmp_path / f"dicom-{seed}"):
-        with open(path, "rb") as fh:
-            results.append(ingest_file(fh, path.name, source_label=label))
-    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
-    return Study.objects.get(study_instance_uid=results[0].study_instance_uid)
-
-
-def wait_for_job(job: Job, timeout: float = 150.0) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.done:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job.pk} still {job.status} after {timeout} s: {job.message}")
+    return factories.ingest_phantom(tmp_path, label, seed, n_slices=SLICES, size=SIZE)
 
 
 def stored_counts(run: AnalysisRun) -> tuple[int, int, int, list[str]]:
