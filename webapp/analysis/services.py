@@ -6,8 +6,6 @@ files have fixed names that a retry overwrites.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,7 @@ from inference.pipeline import analyze, slice_maps
 from webapp.registry.models import ModelVersion
 from webapp.registry.services import active_bundle
 from webapp.review.models import Box
+from webapp.storage import local_paths
 from webapp.studies.models import Series, Study
 
 from . import maps
@@ -71,21 +70,8 @@ def local_files(series: Series) -> Iterator[list[Path]]:
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {len(names)} files of series {series.series_instance_uid} are "
                                 f"missing from storage (first: {missing[0]})")
-    try:
-        paths = [Path(default_storage.path(name)) for name in names]
-    except NotImplementedError:  # remote storage: no local path
-        paths = None
-    if paths is not None:
+    with local_paths(names, prefix="lungscope-series-") as paths:
         yield paths
-        return
-    with tempfile.TemporaryDirectory(prefix="lungscope-series-") as tmp:
-        copies = []
-        for i, name in enumerate(names):
-            target = Path(tmp) / f"{i:06d}.dcm"
-            with default_storage.open(name, "rb") as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            copies.append(target)
-        yield copies
 
 
 def load_volume(series: Series) -> Volume:

@@ -19,6 +19,7 @@ import pydicom
 from django.core.files.storage import default_storage
 
 from inference.io import Volume, load_study
+from webapp.storage import local_paths
 from webapp.studies.models import Instance
 
 from ..deid import Deidentifier
@@ -105,12 +106,8 @@ def frozen_instances(item: DatasetItem) -> list[Instance]:
 
 @contextmanager
 def local_files(instances: list[Instance]) -> Iterator[list[Path]]:
-    """Local paths of the instances' files: the storage's own paths on disk, else temporary copies."""
-    try:
-        paths = [Path(default_storage.path(i.file.name)) for i in instances]
-    except NotImplementedError:  # object storage: copy down for the duration
-        paths = None
-    if paths is not None:
+    """Local paths of the instances' files (temporary copies for object storage)."""
+    with local_paths([i.file.name for i in instances], prefix="lungscope-export-") as paths:
         yield paths
         return
     with tempfile.TemporaryDirectory(prefix="lungscope-export-") as tmp:
