@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 
 from webapp.analysis.models import AnalysisRun
 from webapp.review import audit
+from webapp.review.geometry import spatial_order
 from webapp.review.models import Box, Decision
 from webapp.studies.models import Instance, Series, Study
 
@@ -76,16 +77,6 @@ def select_studies(criteria: Criteria) -> QuerySet[Study]:
     return qs.select_related("patient", "decision", "decision__decided_by").order_by("study_instance_uid")
 
 
-def _slice_position(instance: Instance) -> float:
-    """Position along the slice normal (mm); falls back to the instance number for files without geometry."""
-    ipp, iop = instance.image_position_patient, instance.image_orientation_patient
-    if ipp and iop and len(ipp) == 3 and len(iop) == 6:
-        r, c = iop[:3], iop[3:]
-        normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
-        return float(sum(p * n for p, n in zip(ipp, normal)))
-    return float(instance.instance_number or 0)
-
-
 def image_series(study: Study) -> Series | None:
     """The series the AI analysed last (boxes point into it), else the study's largest image series."""
     run = (AnalysisRun.objects.filter(study=study, status=AnalysisRun.Status.SUCCEEDED, series__isnull=False)
@@ -97,7 +88,8 @@ def image_series(study: Study) -> Series | None:
 
 
 def spatial_instances(series: Series) -> list[Instance]:
-    return sorted(series.instances.all(), key=lambda i: (_slice_position(i), i.instance_number or 0, i.pk))
+    """The series' instances in the order the viewer stacks them (``review.geometry.spatial_order``)."""
+    return spatial_order(series.instances.all())
 
 
 def _box_json(box: Box) -> dict[str, Any]:
