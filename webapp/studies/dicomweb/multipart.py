@@ -165,14 +165,17 @@ def _read_body(buffer: _Buffer, delimiter: bytes) -> Spooled:
         target.write(data)
         size += len(data)
 
-    while (index := buffer.data.find(delimiter)) < 0:
-        keep = len(delimiter) - 1  # a delimiter may straddle two reads
-        if len(buffer.data) > keep:
-            write(buffer.data[:-keep])
-            buffer.data = buffer.data[-keep:]
-        if not buffer.fill():
-            target.close()
-            raise MultipartError("the body ends inside a part")
+    try:
+        while (index := buffer.data.find(delimiter)) < 0:
+            keep = len(delimiter) - 1  # a delimiter may straddle two reads
+            if len(buffer.data) > keep:
+                write(buffer.data[:-keep])
+                buffer.data = buffer.data[-keep:]
+            if not buffer.fill():
+                raise MultipartError("the body ends inside a part")
+    except BaseException:  # a broken body, a reader that refuses to go on (size limit), a client gone
+        target.close()
+        raise
     write(buffer.data[:index])
     buffer.data = buffer.data[index + len(delimiter):]
     target.seek(0)

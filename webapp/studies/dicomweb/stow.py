@@ -3,15 +3,25 @@
 Parts are ingested one by one as they arrive (``IngestBatch``, the same rules as every other way in). The
 answer is a DICOM JSON store response: ReferencedSOPSequence for instances stored or already present with the
 same bytes, FailedSOPSequence with a Failure Reason code and the human-readable reason in Error Comment.
-Status: 200 all stored, 202 some failed, 409 none stored, 400 malformed body, 415 wrong media type.
+Status: 200 all stored, 202 some failed, 409 none stored, 400 malformed body or a body without parts (nothing
+stored, PS3.18 10.5.3), 413 a first part past ``LUNGSCOPE_MAX_UPLOAD_BYTES``, 415 wrong media type.
+
+Body length: with Content-Length, ``RequestSizeLimitMiddleware`` answers 413 before anything is read. A chunked body
+(``Transfer-Encoding: chunked``, no Content-Length) is read only where the WSGI server de-chunks it and marks the
+input terminated (``wsgi.input_terminated``: gunicorn, as deployed); bytes are counted as they come and reading stops
+past the same limit: parts complete before it stay stored (202), the rest is reported as not read. Django's own
+server (runserver) hands the application an empty body for a chunked request, so there it is refused with a 400
+that says so.
 """
 from __future__ import annotations
+
+from typing import BinaryIO
 
 from django.conf import settings
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from rest_framework import status
-from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
 from rest_framework.response import Response
 
 from ..ingest import IngestBatch, IngestResult
@@ -45,6 +55,57 @@ def store_response(batch: IngestBatch, request) -> dict:
     return dicomjson.dataset(body)
 
 
+CHUNKED_UNREADABLE = ("chunked request body (Transfer-Encoding: chunked, no Content-Length) not readable here: "
+                      "this server passes such bodies on empty (Django's development server does); send "
+                      "Content-Length, or use a server that de-chunks bodies (gunicorn, as deployed)")
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "request body too large"
+    default_code = "payload_too_large"
+
+
+class BodyLimitExceeded(Exception):
+    """More bytes arrived than the upload limit allows; nothing past the limit was read."""
+
+
+class CappedReader:
+    """A body of unknown length (chunked), read through a counter: it delivers up to ``limit`` bytes, then raises
+    BodyLimitExceeded when asked for more and more are coming (at most ``limit + 1`` bytes are taken from the
+    server), so the parts that fit are parsed and stored before the refusal."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        allowed = self.limit - self.seen
+        if allowed <= 0:
+            if self.stream.read(1):
+                raise BodyLimitExceeded(f"request body over the {self.limit}-byte limit")
+            return b""
+        data = self.stream.read(allowed if size is None or size < 0 else min(size, allowed))
+        self.seen += len(data)
+        return data
+
+
+def request_body(request) -> BinaryIO:
+    """The body to parse: Django's stream when Content-Length says how long it is; for a chunked body, the server's
+    de-chunked input read through a ``CappedReader``, where the server terminates it."""
+    meta = request.META
+    limit = settings.LUNGSCOPE_MAX_UPLOAD_BYTES
+    length = int(meta.get("CONTENT_LENGTH") or 0)
+    if length > limit:  # RequestSizeLimitMiddleware answers 413 first; this keeps the view safe without it
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the {limit}-byte limit")
+    if length:
+        return request.stream
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if meta.get("wsgi.input_terminated") and meta.get("wsgi.input") is not None:
+            return CappedReader(meta["wsgi.input"], limit)
+        raise ParseError(CHUNKED_UNREADABLE)
+    raise ParseError("empty request body")
+
+
 class StowMixin:
     """Adds STOW-RS ``POST`` to the resource that shares its URL (``/studies`` or ``/studies/{uid}``)."""
 
@@ -57,13 +118,10 @@ class StowMixin:
                                        detail='send multipart/related; type="application/dicom"')
         if not params.get("boundary"):
             raise ParseError("the multipart Content-Type has no boundary")
-        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.LUNGSCOPE_MAX_UPLOAD_BYTES:
-            raise ValidationError(f"request body larger than {settings.LUNGSCOPE_MAX_UPLOAD_BYTES} bytes")
-        if request.stream is None:
-            raise ParseError("empty request body")
+        body = request_body(request)
         with IngestBatch(request.user, expected_study_uid=study) as batch:
             try:
-                for number, part in enumerate(iter_parts(request.stream, params["boundary"]), start=1):
+                for number, part in enumerate(iter_parts(body, params["boundary"]), start=1):
                     if part.content_type not in (DICOM, ""):
                         part.body.file.close()
                         batch.reject(f"part {number}", f"part is {part.content_type}, not {DICOM}")
@@ -73,6 +131,12 @@ class StowMixin:
                 if not batch.results:
                     raise ParseError(f"malformed multipart body: {exc}") from None
                 batch.reject("body", f"malformed multipart body after the parts above: {exc}")
+            except BodyLimitExceeded as exc:
+                if not batch.results:
+                    raise PayloadTooLarge(f"{exc}; nothing was stored") from None
+                batch.reject("body", f"{exc}; the rest was not read")
+        if not batch.results:
+            raise ParseError("the multipart body holds no parts: nothing was stored")
         landed = sum(r.landed for r in batch.results)
         code = (status.HTTP_200_OK if landed == len(batch.results)
                 else status.HTTP_409_CONFLICT if landed == 0 else status.HTTP_202_ACCEPTED)

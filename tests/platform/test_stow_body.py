@@ -1,0 +1,152 @@
+"""STOW-RS request bodies at the edges: no parts at all, and chunked bodies (no Content-Length).
+
+gunicorn (production: Dockerfile, docker-compose, ``make demo``) de-chunks a ``Transfer-Encoding: chunked`` body and
+marks its input terminated (``wsgi.input_terminated``), so STOW reads it, counting bytes against
+``LUNGSCOPE_MAX_UPLOAD_BYTES``. Django's own server (runserver, the ``live_server`` fixture) hands the view an empty
+body for such a request, so there it is refused with a 400 that says why.
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from platform_helpers import as_new_study, assert_no_orphans
+
+from webapp.studies.dicomweb.stow import BodyLimitExceeded, CappedReader
+from webapp.studies.models import Instance
+
+DICOM_MULTIPART = 'multipart/related; type="application/dicom"'
+REPO = Path(__file__).resolve().parents[2]
+
+
+def multipart(files: list[bytes], boundary: str) -> bytes:
+    return b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + b"\r\n"
+                    for data in files) + f"--{boundary}--\r\n".encode()
+
+
+def chunks(data: bytes, size: int = 4096) -> Iterator[bytes]:
+    """A generator body: ``requests`` sends it with Transfer-Encoding: chunked and no Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def chunked_stow(url: str, token: str, files: list[bytes]) -> requests.Response:
+    boundary = uuid.uuid4().hex
+    return requests.post(url, data=chunks(multipart(files, boundary)), timeout=60, headers={
+        "Authorization": f"Token {token}", "Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}",
+        "Accept": "application/dicom+json"})
+
+
+def test_capped_reader_delivers_up_to_the_limit_and_refuses_only_what_lies_beyond():
+    exact = CappedReader(io.BytesIO(b"x" * 10), limit=10)
+    assert exact.read(4) + exact.read(64) == b"x" * 10 and exact.read(64) == b""
+    over = CappedReader(io.BytesIO(b"x" * 11), limit=10)
+    assert over.read(64) == b"x" * 10
+    with pytest.raises(BodyLimitExceeded, match="10-byte limit"):
+        over.read(64)
+
+
+@pytest.mark.django_db
+def test_a_body_without_parts_is_400_and_stores_nothing(api, storage_dir):
+    boundary = "empty0boundary"
+    response = api.generic("POST", "/dicomweb/studies", multipart([], boundary),
+                           content_type=f"{DICOM_MULTIPART}; boundary={boundary}")
+    assert response.status_code == 400, response.content
+    assert "no parts" in response.json()["detail"]
+    assert not Instance.objects.exists()
+
+
+def test_chunked_stow_on_djangos_own_server_is_400_saying_why(live_server, token, storage_dir, phantom_files):
+    response = chunked_stow(f"{live_server.url}/dicomweb/studies", token, [phantom_files[0].read_bytes()])
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "chunked" in detail and "Content-Length" in detail
+    assert not Instance.objects.exists()
+
+
+# -- through gunicorn, as deployed -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(transactional_db, settings, storage_dir, tmp_path):
+    """A gunicorn server (one gthread worker, as deployed) on this test's database and storage; the factory's
+    keyword arguments become its environment (e.g. a small LUNGSCOPE_MAX_UPLOAD_BYTES)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    servers: list[subprocess.Popen] = []
+
+    def start(**extra_env: str) -> str:
+        port = free_port()
+        log_path = tmp_path / f"gunicorn{len(servers)}.log"
+        log = open(log_path, "wb")
+        env = {**os.environ, "DATABASE_URL": url, "LUNGSCOPE_STORAGE_DIR": str(settings.MEDIA_ROOT),
+               "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
+               **extra_env}
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{port}",
+                                 "--workers", "1", "--threads", "2", "--timeout", "120"],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        servers.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                requests.get(f"{base}/api/me/", timeout=30)  # the first request loads the URL conf
+                return base
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
+
+    yield start
+    for proc in servers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def test_chunked_stow_through_gunicorn_stores_every_part(gunicorn, token, storage_dir, phantom_files):
+    base = gunicorn()
+    files = as_new_study(phantom_files[:3])
+    response = chunked_stow(f"{base}/dicomweb/studies", token, files)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["00081199"]["Value"]) == 3
+    assert Instance.objects.count() == 3
+    assert_no_orphans(storage_dir)
+
+
+def test_chunked_stow_past_the_size_limit_stops_reading_at_the_limit(gunicorn, token, storage_dir, phantom_files):
+    files = as_new_study(phantom_files[:6])
+    limit = sum(map(len, files[:2])) + 2048  # room for two parts and their headers, not for the third
+    base = gunicorn(LUNGSCOPE_MAX_UPLOAD_BYTES=str(limit))
+
+    response = chunked_stow(f"{base}/dicomweb/studies", token, files)
+    assert response.status_code == 202, response.text  # the parts before the limit landed, the rest was not read
+    body = response.json()
+    assert len(body["00081199"]["Value"]) == 2
+    (failed,) = body["00081198"]["Value"]
+    assert "limit" in failed["00000902"]["Value"][0]
+    assert Instance.objects.count() == 2
+    assert_no_orphans(storage_dir)
+
+    too_big = chunked_stow(f"{base}/dicomweb/studies", token, [files[0] + b"\0" * limit])  # one part over it
+    assert too_big.status_code == 413, too_big.text
+    assert Instance.objects.count() == 2
+    assert_no_orphans(storage_dir)
