@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from e2e_helpers import SLICES, differs, go_to_slice, login, open_viewer, save_screenshot, viewport_pixels, wait_rendered
+from factories import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -121,16 +122,26 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     assert box.label == "covid_lesion"
     assert box.created_by.username == "anno" and box.patient_coords
 
-    # Move it 10 pixels right and 5 down.
-    page.mouse.move(*at(70.5, 80.5))
+    # The Rectangle ROI tool draws it: a solid annotation (the AI box's is dashed, with its score in the text).
+    human_rect = page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{box.pk}-rect']")
+    ai_rect = page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{ai_box.pk}-rect']")
+    human_rect.wait_for()
+    assert (human_rect.get_attribute("stroke-dasharray") or "") == ""
+    assert ai_rect.get_attribute("stroke-dasharray") == "6,4"
+    assert "COVID lesion 0.91 (rejected)" in page.text_content("svg.svg-layer")
+
+    # Move it 10 pixels right and 5 down: grab its left edge (inside, a drag would draw a new box).
+    edge = (float(drawn[0]), (drawn[1] + drawn[3] + 1) / 2)
+    page.mouse.move(*at(*edge))
     page.mouse.down()
-    page.mouse.move(*at(75.5, 83), steps=4)
-    page.mouse.move(*at(80.5, 85.5), steps=4)
+    page.mouse.move(*at(edge[0] + 5, edge[1] + 2.5), steps=4)
+    page.mouse.move(*at(edge[0] + 10, edge[1] + 5), steps=4)
     page.mouse.up()
-    page.wait_for_function(f"() => document.querySelectorAll('.toast-success').length >= 3")
-    page.wait_for_timeout(300)
-    box.refresh_from_db()
-    assert ([box.x0, box.y0, box.x1, box.y1], box.version) == ((drawn + [10, 5, 10, 5]).tolist(), 2)
+    moved = (drawn + [10, 5, 10, 5]).tolist()
+    wait_until(lambda: box.refresh_from_db() or box.version == 2, 10, what="the moved box saved")
+    assert [box.x0, box.y0, box.x1, box.y1] == moved
+    page.wait_for_selector(f"li[data-box-id='{box.pk}'][data-rect='{','.join(map(str, moved))}']")
+    assert Box.objects.filter(study=study, provenance="human").count() == 1, "the move drew a second box"
     page.check("input[data-map=cam5]")
     page.check("input[data-map=lung]")
     wait_rendered(page)

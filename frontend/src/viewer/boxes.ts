@@ -1,39 +1,86 @@
-// Lesion boxes on a canvas layer over the image: AI boxes dashed with their score, human and accepted boxes solid.
-// In box mode an annotator draws (drag on empty image), moves (drag inside) and resizes (drag a corner); every
-// change saves through the REST API in the slice's DICOM pixel indices (inclusive, x = column).
+// Lesion boxes as annotations of Cornerstone3D's Rectangle ROI tool. The REST API holds the boxes (DICOM pixel
+// indices, inclusive, x = column); each visible box is one annotation (UID `lungscope-box-<id>`) in the tool's
+// annotation state, created when its slice is shown, in world coordinates. Per-annotation styles: AI proposals
+// dashed with their score in the text, accepted, edited and human boxes solid, rejected ones grey and locked.
+//
+// An annotator edits with the tool itself in box mode: a drag on the image draws a box (ANNOTATION_COMPLETED ->
+// POST), a drag on a box's edge moves it and on a corner resizes it (ANNOTATION_MODIFIED, saved when the mouse is
+// released -> PATCH with the version), removing the annotation deletes the box (ANNOTATION_REMOVED -> DELETE with
+// the version). A stale version (409) reloads the box from the server and says so. Clinicians see the boxes, the
+// tool never becomes interactive for them.
 
+import { eventTarget, utilities as csUtils, type Types } from '@cornerstonejs/core';
+import {
+  annotation as csAnnotation, Enums as ToolEnums, RectangleROITool, utilities as toolUtilities,
+  type Types as ToolTypes,
+} from '@cornerstonejs/tools';
 import { ApiError, api, type Box, type BoxLabel } from '../api';
 import { BOX_LABEL_TEXT } from '../ui/format';
 import { toast } from '../ui/toast';
-import { applyTransform, OverlayCanvas } from './layer';
-import type { CtViewport, PixelTransform } from './viewport';
+import type { CtViewport } from './viewport';
+
+type Annotation = ToolTypes.Annotation;
+type AnnotationStyle = Parameters<typeof csAnnotation.config.style.setAnnotationStyles>[1];
+/** Inclusive pixel indices [x0, y0, x1, y1]. */
+type Rect = [number, number, number, number];
 
 const COLOURS: Record<BoxLabel, string> = { covid_lesion: '#ff9f1c', cap_lesion: '#e056fd', other: '#48dbfb' };
-const HANDLE_CSS_PX = 7;
+const REJECTED_COLOUR = '#9a9a9a';
+const AI_DASH = '6,4';
 const VISIBLE = new Set(['proposed', 'accepted', 'rejected']);
+const UID_PREFIX = 'lungscope-box-';
+const { Events, ChangeTypes } = ToolEnums;
+const { state: annotations, selection, locking } = csAnnotation;
 
-type Drag =
-  | { kind: 'draw'; start: [number, number]; now: [number, number] }
-  | { kind: 'move'; box: Box; start: [number, number]; now: [number, number] }
-  | { kind: 'resize'; box: Box; corner: 0 | 1 | 2 | 3; now: [number, number] };
+export const boxUid = (id: number): string => `${UID_PREFIX}${id}`;
+
+function boxIdOf(uid: string | undefined): number | null {
+  return uid?.startsWith(UID_PREFIX) ? Number(uid.slice(UID_PREFIX.length)) : null;
+}
+
+export function boxText(box: Box): string {
+  const score = box.score != null ? ` ${box.score.toFixed(2)}` : '';
+  return `${BOX_LABEL_TEXT[box.label]}${score}${box.status === 'rejected' ? ' (rejected)' : ''}`;
+}
+
+/** Per-annotation style overrides; every state (hover, selected, locked) keeps the box's own colour and dash. */
+function styleOf(box: Box): AnnotationStyle {
+  const colour = box.status === 'rejected' ? REJECTED_COLOUR : COLOURS[box.label];
+  return {
+    color: colour, colorHighlighted: colour, colorSelected: colour, colorLocked: colour,
+    textBoxColor: colour, textBoxColorHighlighted: colour, textBoxColorSelected: colour, textBoxColorLocked: colour,
+    lineWidth: '1.5', lineWidthHighlighted: '2.5', lineWidthSelected: '3',
+    lineDash: box.provenance === 'ai' ? AI_DASH : '',
+    textBoxBackground: 'rgba(0, 0, 0, 0.55)',
+  };
+}
 
 export class BoxLayer {
   boxes: Box[] = [];
   selectedId: number | null = null;
   newLabel: BoxLabel = 'covid_lesion';
   private editing = false;
-  private drag: Drag | null = null;
-  private readonly layer: OverlayCanvas;
+  /** Boxes whose annotation the tool moved or resized during the current drag: saved when the mouse is released. */
+  private readonly moved = new Set<number>();
+  /** Annotations removed here (not by the user): their ANNOTATION_REMOVED must not delete the box. */
+  private readonly quietRemovals = new Set<string>();
   private readonly listeners = new Set<() => void>();
 
-  constructor(private readonly view: CtViewport, private readonly studyId: number, host: HTMLElement, readonly canEdit: boolean) {
-    this.layer = new OverlayCanvas(host, 'boxes-layer');
-    view.on('render', () => this.draw());
-    if (canEdit) this.bindPointer();
+  constructor(private readonly view: CtViewport, private readonly studyId: number, readonly canEdit: boolean) {
+    view.on('slice', () => this.sync());
+    eventTarget.addEventListener(Events.ANNOTATION_SELECTION_CHANGE, this.onSelection);
+    if (canEdit) {
+      eventTarget.addEventListener(Events.ANNOTATION_COMPLETED, this.onCompleted);
+      eventTarget.addEventListener(Events.ANNOTATION_MODIFIED, this.onModified);
+      eventTarget.addEventListener(Events.ANNOTATION_REMOVED, this.onRemoved);
+      // The tool ends a drag on these; the moved boxes save once, after its own handler ran.
+      for (const name of [Events.MOUSE_UP, Events.MOUSE_CLICK]) view.element.addEventListener(name, () => setTimeout(() => this.saveMoved()));
+    }
   }
 
   async load(): Promise<void> {
     this.boxes = await api.boxes(this.studyId);
+    this.sync();
     this.changed();
   }
 
@@ -41,12 +88,13 @@ export class BoxLayer {
   onChange(listener: () => void): void { this.listeners.add(listener); }
 
   private changed(): void {
-    this.draw();
+    this.view.element.dataset.boxesOnSlice = String(this.onSlice().length);
     this.listeners.forEach((l) => l());
   }
 
   get mode(): boolean { return this.editing; }
 
+  /** Box mode: the viewport's left button drives the Rectangle ROI tool (see CtViewport.setLeftTool). */
   setMode(on: boolean): void {
     this.editing = on && this.canEdit;
     this.view.element.classList.toggle('box-mode', this.editing);
@@ -63,15 +111,199 @@ export class BoxLayer {
   }
 
   select(box: Box | null): void {
+    selection.deselectAnnotation();
     this.selectedId = box?.id ?? null;
     if (box) {
+      if (annotations.getAnnotation(boxUid(box.id))) selection.setAnnotationSelected(boxUid(box.id), true);
       const index = this.view.instances.findIndex((i) => i.sop_instance_uid === box.sop_instance_uid);
-      if (index >= 0 && index !== this.view.index) void this.view.scrollTo(index);
+      if (index >= 0 && index !== this.view.index) void this.view.scrollTo(index); // sync() selects it there
     }
+    this.redraw();
     this.changed();
   }
 
-  // --- REST round trips -------------------------------------------------------------------------------------
+  // --- the boxes as annotations --------------------------------------------------------------------------------
+
+  /** Creates or updates the annotations of the current slice's boxes (its geometry is loaded now). */
+  private sync(): void {
+    const sop = this.view.instance?.sop_instance_uid;
+    for (const box of this.boxes) if (box.sop_instance_uid === sop) this.show(box);
+    this.changed();
+  }
+
+  /** Brings a box's annotation in line with the box: created on its slice, updated, or removed once not visible. */
+  private show(box: Box): void {
+    const uid = boxUid(box.id);
+    let annotation = annotations.getAnnotation(uid) as Annotation | undefined;
+    if (!VISIBLE.has(box.status)) {
+      if (annotation) this.removeQuietly(uid);
+      return;
+    }
+    const imageId = this.view.imageIdAt(this.view.instances.findIndex((i) => i.sop_instance_uid === box.sop_instance_uid));
+    if (!annotation) {
+      if (imageId !== this.view.viewport.getCurrentImageId()) return; // created when its slice is shown
+      annotation = RectangleROITool.createAnnotationForViewport<Annotation>(this.view.viewport, {
+        annotationUID: uid, highlighted: false, invalidated: false,
+      });
+      annotation.data.handles!.points = this.corners(imageId, box);
+      annotations.addAnnotation(annotation, this.view.element);
+    } else if (!this.moved.has(box.id)) {
+      try {
+        annotation.data.handles!.points = this.corners(annotation.metadata?.referencedImageId ?? imageId, box);
+      } catch { /* that slice's geometry is not cached now: updated when it is shown */ }
+    }
+    annotation.data.label = boxText(box);
+    csAnnotation.config.style.setAnnotationStyles(uid, styleOf(box));
+    const locked = box.status === 'rejected' || !this.canEdit;
+    if (locking.isAnnotationLocked(uid) !== locked) locking.setAnnotationLocked(uid, locked);
+    if (box.id === this.selectedId && !selection.isAnnotationSelected(uid)) selection.setAnnotationSelected(uid, true);
+  }
+
+  private removeQuietly(uid: string): void {
+    if (!annotations.getAnnotation(uid)) return;
+    this.quietRemovals.add(uid);
+    annotations.removeAnnotation(uid);
+    this.quietRemovals.delete(uid);
+    csAnnotation.config.style.setAnnotationStyles(uid, {});
+  }
+
+  private redraw(): void {
+    toolUtilities.triggerAnnotationRenderForViewportIds([this.view.viewport.id]);
+  }
+
+  /**
+   * A box's four corners in world coordinates, in the tool's order (top-left, top-right, bottom-left,
+   * bottom-right). Image coordinates put pixel i on [i, i+1), so an inclusive box spans x0 .. x1 + 1.
+   */
+  private corners(imageId: string, box: Pick<Box, 'x0' | 'y0' | 'x1' | 'y1'>): Types.Point3[] {
+    const world = (x: number, y: number) => csUtils.imageToWorldCoords(imageId, [x, y]) as Types.Point3;
+    return [world(box.x0, box.y0), world(box.x1 + 1, box.y0), world(box.x0, box.y1 + 1), world(box.x1 + 1, box.y1 + 1)];
+  }
+
+  /**
+   * The inclusive pixel rectangle of an annotation, clamped to the image; null when it has no area. A new drag
+   * keeps the pixels under its two corners; an edited box's edges snap to the nearest pixel boundary, and a
+   * moved box (same size) pushed past the image's border slides back inside instead of shrinking.
+   */
+  private rectOf(annotation: Annotation, before?: Box): Rect | null {
+    const imageId = annotation.metadata?.referencedImageId;
+    const index = this.view.indexOfImageId(imageId);
+    if (index < 0) return null;
+    const { columns, rows } = this.view.instances[index];
+    const pts = annotation.data.handles!.points!.map((p) => csUtils.worldToImageCoords(imageId!, p) as Types.Point2);
+    const xs = pts.map((p) => p[0]);
+    const ys = pts.map((p) => p[1]);
+    let r: Rect;
+    if (!before) {
+      r = [Math.floor(Math.min(...xs)), Math.floor(Math.min(...ys)), Math.floor(Math.max(...xs)), Math.floor(Math.max(...ys))];
+      if (r[2] - r[0] < 1 || r[3] - r[1] < 1) return null;
+    } else {
+      r = [Math.round(Math.min(...xs)), Math.round(Math.min(...ys)), Math.round(Math.max(...xs)) - 1, Math.round(Math.max(...ys)) - 1];
+      if (r[2] < r[0] || r[3] < r[1]) return null;
+      if (r[2] - r[0] === before.x1 - before.x0 && r[3] - r[1] === before.y1 - before.y0) {
+        const dx = Math.max(-r[0], Math.min(columns - 1 - r[2], 0));
+        const dy = Math.max(-r[1], Math.min(rows - 1 - r[3], 0));
+        r = [r[0] + dx, r[1] + dy, r[2] + dx, r[3] + dy];
+      }
+    }
+    const cx = (v: number) => Math.max(0, Math.min(columns - 1, v));
+    const cy = (v: number) => Math.max(0, Math.min(rows - 1, v));
+    r = [cx(r[0]), cy(r[1]), cx(r[2]), cy(r[3])];
+    return r[2] >= r[0] && r[3] >= r[1] ? r : null;
+  }
+
+  // --- the tool's events -> REST --------------------------------------------------------------------------------
+
+  /** The tool selects a box when the user grabs it; the side panel follows. */
+  private readonly onSelection = (evt: Event): void => {
+    const { selection: uids } = (evt as ToolTypes.EventTypes.AnnotationSelectionChangeEventType).detail;
+    const id = uids.map(boxIdOf).find((i) => i != null) ?? null;
+    if (id === this.selectedId) return;
+    this.selectedId = id;
+    this.changed();
+  };
+
+  /** A box drawn with the tool: saved as a human box on the annotation's slice with the chosen label. */
+  private readonly onCompleted = (evt: Event): void => {
+    const { annotation } = (evt as ToolTypes.EventTypes.AnnotationCompletedEventType).detail;
+    if (annotation.metadata?.toolName !== RectangleROITool.toolName || boxIdOf(annotation.annotationUID) != null) return;
+    void this.create(annotation);
+  };
+
+  private async create(annotation: Annotation): Promise<void> {
+    const uid = annotation.annotationUID!;
+    const rect = this.rectOf(annotation);
+    const instance = this.view.instances[this.view.indexOfImageId(annotation.metadata?.referencedImageId)];
+    if (!rect || !instance) {
+      this.removeQuietly(uid); // a click, not a drag
+      this.redraw();
+      return;
+    }
+    try {
+      const box = await api.createBox(this.studyId, {
+        sop_instance_uid: instance.sop_instance_uid, x0: rect[0], y0: rect[1], x1: rect[2], y1: rect[3], label: this.newLabel,
+      });
+      this.removeQuietly(uid); // replaced by the box's own annotation, snapped to its pixels
+      this.boxes.push(box);
+      selection.deselectAnnotation();
+      this.selectedId = box.id;
+      this.show(box); // selects it
+      toast('Box saved', 'success');
+    } catch (err) {
+      this.removeQuietly(uid);
+      toast(`Could not save the box: ${(err as Error).message}`, 'error');
+    }
+    this.redraw();
+    this.changed();
+  }
+
+  private readonly onModified = (evt: Event): void => {
+    const { annotation, changeType } = (evt as ToolTypes.EventTypes.AnnotationModifiedEventType).detail;
+    const id = boxIdOf(annotation.annotationUID);
+    if (id != null && changeType === ChangeTypes.HandlesUpdated) this.moved.add(id);
+  };
+
+  /** After a drag: each moved or resized box saves its new rectangle (PATCH with its version). */
+  private saveMoved(): void {
+    for (const id of [...this.moved]) {
+      this.moved.delete(id);
+      const box = this.boxes.find((b) => b.id === id);
+      const annotation = annotations.getAnnotation(boxUid(id)) as Annotation | undefined;
+      if (box && annotation) void this.saveRect(box, annotation);
+    }
+  }
+
+  private async saveRect(box: Box, annotation: Annotation): Promise<void> {
+    const rect = this.rectOf(annotation, box);
+    if (!rect || (rect[0] === box.x0 && rect[1] === box.y0 && rect[2] === box.x1 && rect[3] === box.y1)) {
+      this.show(box); // back onto its pixels
+      this.redraw();
+      return;
+    }
+    const [x0, y0, x1, y1] = rect;
+    const before = { ...box };
+    Object.assign(box, { x0, y0, x1, y1 }); // optimistic: stays where the user left it, snapped to pixels
+    this.show(box);
+    this.redraw();
+    await this.save(before, () => api.updateBox(before, { x0, y0, x1, y1 }), 'Box saved');
+  }
+
+  /** The user removed a box's annotation: delete the box (DELETE with its version). */
+  private readonly onRemoved = (evt: Event): void => {
+    const uid = (evt as ToolTypes.EventTypes.AnnotationRemovedEventType).detail.annotation.annotationUID;
+    if (!uid || this.quietRemovals.has(uid)) return;
+    const box = this.boxes.find((b) => b.id === boxIdOf(uid));
+    csAnnotation.config.style.setAnnotationStyles(uid, {});
+    if (box && box.status !== 'deleted') void this.deleteBox(box);
+  };
+
+  private async deleteBox(box: Box): Promise<void> {
+    await this.save(box, async () => { await api.deleteBox(box); return { ...box, status: 'deleted' as const }; }, 'Box deleted');
+    if (this.selectedId === box.id && this.boxes.find((b) => b.id === box.id)?.status === 'deleted') this.selectedId = null;
+    this.changed();
+  }
+
+  // --- actions from the side panel and the keyboard --------------------------------------------------------------
 
   accept(box = this.selected): Promise<void> { return box ? this.save(box, () => api.acceptBox(box), 'Box accepted') : done(); }
   reject(box = this.selected): Promise<void> { return box ? this.save(box, () => api.rejectBox(box), 'Box rejected') : done(); }
@@ -79,32 +311,16 @@ export class BoxLayer {
     return box ? this.save(box, () => api.updateBox(box, { label }), 'Label saved') : done();
   }
 
+  /** Deletes a box by removing its annotation (the tool's ANNOTATION_REMOVED saves it), or directly off-slice. */
   async remove(box = this.selected): Promise<void> {
     if (!box) return;
-    await this.save(box, async () => { await api.deleteBox(box); return { ...box, status: 'deleted' as const }; }, 'Box deleted');
-    if (this.selectedId === box.id) this.selectedId = null;
-    this.changed();
-  }
-
-  private async create(rect: [number, number, number, number]): Promise<void> {
-    const sop = this.view.instance.sop_instance_uid;
-    try {
-      const box = await api.createBox(this.studyId, { sop_instance_uid: sop, x0: rect[0], y0: rect[1], x1: rect[2], y1: rect[3], label: this.newLabel });
-      this.boxes.push(box);
-      this.selectedId = box.id;
-      toast('Box saved', 'success');
-    } catch (err) {
-      toast(`Could not save the box: ${(err as Error).message}`, 'error');
+    const uid = boxUid(box.id);
+    if (annotations.getAnnotation(uid)) {
+      annotations.removeAnnotation(uid);
+      this.redraw();
+    } else {
+      await this.deleteBox(box);
     }
-    this.changed();
-  }
-
-  private move(box: Box, rect: [number, number, number, number]): Promise<void> {
-    const [x0, y0, x1, y1] = rect;
-    if (x0 === box.x0 && y0 === box.y0 && x1 === box.x1 && y1 === box.y1) return done();
-    const before = { ...box };
-    Object.assign(box, { x0, y0, x1, y1 }); // optimistic: draw where the user left it
-    return this.save(before, () => api.updateBox(before, { x0, y0, x1, y1 }), 'Box saved');
   }
 
   /** Runs a write; on 409 reloads the box and says so; on other errors restores the previous state. */
@@ -114,13 +330,15 @@ export class BoxLayer {
       toast(message, 'success');
     } catch (err) {
       if (err instanceof ApiError && err.stale) {
-        this.replace(await api.box(before.id));
+        const current = (err.body as { current?: Box | null } | null)?.current;
+        this.replace(current ?? (await api.box(before.id).catch(() => ({ ...before, status: 'deleted' as const }))));
         toast('Someone else changed this box meanwhile: reloaded their version, your change was not saved.', 'warning');
       } else {
         this.replace(before);
         toast(`Could not save the box: ${(err as Error).message}`, 'error');
       }
     }
+    this.redraw();
     this.changed();
   }
 
@@ -128,151 +346,8 @@ export class BoxLayer {
     const i = this.boxes.findIndex((b) => b.id === box.id);
     if (i >= 0) this.boxes[i] = box;
     else this.boxes.push(box);
+    this.show(box);
   }
-
-  // --- pointer interaction ----------------------------------------------------------------------------------
-
-  private bindPointer(): void {
-    const el = this.view.element;
-    // Capture phase, before the Cornerstone tools; preventDefault on pointerdown suppresses their mousedown.
-    el.addEventListener('pointerdown', (e) => {
-      if (!this.editing || e.button !== 0) return;
-      e.preventDefault();
-      e.stopPropagation();
-      this.startDrag(this.pixelAt(e));
-      const move = (ev: PointerEvent) => { if (this.drag) { this.drag.now = this.pixelAt(ev); this.draw(); } };
-      const up = (ev: PointerEvent) => {
-        window.removeEventListener('pointermove', move);
-        window.removeEventListener('pointerup', up);
-        if (this.drag) this.drag.now = this.pixelAt(ev);
-        void this.endDrag();
-      };
-      window.addEventListener('pointermove', move);
-      window.addEventListener('pointerup', up);
-    }, { capture: true });
-  }
-
-  private pixelAt(e: PointerEvent): [number, number] {
-    const r = this.view.element.getBoundingClientRect();
-    return this.view.canvasToPixel(e.clientX - r.left, e.clientY - r.top);
-  }
-
-  private startDrag(p: [number, number]): void {
-    const t = this.view.pixelTransform();
-    const tolerance = t ? HANDLE_CSS_PX / Math.hypot(t.a, t.b) : 1;
-    const selected = this.selected;
-    if (selected && this.onSlice().includes(selected)) {
-      const corner = corners(selected).findIndex(([x, y]) => Math.abs(x - p[0]) <= tolerance && Math.abs(y - p[1]) <= tolerance);
-      if (corner >= 0) { this.drag = { kind: 'resize', box: selected, corner: corner as 0 | 1 | 2 | 3, now: p }; return; }
-    }
-    const hit = this.onSlice().filter((b) => b.status !== 'rejected').reverse()
-      .find((b) => p[0] >= b.x0 && p[0] < b.x1 + 1 && p[1] >= b.y0 && p[1] < b.y1 + 1);
-    if (hit) {
-      this.selectedId = hit.id;
-      this.drag = { kind: 'move', box: hit, start: p, now: p };
-      this.changed();
-      return;
-    }
-    this.drag = { kind: 'draw', start: p, now: p };
-  }
-
-  private async endDrag(): Promise<void> {
-    const drag = this.drag;
-    this.drag = null;
-    if (!drag) return;
-    const rect = this.dragRect(drag);
-    if (drag.kind === 'draw') {
-      if (rect[2] - rect[0] >= 1 && rect[3] - rect[1] >= 1) await this.create(rect);
-      else { this.selectedId = null; this.changed(); }
-    } else {
-      await this.move(drag.box, rect);
-    }
-  }
-
-  /** The rectangle a drag describes, in inclusive pixel indices clamped to the image. */
-  private dragRect(drag: Drag): [number, number, number, number] {
-    const { columns, rows } = this.view.instance;
-    const clampX = (v: number) => Math.max(0, Math.min(columns - 1, v));
-    const clampY = (v: number) => Math.max(0, Math.min(rows - 1, v));
-    if (drag.kind === 'draw') {
-      const [a, b] = [drag.start, drag.now];
-      return [clampX(Math.floor(Math.min(a[0], b[0]))), clampY(Math.floor(Math.min(a[1], b[1]))),
-        clampX(Math.floor(Math.max(a[0], b[0]))), clampY(Math.floor(Math.max(a[1], b[1])))];
-    }
-    const b = drag.box;
-    if (drag.kind === 'move') {
-      const dx = Math.max(-b.x0, Math.min(columns - 1 - b.x1, Math.round(drag.now[0] - drag.start[0])));
-      const dy = Math.max(-b.y0, Math.min(rows - 1 - b.y1, Math.round(drag.now[1] - drag.start[1])));
-      return [b.x0 + dx, b.y0 + dy, b.x1 + dx, b.y1 + dy];
-    }
-    // resize: the dragged corner follows the pointer, the opposite one stays
-    const opposite = corners(b)[(drag.corner + 2) % 4];
-    const x = Math.round(drag.now[0]);
-    const y = Math.round(drag.now[1]);
-    const [ox, oy] = opposite;
-    return [clampX(Math.min(x, ox)), clampY(Math.min(y, oy)), clampX(Math.max(x, ox) - 1), clampY(Math.max(y, oy) - 1)];
-  }
-
-  // --- drawing ----------------------------------------------------------------------------------------------
-
-  draw(): void {
-    const boxes = this.onSlice();
-    this.layer.canvas.dataset.boxes = String(boxes.length);
-    const t = this.layer.begin(this.view, boxes.length > 0 || this.drag?.kind === 'draw');
-    if (!t) return;
-    const ctx = this.layer.ctx;
-    for (const box of boxes) {
-      const rect = this.drag && this.drag.kind !== 'draw' && this.drag.box.id === box.id ? this.dragRect(this.drag) : [box.x0, box.y0, box.x1, box.y1];
-      this.drawBox(t, box, rect as [number, number, number, number]);
-    }
-    if (this.drag?.kind === 'draw') {
-      const r = this.dragRect(this.drag);
-      this.layer.useCss();
-      ctx.setLineDash([]);
-      ctx.strokeStyle = COLOURS[this.newLabel];
-      ctx.lineWidth = 1.5;
-      strokeRect(ctx, t, r);
-    }
-  }
-
-  private drawBox(t: PixelTransform, box: Box, r: [number, number, number, number]): void {
-    const ctx = this.layer.ctx;
-    const selected = box.id === this.selectedId;
-    this.layer.useCss();
-    ctx.globalAlpha = box.status === 'rejected' ? 0.35 : 1;
-    ctx.strokeStyle = box.status === 'rejected' ? '#999' : COLOURS[box.label];
-    ctx.lineWidth = selected ? 2.5 : 1.5;
-    ctx.setLineDash(box.provenance === 'ai' ? [6, 4] : []);
-    strokeRect(ctx, t, r);
-    ctx.setLineDash([]);
-    const [lx, ly] = applyTransform(t, r[0], r[1]);
-    const text = `${BOX_LABEL_TEXT[box.label]}${box.score != null ? ` ${box.score.toFixed(2)}` : ''}${box.status === 'rejected' ? ' (rejected)' : ''}`;
-    ctx.font = '12px system-ui, sans-serif';
-    ctx.fillStyle = 'rgba(0,0,0,0.6)';
-    ctx.fillRect(lx, ly - 16, ctx.measureText(text).width + 6, 15);
-    ctx.fillStyle = ctx.strokeStyle;
-    ctx.fillText(text, lx + 3, ly - 4);
-    if (selected && this.editing) {
-      for (const [x, y] of corners({ x0: r[0], y0: r[1], x1: r[2], y1: r[3] })) {
-        const [cx, cy] = applyTransform(t, x, y);
-        ctx.fillRect(cx - 4, cy - 4, 8, 8);
-      }
-    }
-    ctx.globalAlpha = 1;
-  }
-}
-
-/** The four corners of a box in continuous pixel coordinates: top-left, top-right, bottom-right, bottom-left. */
-function corners(b: Pick<Box, 'x0' | 'y0' | 'x1' | 'y1'>): [number, number][] {
-  return [[b.x0, b.y0], [b.x1 + 1, b.y0], [b.x1 + 1, b.y1 + 1], [b.x0, b.y1 + 1]];
-}
-
-function strokeRect(ctx: CanvasRenderingContext2D, t: PixelTransform, r: [number, number, number, number]): void {
-  const pts = corners({ x0: r[0], y0: r[1], x1: r[2], y1: r[3] }).map(([x, y]) => applyTransform(t, x, y));
-  ctx.beginPath();
-  pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
-  ctx.closePath();
-  ctx.stroke();
 }
 
 function done(): Promise<void> { return Promise.resolve(); }

@@ -37,14 +37,4 @@ export class OverlayCanvas {
     const dpr = window.devicePixelRatio || 1;
     this.ctx.setTransform(t.a * dpr, t.b * dpr, t.c * dpr, t.d * dpr, t.e * dpr, t.f * dpr);
   }
-
-  /** Draw in canvas CSS pixels from here on. */
-  useCss(): void {
-    const dpr = window.devicePixelRatio || 1;
-    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  }
-}
-
-export function applyTransform(t: PixelTransform, x: number, y: number): [number, number] {
-  return [t.a * x + t.c * y + t.e, t.b * x + t.d * y + t.f];
 }

@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   bindSliceControls(view);
 
   const maps = analysis ? new MapOverlays(view, analysis.id, slices, viewportEl) : null;
-  const boxes = new BoxLayer(view, studyId, viewportEl, canBoxes);
+  const boxes = new BoxLayer(view, studyId, canBoxes);
   const strip = analysis ? new SliceStrip($<HTMLCanvasElement>('#slice-strip'), view, slices, analysis.label) : null;
   const decision = new DecisionPanel($('#decision-panel'), studyId, analysis, study.decision, canDecide);
   if (maps) renderOverlayControls($('#overlay-panel'), maps);
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   }
   if (canBoxes) {
     shortcuts.push(
-      { keys: ['b'], help: 'Box mode: draw, move, resize boxes', run: () => setLeftTool(view, boxes, boxes.mode ? 'wl' : 'box') },
+      { keys: ['b'], help: 'Box mode: draw (drag on the image), move (drag an edge), resize (drag a corner)', run: () => setLeftTool(view, boxes, boxes.mode ? 'wl' : 'box') },
       { keys: ['a'], help: 'Accept the selected AI box', run: () => void boxes.accept() },
       { keys: ['x'], help: 'Reject the selected AI box', run: () => void boxes.reject() },
       { keys: ['Delete', 'Backspace'], help: 'Delete the selected box', run: () => void boxes.remove() },
@@ -148,9 +148,9 @@ function applyPreset(view: CtViewport, name: PresetName): void {
   document.querySelectorAll<HTMLButtonElement>('[data-preset]').forEach((b) => b.classList.toggle('active', b.dataset.preset === name));
 }
 
-function setLeftTool(view: CtViewport, boxes: BoxLayer, tool: LeftTool | 'box'): void {
+function setLeftTool(view: CtViewport, boxes: BoxLayer, tool: LeftTool): void {
   boxes.setMode(tool === 'box');
-  if (tool !== 'box') view.setLeftTool(tool);
+  view.setLeftTool(tool);
   document.querySelectorAll<HTMLButtonElement>('[data-tool]').forEach((b) => b.classList.toggle('active', b.dataset.tool === tool));
 }
 
@@ -168,7 +168,7 @@ function cycleLabel(boxes: BoxLayer): void {
 }
 
 function renderToolbar(bar: HTMLElement, view: CtViewport, boxes: BoxLayer): void {
-  const tools: [LeftTool | 'box', string, string][] = [['wl', 'W/L', 'w'], ['pan', 'Pan', 'v'], ['zoom', 'Zoom', 'z']];
+  const tools: [LeftTool, string, string][] = [['wl', 'W/L', 'w'], ['pan', 'Pan', 'v'], ['zoom', 'Zoom', 'z']];
   if (boxes.canEdit) tools.push(['box', 'Boxes', 'b']);
   const group = bar.appendChild(el('div', 'group'));
   for (const [tool, text, key] of tools) {
@@ -216,7 +216,9 @@ function renderBoxPanel(panel: HTMLElement, boxes: BoxLayer, view: CtViewport): 
     if (boxes.canEdit) {
       const row = panel.appendChild(el('label', 'new-label', 'New box label '));
       row.appendChild(labelSelect(boxes.newLabel, (l) => { boxes.newLabel = l; }, 'new-box-label'));
-      if (boxes.mode) panel.appendChild(el('p', 'muted small', 'Drag on the image to draw; drag a box to move it, a corner to resize.'));
+      panel.appendChild(el('p', 'muted small', boxes.mode
+        ? 'Drag on the image to draw a box; drag a box\'s edge to move it, a corner to resize it.'
+        : 'Box mode (b) draws, moves and resizes boxes.'));
     }
     const sel = boxes.selected;
     if (sel && boxes.canEdit) {
@@ -240,6 +242,7 @@ function renderBoxPanel(panel: HTMLElement, boxes: BoxLayer, view: CtViewport): 
     for (const box of visible) {
       const li = list.appendChild(el('li', `${box.id === boxes.selectedId ? 'selected' : ''} status-${box.status}`));
       li.dataset.boxId = String(box.id);
+      li.dataset.rect = `${box.x0},${box.y0},${box.x1},${box.y1}`;
       li.append(
         el('span', 'slice', `#${(index.get(box.sop_instance_uid) ?? -1) + 1}`),
         el('span', '', BOX_LABEL_TEXT[box.label]),

@@ -1,10 +1,11 @@
-// The stack viewport: image ids from the app's WADO-URI, mouse tools (W/L, pan, zoom, wheel scroll), presets,
-// prefetch of the whole stack, and the image<->canvas transforms the overlay layers draw with.
+// The stack viewport: image ids from the app's WADO-URI, mouse tools (W/L, pan, zoom, wheel scroll, the Rectangle
+// ROI tool for lesion boxes), presets, prefetch of the whole stack, and the image<->canvas transforms the overlay
+// layers draw with.
 
 import { Enums, RenderingEngine, utilities, type Types } from '@cornerstonejs/core';
 import {
-  addTool, Enums as ToolEnums, PanTool, StackScrollTool, ToolGroupManager, WindowLevelTool, ZoomTool,
-  utilities as toolUtilities,
+  addTool, cancelActiveManipulations, Enums as ToolEnums, PanTool, RectangleROITool, StackScrollTool, ToolGroupManager,
+  WindowLevelTool, ZoomTool, utilities as toolUtilities,
 } from '@cornerstonejs/tools';
 import type { InstanceRef } from '../api';
 
@@ -16,7 +17,9 @@ export const PRESETS = {
 export type PresetName = keyof typeof PRESETS;
 
 const LEFT_TOOLS = { wl: WindowLevelTool, pan: PanTool, zoom: ZoomTool } as const;
-export type LeftTool = keyof typeof LEFT_TOOLS;
+/** What the left mouse button does; 'box' draws, moves and resizes lesion boxes with the Rectangle ROI tool. */
+export type LeftTool = keyof typeof LEFT_TOOLS | 'box';
+export const BOX_TOOL = RectangleROITool.toolName;
 
 const ENGINE_ID = 'lungscope';
 const VIEWPORT_ID = 'ct';
@@ -37,6 +40,7 @@ export class CtViewport {
   readonly viewport: Types.IStackViewport;
   readonly instances: InstanceRef[];
   private readonly imageIds: string[];
+  private readonly indexByImageId: Map<string, number>;
   private preset: PresetName = 'lung';
   leftTool: LeftTool = 'wl';
 
@@ -44,6 +48,7 @@ export class CtViewport {
     this.element = element;
     this.instances = instances;
     this.imageIds = instances.map((i) => imageIdFor(studyUid, seriesUid, i.sop_instance_uid));
+    this.indexByImageId = new Map(this.imageIds.map((id, i) => [id, i]));
     const engine = new RenderingEngine(ENGINE_ID);
     engine.enableElement({ viewportId: VIEWPORT_ID, type: Enums.ViewportType.STACK, element, defaultOptions: { background: [0, 0, 0] } });
     this.viewport = engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
@@ -53,25 +58,37 @@ export class CtViewport {
   }
 
   private setupTools(): void {
-    [WindowLevelTool, PanTool, ZoomTool, StackScrollTool].forEach((tool) => addTool(tool));
+    [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, RectangleROITool].forEach((tool) => addTool(tool));
     const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
     Object.values(LEFT_TOOLS).forEach((tool) => group.addTool(tool.toolName));
     group.addTool(StackScrollTool.toolName);
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }] });
+    // Lesion boxes: no pixel statistics (each box's text is its label and score, kept in the annotation's data.label).
+    group.addTool(BOX_TOOL, {
+      calculateStats: false,
+      getTextLines: (data: { label?: string }) => (data.label ? data.label.split('\n') : []),
+    });
+    group.setToolEnabled(BOX_TOOL); // drawn, not interactive, until box mode
     group.addViewport(VIEWPORT_ID, ENGINE_ID);
     this.setLeftTool('wl');
   }
 
-  /** The left button's tool; the middle button always pans and the right one zooms (as in OHIF). */
+  /**
+   * The left button's tool; the middle button always pans and the right one zooms (as in OHIF). Outside box mode
+   * the Rectangle ROI tool only draws (enabled): a W/L drag that starts on a box's edge must not move the box.
+   */
   setLeftTool(name: LeftTool): void {
     const group = ToolGroupManager.getToolGroup(TOOL_GROUP_ID)!;
     const { Primary, Auxiliary, Secondary } = ToolEnums.MouseBindings;
-    const fixed: Record<LeftTool, number[]> = { wl: [], pan: [Auxiliary], zoom: [Secondary] };
-    for (const [key, tool] of Object.entries(LEFT_TOOLS) as [LeftTool, typeof WindowLevelTool][]) {
+    const fixed: Record<keyof typeof LEFT_TOOLS, number[]> = { wl: [], pan: [Auxiliary], zoom: [Secondary] };
+    if (this.leftTool === 'box' && name !== 'box') cancelActiveManipulations(this.element); // a box half drawn
+    for (const [key, tool] of Object.entries(LEFT_TOOLS) as [keyof typeof LEFT_TOOLS, typeof WindowLevelTool][]) {
       const buttons = key === name ? [...fixed[key], Primary] : fixed[key];
       group.setToolPassive(tool.toolName, { removeAllBindings: true });
       if (buttons.length) group.setToolActive(tool.toolName, { bindings: buttons.map((mouseButton) => ({ mouseButton })) });
     }
+    if (name === 'box') group.setToolActive(BOX_TOOL, { bindings: [{ mouseButton: Primary }] });
+    else group.setToolEnabled(BOX_TOOL);
     this.leftTool = name;
   }
 
@@ -85,6 +102,10 @@ export class CtViewport {
   get index(): number { return this.viewport.getCurrentImageIdIndex(); }
   get presetName(): PresetName { return this.preset; }
   get instance(): InstanceRef { return this.instances[this.index]; }
+
+  /** The Cornerstone image id of a slice (what annotations reference), and back. */
+  imageIdAt(index: number): string { return this.imageIds[index]; }
+  indexOfImageId(imageId: string | undefined): number { return imageId ? this.indexByImageId.get(imageId) ?? -1 : -1; }
 
   scrollTo(index: number): Promise<string> {
     return this.viewport.setImageIdIndex(Math.max(0, Math.min(this.count - 1, index)));
@@ -120,14 +141,6 @@ export class CtViewport {
     const px = toCanvas(1, 0);
     const py = toCanvas(0, 1);
     return { a: px[0] - o[0], b: px[1] - o[1], c: py[0] - o[0], d: py[1] - o[1], e: o[0], f: o[1] };
-  }
-
-  /** Canvas CSS pixel -> continuous image pixel coordinates [x (column), y (row)]. */
-  canvasToPixel(x: number, y: number): [number, number] {
-    const imageId = this.viewport.getCurrentImageId();
-    const world = this.viewport.canvasToWorld([x, y]);
-    const [col, row] = utilities.worldToImageCoords(imageId, world) as [number, number];
-    return [col, row];
   }
 
   on(event: 'slice' | 'render', handler: () => void): void {
