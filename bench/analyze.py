@@ -1,6 +1,7 @@
 """Benchmark: end-to-end analysis of a 128-slice 512x512 phantom chest CT on CPU, per stage, per saliency mode.
 
     .venv/bin/python bench/analyze.py [--threads 2] [--slices 128] [--size 512] [--quick N] [--model BUNDLE]
+                                      [--device cpu|cuda]
 
 The study is written as DICOM and read back (so ``load`` is real). The model is ``--model`` or a random full-width
 bundle. ``none`` runs the whole pipeline; ``positive`` and ``all`` run in full unless ``--quick N`` is given, in which
@@ -28,12 +29,12 @@ from inference.preprocess import prepare_slice  # noqa: E402
 from inference.saliency import SaliencyEngine  # noqa: E402
 
 
-def _bundle(path: str | None, tmp: Path):
+def _bundle(path: str | None, tmp: Path, device: str):
     if path:
-        return load_bundle(path, device="cpu")
+        return load_bundle(path, device=device)
     torch.manual_seed(0)
     return load_bundle(save_bundle(MultiScaleVGG(3), tmp / "bundle", {"name": "random", "version": "0",
-                                                                      "classes": ["NP", "CAP", "COVID"]}), "cpu")
+                                                                      "classes": ["NP", "CAP", "COVID"]}), device)
 
 
 def _fmt(timings: dict[str, float]) -> str:
@@ -47,17 +48,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--quick", type=int, default=0, metavar="N", help="time saliency on N slices and extrapolate")
     parser.add_argument("--model", help="bundle folder or name (default: a random full-width model)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from training.phantom import generate_study, write_dicom_series
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bundle = _bundle(args.model, tmp)
+        bundle = _bundle(args.model, tmp, args.device)
         study = generate_study(11, "COVID", profile="thin-sharp", size=args.size, n_slices=args.slices)
         write_dicom_series(study, tmp / "dicom")
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; torch {torch.__version__}, "
-              f"{args.threads} threads; model {bundle.name} width {bundle.model.width}")
+              f"{args.threads} threads; model {bundle.name} width {bundle.model.width} on {bundle.device}")
         start = time.perf_counter()
         volume = load_study(tmp / "dicom")
         load_s = time.perf_counter() - start
@@ -92,7 +94,8 @@ def _time_saliency(volume, bundle, base, n: int) -> float:
     start = time.perf_counter()
     for k in picks:
         geometry = crop_geometry(base.lung_mask[k], float(bundle.meta["crop"]["margin"]), base.lung_mask.shape[1:])
-        maps = engine.attribute(torch.from_numpy(prepare_slice(normalized[k], geometry))[None], 2)
+        x = torch.from_numpy(prepare_slice(normalized[k], geometry))[None].to(bundle.device)
+        maps = engine.attribute(x, 2)
         [geometry.map_to_original(m) for m in (*maps.ig, maps.joint)]
     return (time.perf_counter() - start) / len(picks)
 

@@ -51,6 +51,15 @@ def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, pat
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
+def _add_bundle_run(p: argparse.ArgumentParser, work_dir: str) -> None:
+    """Options of the commands that train one bundle (train, train-default)."""
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--work-dir", type=Path, default=Path(work_dir), help="log and checkpoints")
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this wall time and keep the best weights so far (resumable)")
+
+
 def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--source", choices=["phantom", "toy", "dicom", "images", "export"], default="phantom")
@@ -61,6 +70,7 @@ def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
     g.add_argument("--phantom-size", type=int, default=256)
     g.add_argument("--phantom-slices", type=int, default=40)
     g.add_argument("--task", choices=sorted(TASKS), default="3way")
+    g.add_argument("--jobs", type=int, default=1, help="phantom: generator processes")
 
 
 def _recipe(a: argparse.Namespace) -> TrainConfig:
@@ -71,7 +81,7 @@ def _recipe(a: argparse.Namespace) -> TrainConfig:
 
 def _records(a: argparse.Namespace, classes: tuple[str, ...]) -> Iterator[StudyRecord]:
     if a.source == "phantom":
-        return phantom_studies(a.studies, a.data_seed, classes, a.phantom_size, a.phantom_slices)
+        return phantom_studies(a.studies, a.data_seed, classes, a.phantom_size, a.phantom_slices, jobs=a.jobs)
     if a.source == "toy":
         return toy_studies(a.studies, a.data_seed, classes)
     if a.data is None:
@@ -110,13 +120,14 @@ def cmd_train(a: argparse.Namespace) -> None:
     torch.manual_seed(a.seed)
     model = make_model("MultiScaleVGG", len(classes), a.width)
     recipe = _recipe(a)
+    deadline = time.time() + a.time_limit if a.time_limit else None
     result = train(model, data.subset(train_idx), data.subset(val_idx), recipe, out_dir=a.work_dir, ctx=ctx,
-                   resume=a.resume)
+                   resume=a.resume, should_stop=(lambda: time.time() > deadline) if deadline else None)
     teardown(ctx)
     if not ctx.is_main:
         return
     print(f"trained {result.iterations} iterations in {result.wall_s:.0f} s ({result.slices_per_s:.1f} slices/s); "
-          f"best {result.best}", flush=True)
+          f"best {result.best}{' (time limit reached)' if result.stopped else ''}", flush=True)
     metrics: dict[str, Any] = {}
     if a.test_studies:
         test = _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
@@ -128,6 +139,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                                     "training or validation"}
         print(json.dumps(metrics["held_out"], indent=1), flush=True)
     training = {"recipe": recipe.to_dict(), "iterations": result.iterations, "best": result.best,
+                "stopped_by_time_limit": result.stopped,
                 "wall_s": round(result.wall_s, 1), "slices_per_s": round(result.slices_per_s, 2),
                 "threads": torch.get_num_threads(), "device": str(ctx.device), "world_size": ctx.world_size,
                 "source": a.source, "studies": data.n_studies, "slices": len(data),
@@ -182,10 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--name", default="custom")
     p.add_argument("--version", default="1")
-    p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-studies", type=int, default=0, help="phantom/toy: held-out studies from a fresh seed")
-    p.add_argument("--work-dir", type=Path, default=Path("var/training/run"), help="log and checkpoints")
-    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    _add_bundle_run(p, "var/training/run")
     p.set_defaults(func=cmd_train)
 
     # The shipped bundle: same command with pinned values; budget sized for a shared CPU (see MODEL_CARD.md).
@@ -194,10 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     _add_recipe(p, iterations=1000, val_every=100, patience=400)
     p.add_argument("--out", type=Path, default=Path("models/default"))
     p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
-    p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-studies", type=int, default=15)
-    p.add_argument("--work-dir", type=Path, default=Path("var/training/default"))
-    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    _add_bundle_run(p, "var/training/default")
     p.set_defaults(func=cmd_train, name="default", version="1.0.0", width=0.25, size=112, lr=5e-4, max_slices=20,
                    phantom_size=192, phantom_slices=32, threads=1)
 

@@ -21,7 +21,8 @@ RNG states, the optimizer and the AMP scaler. On CUDA the forward runs under ``t
 
 Each logged step is one JSON line ``{"iter", "stage", "loss", "val_loss", "val_acc", "lr", "time_s", "eta_s"}``
 (the web app reads it for live progress); the same dict goes to the ``progress`` callback. ``should_stop`` is
-polled every iteration: when it says stop, a resume checkpoint is written and training returns (``stopped``).
+polled every iteration: when it says stop, a resume checkpoint is written and training returns (``stopped``) with
+the best weights validated so far.
 """
 from __future__ import annotations
 
@@ -328,8 +329,9 @@ def train(model: nn.Module, train_set: SliceSet, val_set: SliceSet | None, confi
                     break
             if stopped:
                 break
-        if not stopped and state["stage_best_state"] is not None:
-            model.load_state_dict(state["stage_best_state"])  # the result is the last stage's best
+        if state["stage_best_state"] is not None:
+            # The result is the last stage's best; on a stop the resume checkpoint above keeps the current weights.
+            model.load_state_dict(state["stage_best_state"])
     finally:
         bar.close()
         if log_fh is not None:
