@@ -9,13 +9,15 @@ attributions and can be far smaller than float16's smallest normal number, or a 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from inference.pipeline import SliceMaps
+if TYPE_CHECKING:  # inference.pipeline imports torch: not at web start-up
+    from inference.pipeline import SliceMaps
 
 #: What the PNG endpoint serves: the joint saliency, the three scales' Integrated Gradients, the three CAMs, the lungs.
 MAP_KINDS: tuple[str, ...] = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung")

@@ -3,6 +3,9 @@
 The Celery task (``tasks.py``) decides about retries; this module does the work and keeps it idempotent: results of
 a run are written in one transaction that first removes anything an earlier attempt of the same run left, and map
 files have fixed names that a retry overwrites.
+
+``inference`` (torch, scipy) is imported inside the functions that run a model or read pixels, not at module level:
+the URL conf reaches this module through the views, and a web process should start without the ML stack.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -19,10 +23,6 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from inference.bundle import WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
-from inference.io import LoadError, Volume, load_study
-from inference.lungs import segment_lungs
-from inference.pipeline import analyze, slice_maps
 from webapp.registry.models import ModelVersion
 from webapp.registry.services import active_bundle
 from webapp.review.models import Box
@@ -31,6 +31,10 @@ from webapp.studies.models import Series, Study
 
 from . import maps
 from .models import AnalysisRun, Finding, SliceResult
+
+if TYPE_CHECKING:
+    from inference.bundle import Bundle
+    from inference.io import Volume
 
 Progress = Callable[[float, str], None]  # (percent, message), e.g. Job.report
 
@@ -75,6 +79,8 @@ def local_files(series: Series) -> Iterator[list[Path]]:
 
 
 def load_volume(series: Series) -> Volume:
+    from inference.io import LoadError, load_study
+
     with local_files(series) as paths:
         try:
             return load_study(paths)
@@ -88,6 +94,8 @@ _bundles_lock = threading.Lock()
 
 def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
     """A bundle loaded once per process; BundleError when it is gone or its weights differ from ``expected_sha256``."""
+    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, load_bundle, resolve_path
+
     folder = resolve_path(path)
     sha256 = file_sha256(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).is_file() else ""
     if expected_sha256 and sha256 != expected_sha256:
@@ -102,6 +110,8 @@ def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
 
 def run_bundle(run: AnalysisRun) -> Bundle:
     """The model a run asked for: its registered version, else whatever is active now."""
+    from inference.bundle import BundleError
+
     try:
         if run.model_version is not None:
             return bundle_at(run.model_version.bundle_path, run.model_version.sha256)
@@ -156,6 +166,8 @@ def mark_failed(run: AnalysisRun, reason: str, details: str = "") -> None:
 
 def execute(run: AnalysisRun, report: Progress) -> None:
     """Analyse the run's study and store everything; raises AnalysisError for inputs no retry can fix."""
+    from inference.pipeline import analyze
+
     started = time.perf_counter()
     series = ct_series(run.study)
     bundle = run_bundle(run)
@@ -260,6 +272,10 @@ def compute_slice_maps(slice_result: SliceResult) -> dict[str, np.ndarray]:
 
     Returns the packed maps, so the request that computed them serves them without reading the file back.
     """
+    from inference.bundle import BundleError
+    from inference.lungs import segment_lungs
+    from inference.pipeline import slice_maps
+
     run = slice_result.run
     try:
         bundle = bundle_at(run.bundle_path, run.model_sha256)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import traceback
 
-import torch
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -27,8 +26,15 @@ logger = logging.getLogger(__name__)
 
 #: Seconds before the first retry; each further retry waits twice as long (2, 4, 8 s).
 RETRY_BACKOFF_S = 2.0
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError,
-                                                     torch.cuda.OutOfMemoryError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError)
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """TRANSIENT_ERRORS and GPU out-of-memory. torch is imported here, in the worker running the task (the analysis
+    has loaded it by then), not when the web process imports this module for ``enqueue_analysis``."""
+    import torch
+
+    return (*TRANSIENT_ERRORS, torch.cuda.OutOfMemoryError)
 
 
 def enqueue_analysis(study: Study, user=None, model_version: ModelVersion | None = None) -> Job:
@@ -68,7 +74,7 @@ def analyze_study(self, run_id: int) -> str:
         services.execute(run, report=run.job.report if run.job else lambda progress, message="": None)
     except services.AnalysisError as exc:
         services.mark_failed(run, str(exc))
-    except TRANSIENT_ERRORS as exc:
+    except transient_errors() as exc:
         attempt = self.request.retries + 1
         if self.request.retries >= self.max_retries:
             services.mark_failed(run, f"{exc} (gave up after {attempt} attempts)", traceback.format_exc())

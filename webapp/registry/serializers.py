@@ -4,7 +4,6 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from training.datasets import TASKS
 from webapp.curation.models import DatasetVersion
 from webapp.curation.serializers import JobSummarySerializer
 
@@ -50,8 +49,16 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return run.pk if run else None
 
 
+def tasks() -> dict[str, tuple[str, ...]]:
+    """``training.datasets.TASKS`` (task -> classes), imported on first use: ``training`` imports torch, which the web
+    process should not pay for when it loads the URL conf."""
+    from training.datasets import TASKS
+
+    return TASKS
+
+
 class TrainingConfigSerializer(serializers.Serializer):
-    task = serializers.ChoiceField(choices=sorted(TASKS))
+    # task: a ChoiceField over tasks(), added by get_fields (when the serializer is used, not when it is declared)
     iterations = serializers.IntegerField(min_value=1, max_value=200_000)
     seed = serializers.IntegerField(min_value=0, default=0)
     start_bundle = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), allow_null=True,
@@ -62,12 +69,15 @@ class TrainingConfigSerializer(serializers.Serializer):
     input_size = serializers.IntegerField(min_value=32, max_value=512, default=224)  # from scratch only
     device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
 
+    def get_fields(self):
+        return {"task": serializers.ChoiceField(choices=sorted(tasks())), **super().get_fields()}
+
     def validate(self, attrs):
         start = attrs["start_bundle"]
-        if start is not None and list(start.classes) != list(TASKS[attrs["task"]]):
+        classes = list(tasks()[attrs["task"]])
+        if start is not None and list(start.classes) != classes:
             raise serializers.ValidationError(
-                {"start_bundle": f"version {start.pk} predicts {start.classes}; task {attrs['task']} needs "
-                                 f"{list(TASKS[attrs['task']])}"})
+                {"start_bundle": f"version {start.pk} predicts {start.classes}; task {attrs['task']} needs {classes}"})
         return attrs
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 
-from inference.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleError, file_sha256, load_bundle, resolve_path
 from webapp.review import audit
 
 from .models import ModelActivation, ModelVersion
+
+if TYPE_CHECKING:
+    from inference.bundle import Bundle
+
+# ``inference.bundle`` imports torch: each function below imports it when called, so the views that reach this module
+# (and the URL conf) load without the ML stack.
 
 _bundles: dict[str, Bundle] = {}
 _lock = threading.Lock()
@@ -24,6 +30,8 @@ def active_bundle() -> Bundle:
     the weights' sha256, not the path: a promotion (another row active) or a bundle rewritten in place is picked
     up by the next call, while an unchanged bundle is never loaded twice.
     """
+    from inference.bundle import WEIGHTS_FILE, file_sha256, load_bundle, resolve_path
+
     version = ModelVersion.objects.filter(is_active=True).only("bundle_path", "sha256").first()
     path = resolve_path(version.bundle_path if version else settings.LUNGSCOPE_MODEL)
     sha256 = file_sha256(path / WEIGHTS_FILE)
@@ -43,6 +51,8 @@ def models_dir() -> Path:
 def _bundle_meta(path: Path) -> dict:
     """The bundle's ``model.json``. Python writes NaN for an undefined metric (a precision with no positive
     predictions), which is not JSON and which PostgreSQL's jsonb refuses (a 500 on the registry): read as null."""
+    from inference.bundle import META_FILE, BundleError
+
     try:
         return json.loads((path / META_FILE).read_text(), parse_constant=lambda _constant: None)
     except (OSError, json.JSONDecodeError) as exc:
@@ -52,6 +62,8 @@ def _bundle_meta(path: Path) -> dict:
 def register_bundle(path: Path, *, source: str, user=None, metrics: dict | None = None, config: dict | None = None,
                     dataset_version=None, **fields) -> ModelVersion:
     """A ModelVersion for the bundle folder ``path``; its sha256 is the weights' (what analyses record)."""
+    from inference.bundle import WEIGHTS_FILE, file_sha256
+
     meta = _bundle_meta(path)
     return ModelVersion.objects.create(
         name=str(meta.get("name", path.name)), version=str(meta.get("version", "0")), bundle_path=str(path),
@@ -66,6 +78,8 @@ def ensure_default_model_version() -> ModelVersion | None:
 
     Idempotent (called by ``make_demo`` and by the registry API on first use); None when the bundle is absent.
     """
+    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, resolve_path
+
     try:
         path = resolve_path(settings.LUNGSCOPE_MODEL)
     except BundleError:

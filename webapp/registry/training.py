@@ -14,22 +14,21 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from training.datasets import TASKS, PrepConfig
-from training.retrain import RetrainCancelled, RetrainConfig, retrain, summary_metrics
-from training.train import TrainConfig
 from webapp.curation.exports import write_training_ready
 from webapp.curation.models import DatasetVersion
 from webapp.jobs.models import Job
 
-from .evaluation import compare
 from .models import ModelVersion, TrainingRun
 from .services import ensure_default_model_version, models_dir, register_bundle
+
+if TYPE_CHECKING:  # torch: imported by the functions that train, in the gpu worker, not by the web process
+    from training.retrain import RetrainConfig
 
 #: How often ``should_stop`` asks the database (it is called every iteration).
 CANCEL_POLL_S = 0.5
@@ -68,6 +67,10 @@ def retrain_config(run: TrainingRun, out_dir: Path) -> RetrainConfig:
     """The API's config (task, iterations, seed, start_bundle; optional width, batch_size, max_slices, input_size)
     as ``RetrainConfig``: validation 5 times per run, a progress record every ~1% for the live chart. A start
     bundle brings its own input size and normalisation (retrain takes them from its model.json)."""
+    from training.datasets import TASKS, PrepConfig
+    from training.retrain import RetrainConfig
+    from training.train import TrainConfig
+
     config = run.config
     iterations = int(config["iterations"])
     start = config.get("start_bundle")
@@ -131,6 +134,10 @@ def _finish(run: TrainingRun, status: str, **fields) -> None:
 
 def run_training(run: TrainingRun) -> None:
     """The task body (see the module docstring); the Job and the run end in exactly one final state."""
+    from training.retrain import RetrainCancelled, retrain, summary_metrics
+
+    from .evaluation import compare
+
     job = run.job
     work = work_dir(run)
     shutil.rmtree(work, ignore_errors=True)  # a redelivered run starts over
