@@ -9,6 +9,7 @@ all folds (each study is held out exactly once).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from .metrics import METRIC_NAMES, mean_ci  # noqa: E402
 
-__all__ = ["summarise", "write_report"]
+__all__ = ["RocCurve", "roc_panels", "summarise", "write_report"]
+
+#: One curve of a ROC figure: (legend label, true class index per sample, class probabilities (n, K), line style).
+RocCurve = tuple[str, Any, Any, str]
 
 CI_NOTE = ("Each figure: mean over folds [95% confidence interval], the interval a Student-t interval over the "
            "per-fold values (mean +- t(0.975, n-1) * sd / sqrt(n)); n = number of folds where the value is defined.")
@@ -65,27 +70,50 @@ def _fmt(ci: dict[str, Any]) -> str:
     return f"{ci['mean']:.3f} [{ci['lo']:.3f}, {ci['hi']:.3f}]"
 
 
-def _roc_figure(roc: dict[str, Any], classes: list[str], level: str, path: Path) -> None:
+def roc_panels(curves: Sequence[RocCurve], classes: Sequence[str], path: str | Path, level: str) -> dict[str, Any]:
+    """One-vs-rest ROC curves, one panel per positive class (the second class only, for two classes), written to
+    ``path`` as PNG. The one ROC drawing of the project: the cross-validation report and the model registry's
+    new-vs-active figure (``webapp.registry.evaluation``) both call it.
+
+    A curve whose samples hold only one side of a panel's split has no ROC; the panel says so. Returns
+    ``{positive class: {curve label: AUC or None}}``.
+    """
+    classes = list(classes)
     positives = [classes[1]] if len(classes) == 2 else classes
     fig, axes = plt.subplots(1, len(positives), figsize=(5 * len(positives), 4.6), squeeze=False)
+    aucs: dict[str, Any] = {}
     for ax, positive in zip(axes[0], positives):
         c = classes.index(positive)
-        for label, by_level in roc.items():
-            for name, pred in by_level[level].items():
-                y = pred["labels"] == c
-                if y.all() or not y.any():
-                    continue
-                fpr, tpr, _ = roc_curve(y, pred["probs"][:, c])
-                row = label if len(by_level[level]) == 1 else f"{label} {name}"
-                style = "-" if name == "joint" else ":"
-                ax.plot(fpr, tpr, style, label=f"{row} (AUC {roc_auc_score(y, pred['probs'][:, c]):.3f})")
+        aucs[positive] = {}
+        notes = 0
+        for label, truth, probs, style in curves:
+            y = np.asarray(truth) == c
+            if y.all() or not y.any():
+                aucs[positive][label] = None
+                ax.text(0.5, 0.1 + 0.05 * notes, f"{label}: one class only", ha="center", fontsize=7)
+                notes += 1
+                continue
+            scores = np.asarray(probs)[:, c]
+            fpr, tpr, _ = roc_curve(y, scores)
+            aucs[positive][label] = auc = float(roc_auc_score(y, scores))
+            ax.plot(fpr, tpr, style, label=f"{label} (AUC {auc:.3f})")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
         ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{positive} vs rest, {level} level",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return aucs
+
+
+def _roc_figure(roc: dict[str, Any], classes: list[str], level: str, path: Path) -> None:
+    """Every model's classifiers at ``level`` (pooled held-out predictions): joint solid, per-scale dotted."""
+    curves = [(label if len(by_level[level]) == 1 else f"{label} {name}", pred["labels"], pred["probs"],
+               "-" if name == "joint" else ":")
+              for label, by_level in roc.items() for name, pred in by_level[level].items()]
+    roc_panels(curves, classes, path, level)
 
 
 def write_report(raw: dict[str, Any], out_dir: str | Path, title: str, setup: dict[str, Any]) -> dict[str, Any]:

@@ -3,24 +3,21 @@
 ``training.retrain`` holds out studies (grouped by patient) with ``group_split`` and reports the new model's
 figures on them, but not which studies they were. The split is a pure function of the prepared data and the seed,
 so it is recomputed here with the same functions; both versions are then scored by the same code
-(``training.crossval.predictions`` / ``score``) on those studies, and one ROC figure overlays their curves.
+(``training.crossval.predictions`` / ``score``) on those studies, and one ROC figure overlays their curves, drawn
+by ``training.report.roc_panels`` like the cross-validation report's.
+
+Imported by the training task only (``webapp.registry.training.run_training``): it loads torch and scikit-learn.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-
-from inference.bundle import Bundle, load_bundle  # noqa: E402
-from training.crossval import predictions, score  # noqa: E402
-from training.datasets import PrepConfig, StudyRecord, build_slice_set, export_studies, group_split  # noqa: E402
-from training.retrain import RetrainConfig, summary_metrics  # noqa: E402
+from inference.bundle import Bundle, load_bundle
+from training.crossval import predictions, score
+from training.datasets import PrepConfig, StudyRecord, build_slice_set, export_studies, group_split
+from training.report import roc_panels
+from training.retrain import RetrainConfig, summary_metrics
 
 
 def prep_for(bundle: Bundle, base: PrepConfig) -> PrepConfig:
@@ -43,27 +40,11 @@ def held_out_ids(export_dir: Path, classes: tuple[str, ...], config: RetrainConf
     return [data.study_ids[i] for i in test]
 
 
-def roc_figure(curves: dict[str, dict[str, Any]], classes: list[str], path: Path) -> None:
-    """Study-level one-vs-rest ROC of each version's joint classifier, one panel per positive class."""
-    positives = [classes[1]] if len(classes) == 2 else classes
-    fig, axes = plt.subplots(1, len(positives), figsize=(4.6 * len(positives), 4.2), squeeze=False)
-    for ax, positive in zip(axes[0], positives):
-        c = classes.index(positive)
-        for name, pred in curves.items():
-            y = np.asarray(pred["study"]["labels"]) == c
-            scores = np.asarray(pred["study"]["probs"]["joint"])[:, c]
-            if y.all() or not y.any():
-                ax.text(0.5, 0.1, f"{name}: one class only in the held-out studies", ha="center", fontsize=7)
-                continue
-            fpr, tpr, _ = roc_curve(y, scores)
-            ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, scores):.3f})")
-        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
-        ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"{positive} vs rest (study level)",
-               xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def roc_figure(curves: dict[str, dict[str, Any]], classes: list[str], path: Path) -> dict[str, Any]:
+    """Study-level one-vs-rest ROC of each version's joint classifier (``curves``: version name -> predictions as
+    ``training.crossval.predictions`` returns them), one panel per positive class; returns the AUCs."""
+    return roc_panels([(name, pred["study"]["labels"], pred["study"]["probs"]["joint"], "-")
+                       for name, pred in curves.items()], classes, path, level="study")
 
 
 def compare(export_dir: Path, config: RetrainConfig, new_bundle_dir: Path, active_path: str | None,
