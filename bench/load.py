@@ -40,6 +40,7 @@ def bulk_worklist(total: int, decided_by) -> None:
 
     from webapp.analysis.models import AnalysisRun
     from webapp.review.models import Decision
+    from webapp.review.worklist import refresh_ai_columns
     from webapp.studies.models import Patient, Study
 
     start = Study.objects.count()
@@ -54,6 +55,7 @@ def bulk_worklist(total: int, decided_by) -> None:
         batch_size=4000)
     Decision.objects.bulk_create((Decision(study=s, label="np", decided_by=decided_by) for s in studies[::2]),
                                  batch_size=2000)
+    refresh_ai_columns(s.pk for s in studies)  # bulk_create bypasses analysis.services, which keeps them current
     with connection.cursor() as cursor:
         # Autovacuum analyses a table within a minute of a bulk load; until then the planner takes the new tables
         # for empty and a worklist page costs seconds instead of milliseconds. Do now what the server would do.

@@ -66,6 +66,8 @@ def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worke
     run = AnalysisRun.objects.get(job=job)
     study.refresh_from_db()
     assert (run.status, study.status) == (AnalysisRun.Status.SUCCEEDED, Study.Status.AI_DONE)
+    assert (study.ai_label, study.ai_probability, study.ai_uncertainty, study.infection_percent) == (
+        run.label, run.probability, run.uncertainty, run.infection_percent)  # the worklist's columns
     assert run.model_sha256 == file_sha256(tiny_bundle / WEIGHTS_FILE)
     assert set(run.probabilities) == {"NP", "CAP", "COVID"} and run.label in run.probabilities
     assert run.uncertainty == pytest.approx(1 - max(run.probabilities.values()))

@@ -18,6 +18,7 @@ from training.phantom import generate_study, write_dicom_series
 from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import AuditEvent, Box, Decision
+from webapp.review.worklist import refresh_ai_columns
 from webapp.studies.ingest import ingest_file
 from webapp.studies.models import Instance, Study
 
@@ -93,8 +94,10 @@ def slices_of(study: Study) -> list[Instance]:
 def fake_run(study: Study, label: str = "COVID") -> AnalysisRun:
     """A finished AI run on the study's series, for tests that do not run the model."""
     series = study.series.get()
-    return AnalysisRun.objects.create(study=study, series=series, model_name="tiny", status=AnalysisRun.Status.SUCCEEDED,
-                                      label=label, probability=0.9, uncertainty=0.1)
+    run = AnalysisRun.objects.create(study=study, series=series, model_name="tiny", status=AnalysisRun.Status.SUCCEEDED,
+                                     label=label, probability=0.9, uncertainty=0.1)
+    refresh_ai_columns([study.pk])  # what analysis.services does when it writes a result
+    return run
 
 
 def add_box(study: Study, index: int, provenance: str, status: str, user=None, label: str = Box.Label.COVID_LESION,

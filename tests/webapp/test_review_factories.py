@@ -16,6 +16,7 @@ from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun
 from webapp.review import geometry
 from webapp.review.models import Box
+from webapp.review.worklist import refresh_ai_columns
 from webapp.studies.models import Instance, Patient, Series, Study
 
 _serial = itertools.count(1)
@@ -68,9 +69,11 @@ def make_study(*, patient_id: str | None = None, name: str = "DOE^JANE", accessi
 
 def make_run(study: Study, label: str = "COVID", probability: float = 0.9, *, infection: float | None = 12.5,
              status: str = AnalysisRun.Status.SUCCEEDED) -> AnalysisRun:
-    return AnalysisRun.objects.create(study=study, model_name="tiny", status=status, label=label,
-                                      probability=probability, uncertainty=round(1 - probability, 6),
-                                      infection_percent=infection)
+    run = AnalysisRun.objects.create(study=study, model_name="tiny", status=status, label=label,
+                                     probability=probability, uncertainty=round(1 - probability, 6),
+                                     infection_percent=infection)
+    refresh_ai_columns([study.pk])  # what analysis.services does when it writes a result
+    return run
 
 
 def instance_of(study: Study, index: int = 0) -> Instance:

@@ -9,6 +9,7 @@ from test_review_factories import client_for, make_run, make_study, users  # noq
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import Decision
 from webapp.review.serializers import MASK
+from webapp.review.worklist import refresh_ai_columns
 from webapp.studies.models import Patient, Study
 
 pytestmark = pytest.mark.django_db
@@ -102,6 +103,7 @@ def _bulk_studies(start: int, stop: int, users) -> None:
     AnalysisRun.objects.bulk_create(
         AnalysisRun(study=s, model_name="tiny", status="succeeded", label=label, probability=0.8, uncertainty=0.2)
         for s in studies for label in ("CAP", "COVID"))
+    refresh_ai_columns(s.pk for s in studies)  # bulk_create bypasses analysis.services
     Decision.objects.bulk_create(Decision(study=s, label="np", decided_by=users.clinician) for s in studies[::2])
 
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 from webapp.registry.models import ModelVersion
 from webapp.registry.services import active_bundle
 from webapp.review.models import Box
+from webapp.review.worklist import refresh_ai_columns
 from webapp.storage import local_paths
 from webapp.studies.models import Series, Study
 
@@ -123,13 +124,17 @@ def run_bundle(run: AnalysisRun) -> Bundle:
 # --------------------------------------------------------------------------- status
 
 def settle_study_status(study_id: int) -> None:
-    """Derive the study's AI status from its runs: analysing while one is pending, else ai_done or failed.
+    """Derive the study's AI status and worklist AI columns from its runs: analysing while one is pending, else
+    ai_done or failed; the columns are the latest succeeded run's (``review.worklist.refresh_ai_columns``).
 
-    Once a human has the study (in review, reviewed) its status is theirs and analyses do not touch it. A failed
-    re-analysis leaves an analysed study ai_done: its earlier results still stand.
+    Once a human has the study (in review, reviewed) its status is theirs and analyses do not touch it; its AI
+    columns still show the newest result. A failed re-analysis leaves an analysed study ai_done: its earlier results
+    still stand. The study row is locked first, so runs of one study finishing together settle one after the other
+    and the last to commit sees the other's result.
     """
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)
+        refresh_ai_columns([study_id])
         if study.status not in {Study.Status.NEW, Study.Status.ANALYSING, Study.Status.AI_DONE, Study.Status.FAILED}:
             return
         runs = AnalysisRun.objects.filter(study_id=study_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 
 
 class Patient(models.Model):
@@ -39,12 +40,25 @@ class Study(models.Model):
     # Label carried in by a research import (import_images --label) or the phantom's ground truth; not a diagnosis.
     source_label = models.CharField(max_length=32, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
+    # The latest succeeded AI analysis's result, copied from its AnalysisRun whenever the study's runs change
+    # (webapp.review.worklist.refresh_ai_columns): the worklist filters and sorts on these columns instead of
+    # looking up every study's runs per request. Null until an analysis succeeds.
+    ai_label = models.CharField(max_length=16, null=True, blank=True)
+    ai_probability = models.FloatField(null=True, blank=True)
+    ai_uncertainty = models.FloatField(null=True, blank=True)  # 1 - max probability
+    infection_percent = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
+        indexes = [
+            # "Least certain first" and its reverse, in the worklist's order (nulls last, newest id first on ties):
+            # a page is read off the index instead of sorting every study.
+            models.Index(F("ai_uncertainty").desc(nulls_last=True), F("id").desc(), name="study_uncertainty_desc"),
+            models.Index(F("ai_uncertainty").asc(nulls_last=True), F("id").desc(), name="study_uncertainty_asc"),
+        ]
 
     def __str__(self) -> str:
         return self.study_instance_uid
