@@ -94,3 +94,11 @@ def world(live_server, transactional_db, storage_dir, tmp_path, settings, tiny_b
     settings.LUNGSCOPE_SALIENCY = "none"  # maps are computed when the viewer asks (saliency for all slices is slow)
     studies = [analysed_phantom(tmp_path, 11, "COVID"), analysed_phantom(tmp_path, 12, "NP")]
     return World(url=live_server.url, studies=studies, users=make_users())
+
+
+@pytest.fixture
+def bare_world(live_server, transactional_db, storage_dir, settings, tiny_bundle_dir) -> World:
+    """Users and a live server with no studies yet, the tiny model configured (for studies uploaded in the test)."""
+    settings.LUNGSCOPE_MODEL = str(tiny_bundle_dir)
+    settings.LUNGSCOPE_SALIENCY = "none"
+    return World(url=live_server.url, studies=[], users=make_users())
