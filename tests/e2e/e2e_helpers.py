@@ -47,6 +47,26 @@ def go_to_slice(page, index: int) -> None:
     wait_rendered(page)
 
 
+def image_to_page(page, size: int = SIZE):
+    """A function from image pixel coordinates (x = column, pixel i spans [i, i+1)) to page coordinates for
+    page.mouse: the image (size x size) is fitted to the viewport and centred (no zoom or pan)."""
+    rect = page.locator("#ct-viewport").bounding_box()
+    scale = min(rect["width"], rect["height"]) / size
+    left = rect["x"] + (rect["width"] - size * scale) / 2
+    top = rect["y"] + (rect["height"] - size * scale) / 2
+    return lambda px, py: (left + px * scale, top + py * scale)
+
+
+def drag(page, at, start, end, steps: int = 8) -> None:
+    """A real mouse drag (left button) between two image points, through a midpoint, as a user would."""
+    page.mouse.move(*at(*start))
+    page.mouse.down()
+    mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+    page.mouse.move(*at(*mid), steps=steps // 2)
+    page.mouse.move(*at(*end), steps=steps // 2)
+    page.mouse.up()
+
+
 def viewport_pixels(page) -> np.ndarray:
     png = page.locator("#ct-viewport").screenshot()
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)

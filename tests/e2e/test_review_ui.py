@@ -4,16 +4,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2e_helpers import SLICES, differs, go_to_slice, login, open_viewer, save_screenshot, viewport_pixels, wait_rendered
+from e2e_helpers import (SLICES, differs, drag, go_to_slice, image_to_page, login, open_viewer, save_screenshot, viewport_pixels,
+                         wait_rendered)
 from factories import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
-    from webapp.review.models import Decision
+    from webapp.review.models import Box, Decision
 
     covid, np_study = world.studies
+    instances = sorted(covid.series.get().instances.all(), key=lambda i: i.image_position_patient[2])
+    box = Box.objects.create(study=covid, sop_instance_uid=instances[SLICES // 2 + 2].sop_instance_uid, x0=30, y0=30,
+                             x1=50, y1=50, label="other", provenance="human", status="accepted")
     login(page, world, "clin")
     page.wait_for_selector("body[data-loaded=true]")
     rows = page.locator("tr.study-row")
@@ -57,6 +61,18 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     assert np.abs(heat[..., 0] - heat[..., 2]).mean() > 1, "the heatmap has no colour"
     save_screenshot(page, "viewer-clinician.png")
 
+    # Clinicians see the boxes but cannot edit them: no box mode, and a drag on a box's edge only changes W/L.
+    page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{box.pk}-rect']").wait_for()
+    assert page.locator("[data-tool=box]").count() == 0
+    page.keyboard.press("b")
+    wl_before = page.inner_text("#wl-info")
+    drag(page, image_to_page(page), (30, 40.5), (40, 45.5))
+    page.wait_for_function(f"() => document.querySelector('#wl-info').textContent !== {wl_before!r}")
+    box.refresh_from_db()
+    assert ([box.x0, box.y0, box.x1, box.y1], box.version) == ([30, 30, 50, 50], 1)
+    assert page.locator("select[name=selected-box-label], [data-action]").count() == 0
+    page.click("[data-preset=lung]")
+
     page.check("#decision-form input[value=covid]")
     page.fill("#decision-form textarea[name=comment]", "typical GGO")
     page.click("#decision-form button[type=submit]")
@@ -99,21 +115,10 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     ai_box.refresh_from_db()
     assert (ai_box.status, ai_box.version) == ("rejected", 2)
 
-    # Draw a box: the image (SIZE x SIZE) is fitted to the viewport's height and centred.
+    # Draw a box with the Rectangle ROI tool (box mode).
     page.keyboard.press("b")
-    rect = page.locator("#ct-viewport").bounding_box()
-    scale = min(rect["width"], rect["height"]) / 128
-    left = rect["x"] + (rect["width"] - 128 * scale) / 2
-    top = rect["y"] + (rect["height"] - 128 * scale) / 2
-
-    def at(px: float, py: float) -> tuple[float, float]:
-        return left + px * scale, top + py * scale
-
-    page.mouse.move(*at(60.5, 70.5))
-    page.mouse.down()
-    page.mouse.move(*at(70, 78), steps=4)
-    page.mouse.move(*at(80.5, 90.5), steps=4)
-    page.mouse.up()
+    at = image_to_page(page)
+    drag(page, at, (60.5, 70.5), (80.5, 90.5))
     page.wait_for_selector(".toast-success:has-text('Box saved')")
     box = Box.objects.get(study=study, provenance="human")
     assert box.sop_instance_uid == instances[3].sop_instance_uid
@@ -132,11 +137,7 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
 
     # Move it 10 pixels right and 5 down: grab its left edge (inside, a drag would draw a new box).
     edge = (float(drawn[0]), (drawn[1] + drawn[3] + 1) / 2)
-    page.mouse.move(*at(*edge))
-    page.mouse.down()
-    page.mouse.move(*at(edge[0] + 5, edge[1] + 2.5), steps=4)
-    page.mouse.move(*at(edge[0] + 10, edge[1] + 5), steps=4)
-    page.mouse.up()
+    drag(page, at, edge, (edge[0] + 10, edge[1] + 5))
     moved = (drawn + [10, 5, 10, 5]).tolist()
     wait_until(lambda: box.refresh_from_db() or box.version == 2, 10, what="the moved box saved")
     assert [box.x0, box.y0, box.x1, box.y1] == moved
@@ -146,6 +147,73 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     page.check("input[data-map=lung]")
     wait_rendered(page)
     save_screenshot(page, "viewer.png")  # heatmap, lung outline, an AI box (rejected) and a human one
+
+
+def test_annotator_accepts_resizes_relabels_adds_and_deletes_boxes_and_a_stale_move_gets_409(page, world):
+    from webapp.review.models import Box
+
+    study = world.studies[0]
+    instances = sorted(study.series.get().instances.all(), key=lambda i: i.image_position_patient[2])
+    sop = instances[5].sop_instance_uid
+    ai_box = Box.objects.create(study=study, analysis_run=study.analysis_runs.get(), sop_instance_uid=sop,
+                                x0=20, y0=20, x1=40, y1=40, label="covid_lesion", score=0.8, provenance="ai")
+    other = Box.objects.create(study=study, sop_instance_uid=sop, x0=20, y0=90, x1=40, y1=110, label="other",
+                               provenance="human", status="accepted", created_by=world.users["anno"])
+    login(page, world, "anno")
+    open_viewer(page, world, study)
+    at = image_to_page(page)
+    svg_rect = lambda box: page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{box.pk}-rect']")  # noqa: E731
+
+    # Accept the AI proposal with the keyboard: it turns solid.
+    page.click(f"li[data-box-id='{ai_box.pk}']")
+    page.wait_for_function("() => document.querySelector('#slice-info').dataset.index === '5'")
+    wait_rendered(page)
+    assert svg_rect(ai_box).get_attribute("stroke-dasharray") == "6,4"
+    page.keyboard.press("a")
+    page.wait_for_selector(".toast-success:has-text('Box accepted')")
+    ai_box.refresh_from_db()
+    assert (ai_box.status, ai_box.provenance, ai_box.version) == ("accepted", "ai_accepted", 2)
+    page.wait_for_function(f"""() => !document.querySelector("svg.svg-layer rect[data-id='lungscope-box-{ai_box.pk}-rect']")
+        .getAttribute('stroke-dasharray')""")
+
+    # Resize it by its bottom-right corner (the tool's handle): 5 pixels wider, 10 taller.
+    page.keyboard.press("b")
+    drag(page, at, (41, 41), (46, 51))
+    wait_until(lambda: ai_box.refresh_from_db() or ai_box.version == 3, 10, what="the resized box saved")
+    assert ([ai_box.x0, ai_box.y0, ai_box.x1, ai_box.y1], ai_box.provenance) == ([20, 20, 45, 50], "ai_edited")
+
+    # Relabel the selected box in the side panel; its text follows.
+    page.select_option("select[name=selected-box-label]", "cap_lesion")
+    page.wait_for_selector(".toast-success:has-text('Label saved')")
+    ai_box.refresh_from_db()
+    assert (ai_box.label, ai_box.version) == ("cap_lesion", 4)
+    page.wait_for_function("() => document.querySelector('svg.svg-layer').textContent.includes('CAP lesion 0.80')")
+
+    # Add a box labelled "other", then delete it with the keyboard.
+    page.select_option("select[name=new-box-label]", "other")
+    page.focus("#ct-viewport")
+    drag(page, at, (80.5, 60.5), (100.5, 75.5))
+    added = wait_until(lambda: Box.objects.filter(study=study, provenance="human", label="other").exclude(pk=other.pk).first(),
+                       10, what="the drawn box saved")
+    assert ([added.x0, added.y0, added.x1, added.y1], added.sop_instance_uid) == ([80, 60, 100, 75], sop)
+    svg_rect(added).wait_for()
+    page.keyboard.press("Delete")
+    page.wait_for_selector(".toast-success:has-text('Box deleted')")
+    added.refresh_from_db()
+    assert added.status == "deleted"
+    svg_rect(added).wait_for(state="detached")
+
+    # Someone else moves the other box meanwhile; this annotator's move of the stale version gets 409: the box
+    # reloads (theirs) and the UI says so.
+    Box.objects.filter(pk=other.pk).update(x0=22, x1=42, version=2)
+    drag(page, at, (20, 100.5), (25, 100.5))
+    toast = page.wait_for_selector(".toast-warning")
+    assert "Someone else changed this box" in toast.inner_text()
+    other.refresh_from_db()
+    assert ([other.x0, other.y0, other.x1, other.y1], other.version) == ([22, 90, 42, 110], 2)
+    page.wait_for_selector(f"li[data-box-id='{other.pk}'][data-rect='22,90,42,110']")
+    assert Box.objects.filter(study=study).exclude(status="deleted").count() == 2, "a drag drew an extra box"
+    assert not page.errors, page.errors
 
 
 def test_stale_decision_save_gets_409_and_the_ui_says_so(page, world):
