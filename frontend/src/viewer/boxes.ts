@@ -81,6 +81,7 @@ export class BoxLayer {
   async load(): Promise<void> {
     this.boxes = await api.boxes(this.studyId);
     this.sync();
+    this.redraw();
     this.changed();
   }
 
@@ -88,7 +89,6 @@ export class BoxLayer {
   onChange(listener: () => void): void { this.listeners.add(listener); }
 
   private changed(): void {
-    this.view.element.dataset.boxesOnSlice = String(this.onSlice().length);
     this.listeners.forEach((l) => l());
   }
 
@@ -128,7 +128,6 @@ export class BoxLayer {
   private sync(): void {
     const sop = this.view.instance?.sop_instance_uid;
     for (const box of this.boxes) if (box.sop_instance_uid === sop) this.show(box);
-    this.changed();
   }
 
   /** Brings a box's annotation in line with the box: created on its slice, updated, or removed once not visible. */
