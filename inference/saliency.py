@@ -6,23 +6,34 @@ approximated with ``m`` = 25 Gauss-Legendre nodes: captum's default rule, so :fu
 maps: a pixel counts only when every scale agrees it matters, which sharpens the coarse Conv5 evidence with the
 finer Conv3/Conv4 detail.
 
-Why the fast path is faster than calling captum once per scale:
+Why the fast path is faster than calling captum once per scale (each step measured with ``bench/saliency.py``):
+
 - one forward pass of the m scaled inputs through the backbone serves all three scales (captum re-runs the shared
-  stages for each scale);
-- BatchNorm is folded into the convolutions (valid in eval mode), removing two memory-bound passes per layer,
-  forward and backward;
-- parameters are frozen, channels_last layout, so only input gradients are computed by the oneDNN kernels;
-- global max pooling makes the Conv3 and Conv4 scores depend on the receptive field of one CAM cell (44 and 100
-  pixels): their gradients are computed on that window only (exact, see ``_window_grad``), at 1/16 and 1/4 of the
-  full cost; only Conv5 needs the full-image backward.
+  stages for each scale), with BatchNorm folded into the convolutions (exact in eval mode);
+- no autograd: the backward is written out layer by layer. A 3x3 convolution's input gradient is the same
+  convolution with the kernel transposed and flipped, so it runs as a forward convolution; the ReLU derivative is
+  the sign of the saved ReLU output, and the last ReLU of a stage is applied after max pooling, at a quarter of the
+  size (exact: a pooled value is positive iff the element it came from is). Nothing of the forward is recomputed;
+- global max pooling makes the Conv3 and Conv4 scores depend on the receptive field of one CAM cell: their backward
+  runs on that window only (56 and 112 px of 224, so 1/16 and 1/4 of the cost), on crops of the forward's
+  activations; only Conv5 needs the full-image backward;
+- the first convolution has one input channel, a shape for which convolution kernels are slow (and return NCHW):
+  its forward is one matrix product of the stacked 3x3 neighbourhoods, and as nothing follows its backward but the
+  sum over steps, which commutes with it, each scale's weighted step gradients are summed first and sent through
+  its transposed kernel once;
+- on CPU, ReLU is fused into the convolution (a oneDNN post-op) and every large tensor is written into buffers the
+  engine keeps across calls: tensors of 40-160 MB otherwise come freshly mapped from the OS on each call, and their
+  page faults took a fifth of the CPU time. The buffers hold about 1.5 GB at width 1.0 and 224 px (0.37 GB at the
+  shipped width 0.25); drop the engine to free them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .classifier import HEAD_STAGES, STAGES, MultiScaleVGG
@@ -30,6 +41,9 @@ from .classifier import HEAD_STAGES, STAGES, MultiScaleVGG
 __all__ = ["gauss_legendre", "captum_ig", "SaliencyEngine", "SaliencyMaps", "joint_saliency"]
 
 DEFAULT_STEPS = 25
+_CL = torch.channels_last
+_CONV3X3 = ([1, 1], [1, 1], [1, 1], 1)  # padding, stride, dilation, groups of every backbone convolution
+_POOL = ([2, 2], [2, 2], [0, 0], [1, 1], False)  # kernel, stride, padding, dilation, ceil_mode of every max pooling
 
 
 def gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,33 +90,38 @@ class SaliencyMaps:
     scores: list[float]  # F_s(x) - F_s(0) estimated by the attributions' sums, per scale
 
 
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv equal to ``bn(conv(x))`` with BatchNorm's running statistics (eval mode)."""
+@dataclass
+class _Conv:
+    """A 3x3 convolution with its BatchNorm folded in, and the kernel of its input gradient."""
+
+    weight: torch.Tensor  # (out, in, 3, 3)
+    bias: torch.Tensor  # (out,)
+    weight_t: torch.Tensor  # (in, out, 3, 3): conv2d(g, weight_t, padding=1) is the gradient w.r.t. the input
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d, device: torch.device) -> _Conv:
+    """``bn(conv(x))`` with BatchNorm's running statistics (eval mode) as one convolution."""
+    if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
+        raise ValueError("the fast IG path expects the paper's 3x3, stride 1, padding 1 convolutions")
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale[:, None, None, None])
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused
+    weight = (conv.weight * scale[:, None, None, None]).float().to(device)
+    return _Conv(weight=weight.contiguous(memory_format=_CL),
+                 bias=((bias - bn.running_mean) * scale + bn.bias).float().to(device),
+                 weight_t=weight.transpose(0, 1).flip(2, 3).contiguous(memory_format=_CL))
 
 
-def _folded_stages(model: MultiScaleVGG) -> nn.ModuleList:
+def _folded_stages(model: MultiScaleVGG, device: torch.device) -> list[list[_Conv]]:
+    """Per stage, its conv + BatchNorm (+ ReLU) layers folded; checks the layout ``[conv, bn, relu] * n + [pool]``."""
     stages = []
     for stage in model.stages:
-        layers: list[nn.Module] = []
         modules = list(stage)
-        i = 0
-        while i < len(modules):
-            m = modules[i]
-            if isinstance(m, nn.Conv2d) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
-                layers.append(_fold(m, modules[i + 1]))
-                i += 2
-                continue
-            layers.append(nn.ReLU() if isinstance(m, nn.ReLU) else m)  # no in-place ops on the autograd path
-            i += 1
-        stages.append(nn.Sequential(*layers))
-    return nn.ModuleList(stages)
+        kinds = [type(m) for m in modules]
+        n = (len(modules) - 1) // 3
+        if kinds != [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * n + [nn.MaxPool2d]:
+            raise ValueError(f"unexpected stage layout for the fast IG path: {kinds}")
+        stages.append([_fold(modules[3 * i], modules[3 * i + 1], device) for i in range(n)])
+    return stages
 
 
 def _receptive_window(stage: int) -> tuple[int, int]:
@@ -116,83 +135,252 @@ def _receptive_window(stage: int) -> tuple[int, int]:
     return stride, stride * (1 + 2 * math.ceil(pad / stride))
 
 
+def _fused_conv_available(device: torch.device) -> bool:
+    """Whether oneDNN's in-place conv + ReLU kernel works here (CPU builds with mkldnn; checked on a tiny case)."""
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
+        return False
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 4, 6, 6, generator=g).contiguous(memory_format=_CL)
+        w = torch.randn(8, 4, 3, 3, generator=g).contiguous(memory_format=_CL)
+        b = torch.randn(8, generator=g)
+        out = torch.zeros(2, 8, 6, 6).contiguous(memory_format=_CL)
+        torch.ops.mkldnn._convolution_pointwise_.binary(out, x, w, b, *_CONV3X3, "add", 1.0, "relu", [], "")
+        return bool(torch.allclose(out, F.conv2d(x, w, b, padding=1).relu(), atol=1e-4))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+@dataclass
+class _Forward:
+    """What the backward needs from the forward of the m scaled inputs, per stage: the ReLU outputs of its convs but
+    the last (whose derivative is taken after pooling), the max-pooled output, the pooling indices and the
+    pre-pooling (rows, cols); and the CAMs of the three heads."""
+
+    masks: list[list[torch.Tensor]] = field(default_factory=list)
+    pooled: list[torch.Tensor] = field(default_factory=list)
+    indices: list[torch.Tensor] = field(default_factory=list)
+    planes: list[tuple[int, int]] = field(default_factory=list)
+    cams: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class _Level:
+    """One stage's saved tensors as one backward pass sees them (whole, or cropped to windows): the ReLU outputs
+    whose sign masks the gradient inside the stage, the pooled output, the pooling indices (flat offsets in the
+    pre-pooling plane of this view) and that plane's (rows, cols)."""
+
+    masks: list[torch.Tensor]
+    pooled: torch.Tensor
+    indices: torch.Tensor
+    plane: tuple[int, int]
+
+
 class SaliencyEngine:
     """Integrated Gradients for all three scales from one batched forward pass (see the module docstring).
 
     Built once per model (folding takes milliseconds); the model must be in eval mode and must not change
-    afterwards. Runs on the model's device, fp32.
+    afterwards. Runs on the model's device (CPU or CUDA), fp32, without autograd.
     """
 
     def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS) -> None:
         if model.training:
             raise ValueError("IG explains the deployed model: put it in eval mode first")
-        with torch.inference_mode(False):  # built under inference_mode, the folded weights could not join autograd
-            device = next(model.parameters()).device
-            self.device = device
-            self.stages = _folded_stages(model).to(device).eval()
-            self.heads = nn.ModuleList(nn.Conv2d(h.in_channels, h.out_channels, 1) for h in model.heads).to(device)
-            self.heads.load_state_dict(model.heads.state_dict())
-            self.heads.eval()
-            for p in [*self.stages.parameters(), *self.heads.parameters()]:
-                p.requires_grad_(False)
-            self.stages.to(memory_format=torch.channels_last)
-            self.heads.to(memory_format=torch.channels_last)
-            alphas, weights = gauss_legendre(steps)
-            self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
-            self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
+        device = next(model.parameters()).device
+        self.device = device
+        with torch.no_grad():
+            self.stages = _folded_stages(model, device)
+            self.heads = [(h.weight.detach()[:, :, 0, 0].float().to(device).clone(), h.bias.detach().float().to(device))
+                          for h in model.heads]  # 1x1 convs: (K, C) matrices
+        alphas, weights = gauss_legendre(steps)
+        self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
+        self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
         self.windows = [_receptive_window(HEAD_STAGES[s]) for s in range(2)]
+        self._fused = _fused_conv_available(device)
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
     def attribute(self, x: torch.Tensor, target: int) -> SaliencyMaps:
         """IG maps of one input ``x`` (1, C, H, W) or (C, H, W) for class ``target``, per scale."""
         x = x.to(self.device, torch.float32)
         if x.dim() == 3:
             x = x[None]
-        with torch.inference_mode(False), torch.enable_grad():
-            x = x.clone()  # a tensor made under inference_mode cannot join autograd
-            scaled = (self.alphas[:, None, None, None] * x).contiguous(memory_format=torch.channels_last)
-            scaled.requires_grad_(True)
-            cams = self._forward(scaled, len(self.stages) - 1)
-            (grad5,) = torch.autograd.grad(torch.amax(cams[-1][:, target], dim=(1, 2)).sum(), scaled)
-            grads = [self._window_grad(scaled.detach(), cams[s].detach(), s, target) for s in (0, 1)] + [grad5]
-            maps = [(x[0] * (g * self.weights[:, None, None, None]).sum(0)).sum(0).float().cpu().numpy()
-                    for g in grads]
+        with torch.inference_mode():
+            fwd = self._forward(x)
+            # per scale, sum_k w_k dF_s(a_k x)/d(first conv's output): (3, C1, H, W)
+            summed = torch.empty((3, self.stages[0][0].weight.shape[0], *fwd.planes[0]), device=self.device,
+                                 memory_format=_CL).zero_()
+            for scale in range(3):
+                self._add_summed_grad(fwd, scale, target, summed[scale])
+            grads = F.conv2d(summed, self.stages[0][0].weight_t, padding=1)
+            maps = list((x * grads).sum(1).float().cpu().numpy())
         return SaliencyMaps(ig=maps, joint=joint_saliency(maps), scores=[float(m.sum()) for m in maps])
 
-    def _forward(self, h: torch.Tensor, last_stage: int) -> list[torch.Tensor]:
-        """The CAM stacks of every head up to ``last_stage`` (the backbone run once for all of them)."""
-        cams = []
-        for i, stage in enumerate(self.stages[: last_stage + 1]):
-            h = stage(h)
-            if i in HEAD_STAGES:
-                cams.append(self.heads[HEAD_STAGES.index(i)](h))
-        return cams
+    # -- forward -------------------------------------------------------------------------------------------------
 
-    def _window_grad(self, scaled: torch.Tensor, cam: torch.Tensor, scale: int, target: int) -> torch.Tensor:
-        """d score_s / d input for every step, computed on the receptive field of the CAM maximum only.
+    def _forward(self, x: torch.Tensor) -> _Forward:
+        """The backbone on the m inputs a_k x at once, keeping what the backward needs (no autograd graph)."""
+        h = self.alphas[:, None, None, None] * x
+        fwd = _Forward()
+        for u, stage in enumerate(self.stages):
+            acts = []
+            for j, conv in enumerate(stage):
+                # a stage's last ReLU output is only pooled: it goes to a backward gradient buffer of its shape
+                key = ("grad", 1, len(h), conv.weight.shape[0], *h.shape[-2:]) if j == len(stage) - 1 else ("act", u, j)
+                h = self._first_conv(h, key) if u == j == 0 else self._conv(h, conv.weight, conv.bias, True, key)
+                acts.append(h)
+            n, c, r, k = h.shape
+            pooled = self._buffer(("pooled", u), (n, c, r // 2, k // 2))
+            indices = self._buffer(("indices", u), (n, c, r // 2, k // 2), torch.int64)
+            torch.ops.aten.max_pool2d_with_indices.out(h, *_POOL, out=pooled, indices=indices)
+            h = pooled
+            fwd.masks.append(acts[:-1])
+            fwd.pooled.append(pooled)
+            fwd.indices.append(indices)
+            fwd.planes.append((r, k))
+            if u in HEAD_STAGES:
+                weight, bias = self.heads[HEAD_STAGES.index(u)]
+                fwd.cams.append(torch.einsum("nchw,kc->nkhw", h, weight) + bias[None, :, None, None])
+        return fwd
 
-        Global max pooling makes a scale's score one CAM cell, which depends on the input only inside that cell's
-        receptive field (44 px for Conv3, 100 px for Conv4 at any input size). Re-running the few layers below the
-        head on a window holding it, aligned to the pooling grid so every intermediate value is the same, gives the
-        exact gradient at 1/16 (Conv3) or 1/4 (Conv4) of the cost; zero elsewhere, as in the full backward.
+    def _first_conv(self, scaled: torch.Tensor, key: tuple) -> torch.Tensor:
+        """ReLU(first conv) of the m scaled inputs, as one matrix product written straight into channels_last.
+
+        With one input channel, convolution kernels are slow and return NCHW (a later reorder costs more than the
+        conv). The 3x3 neighbourhoods stacked as (m H W, 9) times the (9, C1) kernel is the same sum, 3x faster.
+        It stays on the m scaled inputs like captum: a conv(x) + b instead would save a little but rounds
+        differently, and a rounding can flip a max-pooling choice between two near-equal values.
         """
-        stride, side = self.windows[scale]
-        n, _, rows, cols = scaled.shape
-        if side > rows or side > cols or rows % stride or cols % stride:  # no room for a window: full backward
-            full = scaled.clone().requires_grad_(True)
-            score = torch.amax(self._forward(full, HEAD_STAGES[scale])[scale][:, target], dim=(1, 2))
-            return torch.autograd.grad(score.sum(), full)[0]
-        flat = cam[:, target].flatten(1).argmax(dim=1)
-        cell_r, cell_c = flat // cam.shape[-1], flat % cam.shape[-1]
-        reach = (side // stride - 1) // 2  # cells on each side of the maximum that the window must include
-        r0 = ((cell_r - reach) * stride).clamp(0, rows - side)
-        c0 = ((cell_c - reach) * stride).clamp(0, cols - side)
-        crops = torch.stack([scaled[k, :, r0[k]:r0[k] + side, c0[k]:c0[k] + side] for k in range(n)])
-        crops = crops.contiguous(memory_format=torch.channels_last).requires_grad_(True)
-        window_cam = self._forward(crops, HEAD_STAGES[scale])[scale][:, target]
-        steps = torch.arange(n, device=scaled.device)
-        value = window_cam[steps, cell_r - r0 // stride, cell_c - c0 // stride]
-        (grad_crops,) = torch.autograd.grad(value.sum(), crops)
-        grad = torch.zeros_like(scaled)
-        for k in range(n):
-            grad[k, :, r0[k]:r0[k] + side, c0[k]:c0[k] + side] = grad_crops[k]
-        return grad
+        first = self.stages[0][0]
+        m, c_in, rows, cols = scaled.shape
+        padded = F.pad(scaled, (1, 1, 1, 1))
+        taps = torch.stack([padded[:, c, dy:dy + rows, dx:dx + cols]
+                            for c in range(c_in) for dy in range(3) for dx in range(3)], dim=-1)
+        out = self._buffer(key, (m, first.weight.shape[0], rows, cols))
+        kernel = first.weight.reshape(first.weight.shape[0], -1).t()  # (c_in * 9, C1), same (c, dy, dx) order
+        rows_out = out.permute(0, 2, 3, 1).view(-1, out.shape[1])  # channels_last: one row per pixel
+        torch.addmm(first.bias, taps.view(-1, taps.shape[-1]), kernel, out=rows_out)
+        return out.relu_()
+
+    def _conv(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
+              key: tuple) -> torch.Tensor:
+        """``conv2d(h, weight, bias, padding=1)``, then ReLU if asked. On CPU one oneDNN kernel with the ReLU fused,
+        written into a kept buffer (it adds to the buffer, so the buffer is zeroed first)."""
+        if not self._fused:
+            out = F.conv2d(h, weight, bias, padding=1)
+            return out.relu_() if relu else out
+        out = self._buffer(key, (h.shape[0], weight.shape[0], h.shape[2], h.shape[3])).zero_()
+        return torch.ops.mkldnn._convolution_pointwise_.binary(
+            out, h, weight, bias, *_CONV3X3, "add", 1.0, "relu" if relu else None, [], "" if relu else None)
+
+    def _buffer(self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A channels_last tensor kept across calls under ``key`` (re-made when the shape changes)."""
+        shape = tuple(int(s) for s in shape)
+        buf = self._buffers.get(key)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != dtype:
+            buf = torch.empty(shape, dtype=dtype, device=self.device, memory_format=_CL)
+            self._buffers[key] = buf
+        return buf
+
+    # -- backward ------------------------------------------------------------------------------------------------
+
+    def _add_summed_grad(self, fwd: _Forward, scale: int, target: int, total: torch.Tensor) -> None:
+        """Adds ``sum_k w_k dF_s(a_k x) / dz1_k`` to ``total`` (C1, H, W), z1 the first conv's output: one scale's
+        backward.
+
+        ``F_s`` is the global max of the scale's target CAM. Like ``torch.amax`` (and so captum), the gradient is
+        split evenly between equal maxima. A step whose maximum is one cell of the Conv3 or Conv4 CAM back-propagates
+        on that cell's receptive window only; the others (Conv5, ties, inputs too small for a window) on the image.
+        """
+        top = HEAD_STAGES[scale]
+        cam = fwd.cams[scale][:, target]
+        m, cells_r, cells_c = cam.shape
+        ties = cam == cam.amax(dim=(1, 2), keepdim=True)
+        counts = ties.sum(dim=(1, 2))
+        head = self.heads[scale][0][target]  # the CAM is head . features: its gradient w.r.t. the features
+        rows, cols = fwd.planes[0]
+        windowed = torch.zeros(m, dtype=torch.bool, device=self.device)
+        if scale < 2:
+            stride, side = self.windows[scale]
+            if side <= rows and side <= cols and rows % stride == 0 and cols % stride == 0:
+                windowed = counts == 1
+        whole = torch.nonzero(~windowed).flatten()
+        if len(whole):
+            share = ties[whole].float() / counts[whole, None, None]
+            seed = (share[:, None] * head[None, :, None, None] * self.weights[whole, None, None, None])
+            steps = None if len(whole) == m else whole
+            g = self._backward(seed.contiguous(memory_format=_CL), top, self._levels(fwd, top, steps))
+            # sum over steps as a (steps, H W C1) matrix: the channels_last layout's natural view, a fast reduction
+            total.permute(1, 2, 0).view(-1).add_(g.permute(0, 2, 3, 1).reshape(len(g), -1).sum(0))
+        if bool(windowed.any()):
+            steps = torch.nonzero(windowed).flatten()
+            stride, side = self.windows[scale]
+            cell = cam[steps].flatten(1).argmax(dim=1)
+            cell_r, cell_c = cell // cells_c, cell % cells_c
+            reach = (side // stride - 1) // 2  # cells on each side of the maximum that the window must include
+            r0 = ((cell_r - reach) * stride).clamp(0, rows - side)
+            c0 = ((cell_c - reach) * stride).clamp(0, cols - side)
+            seed = torch.zeros(len(steps), len(head), side // stride, side // stride, device=self.device)
+            local = torch.arange(len(steps), device=self.device)
+            seed[local, :, cell_r - r0 // stride, cell_c - c0 // stride] = head[None, :] * self.weights[steps, None]
+            windows = (steps.tolist(), r0.tolist(), c0.tolist(), side)
+            g = self._backward(seed.contiguous(memory_format=_CL), top, self._levels(fwd, top, steps, windows))
+            for i, (r, c) in enumerate(zip(windows[1], windows[2])):
+                total[:, r:r + side, c:c + side] += g[i]
+
+    def _backward(self, seed: torch.Tensor, top: int, levels: list[_Level]) -> torch.Tensor:
+        """Gradients w.r.t. the first conv's output (after its ReLU's derivative), per step, from ``seed``: the
+        gradient w.r.t. stage ``top``'s pooled output. Each layer writes into the other of two buffers."""
+        g, flip = seed, 0
+        for u in range(top, -1, -1):
+            level = levels[u]
+            # the stage's last ReLU, applied to the pooled gradient: max pooling picks a positive element iff the
+            # pooled value is positive, and a zero one otherwise (whose ReLU derivative is 0, as in autograd)
+            torch.ops.aten.threshold_backward.grad_input(g, level.pooled, 0, grad_input=g)
+            flip ^= 1
+            full = self._buffer(("grad", flip, *g.shape[:2], *level.plane), (*g.shape[:2], *level.plane))
+            torch.ops.aten.max_pool2d_with_indices_backward.grad_input(g, full, *_POOL, level.indices,
+                                                                       grad_input=full)
+            g = full
+            convs = self.stages[u]
+            for j in range(len(convs) - 1, 0 if u == 0 else -1, -1):  # the first conv is done by the caller
+                flip ^= 1
+                n, c = g.shape[0], convs[j].weight_t.shape[0]
+                g = self._conv(g, convs[j].weight_t, None, relu=False, key=("grad", flip, n, c, *level.plane))
+                if j > 0:
+                    torch.ops.aten.threshold_backward.grad_input(g, level.masks[j - 1], 0, grad_input=g)
+        return g
+
+    def _levels(self, fwd: _Forward, top: int, steps: torch.Tensor | None,
+                windows: tuple[list[int], list[int], list[int], int] | None = None) -> list[_Level]:
+        """The saved tensors of stages 0..top for the steps ``steps`` (None: all), whole or cropped to ``windows``
+        (step indices, window rows and columns of origin, side, in input pixels; origins aligned to stage ``top``'s
+        stride, so every crop is aligned to the pooling grid of every stage below)."""
+        levels = []
+        for u in range(top + 1):
+            masks, pooled, indices, plane = fwd.masks[u], fwd.pooled[u], fwd.indices[u], fwd.planes[u]
+            if windows is None:
+                if steps is not None:
+                    masks, pooled, indices = [t[steps] for t in masks], pooled[steps], indices[steps]
+                levels.append(_Level(masks, pooled, indices, plane))
+                continue
+            ks, r0s, c0s, side = windows
+            f = 2 ** u  # input pixels per cell of this stage's convolutions
+            masks = [self._crop(t, ks, r0s, c0s, f, side, ("crop", u, j)) for j, t in enumerate(masks)]
+            pooled = self._crop(pooled, ks, r0s, c0s, 2 * f, side, ("crop", u, "pooled"))
+            indices = self._crop(indices, ks, r0s, c0s, 2 * f, side, ("crop", u, "indices"))
+            # flat offsets in the image's plane -> offsets in the window's plane
+            width, size = plane[1], side // f
+            origin_r = torch.tensor(r0s, device=self.device)[:, None, None, None] // f
+            origin_c = torch.tensor(c0s, device=self.device)[:, None, None, None] // f
+            indices = (indices // width - origin_r) * size + (indices % width - origin_c)
+            levels.append(_Level(masks, pooled, indices.contiguous(memory_format=_CL), (size, size)))
+        return levels
+
+    def _crop(self, t: torch.Tensor, ks: list[int], r0s: list[int], c0s: list[int], f: int, side: int,
+              key: tuple) -> torch.Tensor:
+        """Stack of ``t[k, :, window]`` for each step k, the window given in input pixels, ``f`` pixels per cell."""
+        size = side // f
+        out = self._buffer(key, (len(ks), t.shape[1], size, size), t.dtype)
+        for i, (k, r, c) in enumerate(zip(ks, r0s, c0s)):
+            out[i].copy_(t[k, :, r // f:r // f + size, c // f:c // f + size])
+        return out
