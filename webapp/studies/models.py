@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
 
 
 class Patient(models.Model):
@@ -53,12 +52,8 @@ class Study(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
-        indexes = [
-            # "Least certain first" and its reverse, in the worklist's order (nulls last, newest id first on ties):
-            # a page is read off the index instead of sorting every study.
-            models.Index(F("ai_uncertainty").desc(nulls_last=True), F("id").desc(), name="study_uncertainty_desc"),
-            models.Index(F("ai_uncertainty").asc(nulls_last=True), F("id").desc(), name="study_uncertainty_asc"),
-        ]
+        # The worklist's "least certain first" indexes (ai_uncertainty DESC/ASC NULLS LAST, id DESC) are created by
+        # migration 0002 on PostgreSQL only: SQLite (the demo's database) cannot index with NULLS LAST.
 
     def __str__(self) -> str:
         return self.study_instance_uid
