@@ -17,10 +17,8 @@ Why the fast path is faster than calling captum once per scale (each step measur
 - global max pooling makes the Conv3 and Conv4 scores depend on the receptive field of one CAM cell: their backward
   runs on that window only (56 and 112 px of 224, so 1/16 and 1/4 of the cost), on crops of the forward's
   activations; only Conv5 needs the full-image backward;
-- the first convolution has one input channel, a shape for which convolution kernels are slow (and return NCHW):
-  its forward is one matrix product of the stacked 3x3 neighbourhoods, and as nothing follows its backward but the
-  sum over steps, which commutes with it, each scale's weighted step gradients are summed first and sent through
-  its transposed kernel once;
+- nothing follows the first convolution's backward but the sum over steps, which commutes with it: each scale's
+  weighted step gradients are summed first and sent through its transposed kernel once;
 - on CPU, ReLU is fused into the convolution (a oneDNN post-op) and every large tensor is written into buffers the
   engine keeps across calls: tensors of 40-160 MB otherwise come freshly mapped from the OS on each call, and their
   page faults took a fifth of the CPU time. The buffers hold about 1.5 GB at width 1.0 and 224 px (0.37 GB at the
@@ -106,9 +104,14 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d, device: torch.device) -> _Conv:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     weight = (conv.weight * scale[:, None, None, None]).float().to(device)
-    return _Conv(weight=weight.contiguous(memory_format=_CL),
-                 bias=((bias - bn.running_mean) * scale + bn.bias).float().to(device),
-                 weight_t=weight.transpose(0, 1).flip(2, 3).contiguous(memory_format=_CL))
+    return _Conv(weight=_channels_last(weight), bias=((bias - bn.running_mean) * scale + bn.bias).float().to(device),
+                 weight_t=_channels_last(weight.transpose(0, 1).flip(2, 3)))
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """A channels_last copy, with those strides even where one channel makes the layout ambiguous (which
+    ``contiguous(memory_format=...)`` leaves as NCHW strides, and the conv kernels then run as NCHW)."""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=_CL).copy_(t)
 
 
 def _folded_stages(model: MultiScaleVGG, device: torch.device) -> list[list[_Conv]]:
@@ -219,14 +222,17 @@ class SaliencyEngine:
 
     def _forward(self, x: torch.Tensor) -> _Forward:
         """The backbone on the m inputs a_k x at once, keeping what the backward needs (no autograd graph)."""
-        h = self.alphas[:, None, None, None] * x
+        # channels_last strides spelled out: with one channel the layout is ambiguous, and the convolution would
+        # then pick NCHW, be slower, and hand the next one a layout that costs a reorder
+        h = self._buffer(("scaled",), (len(self.alphas), *x.shape[1:]))
+        torch.mul(self.alphas[:, None, None, None], x, out=h)
         fwd = _Forward()
         for u, stage in enumerate(self.stages):
             acts = []
             for j, conv in enumerate(stage):
                 # a stage's last ReLU output is only pooled: it goes to a backward gradient buffer of its shape
                 key = ("grad", 1, len(h), conv.weight.shape[0], *h.shape[-2:]) if j == len(stage) - 1 else ("act", u, j)
-                h = self._first_conv(h, key) if u == j == 0 else self._conv(h, conv.weight, conv.bias, True, key)
+                h = self._conv(h, conv.weight, conv.bias, True, key)
                 acts.append(h)
             n, c, r, k = h.shape
             pooled = self._buffer(("pooled", u), (n, c, r // 2, k // 2))
@@ -241,25 +247,6 @@ class SaliencyEngine:
                 weight, bias = self.heads[HEAD_STAGES.index(u)]
                 fwd.cams.append(torch.einsum("nchw,kc->nkhw", h, weight) + bias[None, :, None, None])
         return fwd
-
-    def _first_conv(self, scaled: torch.Tensor, key: tuple) -> torch.Tensor:
-        """ReLU(first conv) of the m scaled inputs, as one matrix product written straight into channels_last.
-
-        With one input channel, convolution kernels are slow and return NCHW (a later reorder costs more than the
-        conv). The 3x3 neighbourhoods stacked as (m H W, 9) times the (9, C1) kernel is the same sum, 3x faster.
-        It stays on the m scaled inputs like captum: a conv(x) + b instead would save a little but rounds
-        differently, and a rounding can flip a max-pooling choice between two near-equal values.
-        """
-        first = self.stages[0][0]
-        m, c_in, rows, cols = scaled.shape
-        padded = F.pad(scaled, (1, 1, 1, 1))
-        taps = torch.stack([padded[:, c, dy:dy + rows, dx:dx + cols]
-                            for c in range(c_in) for dy in range(3) for dx in range(3)], dim=-1)
-        out = self._buffer(key, (m, first.weight.shape[0], rows, cols))
-        kernel = first.weight.reshape(first.weight.shape[0], -1).t()  # (c_in * 9, C1), same (c, dy, dx) order
-        rows_out = out.permute(0, 2, 3, 1).view(-1, out.shape[1])  # channels_last: one row per pixel
-        torch.addmm(first.bias, taps.view(-1, taps.shape[-1]), kernel, out=rows_out)
-        return out.relu_()
 
     def _conv(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
               key: tuple) -> torch.Tensor:
