@@ -1,14 +1,20 @@
 """Benchmark: Integrated Gradients for the three scales of one 224x224 slice, captum per scale vs the fast path.
 
-    .venv/bin/python bench/saliency.py [--repeats 3] [--threads 2] [--width 1.0] [--steps 25]
+    .venv/bin/python bench/saliency.py [--repeats 3] [--threads 2] [--width 1.0] [--steps 25] [--device cpu|cuda]
 
 Same model (full width, eval mode, random weights with non-trivial BatchNorm statistics), same input, same run;
-the two methods alternate so a busy machine slows both alike, and the best of ``--repeats`` is kept. Prints ms per
-slice for each, their ratio and the maps' correlation per scale and for the joint saliency. Not a test.
+the two methods alternate so a busy machine slows both alike, and the best of ``--repeats`` is kept. Prints seconds
+per slice for each, their ratio and the maps' correlation per scale and for the joint saliency, with the load
+average before and after; writes the figures to bench/out/saliency.json. Not a test.
+
+``--threads`` applies to the CPU only. On CUDA the timings synchronise the device; where captum is not installed
+the fast path is timed alone and the comparison columns say why they are missing.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.classifier import MultiScaleVGG  # noqa: E402
 from inference.saliency import SaliencyEngine, captum_ig, joint_saliency  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
 
 
 def _model(width: float) -> MultiScaleVGG:
@@ -36,39 +44,96 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _captum_missing() -> str | None:
+    """Why captum cannot run here, or None when it can."""
+    try:
+        import captum.attr  # noqa: F401
+    except ImportError as exc:
+        return f"captum is not installed ({exc}): the captum column and the ratio are skipped"
+    return None
+
+
+def _timed(fn, device: torch.device):
+    """(seconds, result) of ``fn()``, waiting for queued device work on both sides of the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (ignored on CUDA)")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = _model(args.width)
-    x = torch.rand(1, 1, 224, 224, generator=torch.Generator().manual_seed(1))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA device here")
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+        where = f"cpu, {args.threads} threads"
+    else:
+        where = f"cuda ({torch.cuda.get_device_name(device)})"
+    model = _model(args.width).to(device)
+    x = torch.rand(1, 1, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
     target = 2
+    load_before = _loadavg()
+    missing = _captum_missing()
     engine = SaliencyEngine(model, steps=args.steps)
-    engine.attribute(x, target)  # warm-up: oneDNN primitive creation
-    captum_ig(model, x, target, args.steps)
+    engine.attribute(x, target)  # warm-up: kernel selection, the engine's buffers
+    if missing is None:
+        captum_ig(model, x, target, args.steps)
 
     t_captum, t_fast = [], []
+    reference = None
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        reference = captum_ig(model, x, target, args.steps)
-        t_captum.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        fast = engine.attribute(x, target)
-        t_fast.append(time.perf_counter() - start)
+        if missing is None:
+            seconds, reference = _timed(lambda: captum_ig(model, x, target, args.steps), device)
+            t_captum.append(seconds)
+        seconds, fast = _timed(lambda: engine.attribute(x, target), device)
+        t_fast.append(seconds)
+    load_after = _loadavg()
 
-    ref_maps = [r.numpy() for r in reference]
-    print(f"torch {torch.__version__}, {args.threads} threads, width {args.width}, m={args.steps}, "
-          f"best of {args.repeats} (machine shared: absolute times vary, the ratio less so)")
-    print(f"captum IG per scale : {1000 * min(t_captum):9.1f} ms/slice  (all: {[round(1000 * t) for t in t_captum]})")
-    print(f"fast path           : {1000 * min(t_fast):9.1f} ms/slice  (all: {[round(1000 * t) for t in t_fast]})")
-    print(f"speed-up            : {min(t_captum) / min(t_fast):9.2f}x")
-    for name, ours, ref in zip(("conv3", "conv4", "conv5"), fast.ig, ref_maps):
-        print(f"correlation {name}   : {_corr(ours, ref):.6f}")
-    print(f"correlation joint   : {_corr(fast.joint, joint_saliency(ref_maps)):.6f}")
+    figures: dict = {"torch": torch.__version__, "device": where, "width": args.width, "steps": args.steps,
+                     "repeats": args.repeats, "loadavg_before": load_before, "loadavg_after": load_after,
+                     "fast_s": min(t_fast), "fast_all_s": t_fast}
+    print(f"torch {torch.__version__}, {where}, width {args.width}, m={args.steps}, best of {args.repeats} "
+          f"(machine shared: absolute times vary, the ratio less so)")
+    print(f"load average        : {load_before} before, {load_after} after (1, 5, 15 min)")
+    if missing is None:
+        print(f"captum IG per scale : {min(t_captum):9.3f} s/slice  (all: {[round(t, 3) for t in t_captum]})")
+    else:
+        print(f"captum IG per scale : skipped: {missing}")
+    print(f"fast path           : {min(t_fast):9.3f} s/slice  (all: {[round(t, 3) for t in t_fast]})")
+    if missing is None:
+        ref_maps = [r.detach().cpu().numpy() for r in reference]
+        correlations = {name: _corr(ours, ref) for name, ours, ref in zip(("conv3", "conv4", "conv5"), fast.ig,
+                                                                            ref_maps)}
+        correlations["joint"] = _corr(fast.joint, joint_saliency(ref_maps))
+        print(f"speed-up            : {min(t_captum) / min(t_fast):9.2f}x")
+        for name, value in correlations.items():
+            print(f"correlation {name:<8}: {value:.6f}")
+        figures.update(captum_s=min(t_captum), captum_all_s=t_captum, ratio=min(t_captum) / min(t_fast),
+                       correlation=correlations)
+    else:
+        figures["captum_skipped"] = missing
+    OUT.mkdir(exist_ok=True)
+    name = "saliency.json" if device.type == "cpu" else f"saliency-{device.type}.json"
+    (OUT / name).write_text(json.dumps(figures, indent=2))
+    print(f"figures written to {os.path.relpath(OUT / name)}")
 
 
 if __name__ == "__main__":
