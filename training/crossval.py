@@ -103,7 +103,7 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
             pred = predictions(result.model, test, config.aggregation)
             metrics = score(pred, data.classes)
             fold["models"][spec.label] = {"metrics": metrics, "train": {
-                "iterations": result.iterations, "best": result.best, "wall_s": round(time.time() - t0, 1),
+                "iterations": result.iterations, "steps": result.steps, "best": result.best, "wall_s": round(time.time() - t0, 1),
                 "slices_per_s": round(result.slices_per_s, 2)}}
             for level in ("slice", "study"):
                 for name, p in pred[level]["probs"].items():

@@ -84,7 +84,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model: nn.Module                    # best joint-stage weights, eval mode, on the CPU
-    iterations: int                     # iterations run in total (resumed ones included)
+    iterations: int                     # the iteration counter at the end (an early-stopped stage skips to its end)
+    steps: int                          # optimizer steps taken in total (resumed ones included)
     best: dict[str, Any]                # {"stage", "iter", "val_acc", "val_loss"} of the kept weights
     stopped: bool                       # cancelled through should_stop
     wall_s: float                       # this call's wall time
@@ -342,5 +343,5 @@ def train(model: nn.Module, train_set: SliceSet, val_set: SliceSet | None, confi
     if not state["best"]:
         state["best"] = {"stage": stages[-1][0], "iter": state["iter"], "val_acc": None, "val_loss": None}
     result_model = copy.deepcopy(model).cpu().eval()
-    return TrainResult(model=result_model, iterations=state["iter"], best=dict(state["best"]), stopped=stopped,
-                       wall_s=wall, slices_per_s=seen / wall if wall > 0 else 0.0, history=history)
+    return TrainResult(model=result_model, iterations=state["iter"], steps=state["steps"], best=dict(state["best"]),
+                       stopped=stopped, wall_s=wall, slices_per_s=seen / wall if wall > 0 else 0.0, history=history)
