@@ -43,8 +43,13 @@ class CI:
         return f"{self.mean:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> CI:
-    """Mean and t-interval of the finite ``values`` (NaNs, e.g. an undefined AUC, are left out)."""
+def mean_ci(values: Sequence[float], confidence: float = 0.95,
+            bounds: tuple[float, float] | None = (0.0, 1.0)) -> CI:
+    """Mean and t-interval of the finite ``values`` (NaNs, e.g. an undefined AUC, are left out).
+
+    The interval is clipped to ``bounds``, the range the metric can take (every metric here is a proportion): with
+    five folds and a large spread the t-interval of a sensitivity would otherwise reach below 0 or above 1.
+    """
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:
         return CI(math.nan, math.nan, math.nan, 0)
@@ -52,7 +57,10 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> CI:
     if arr.size == 1:
         return CI(mean, mean, mean, 1)
     half = float(stats.t.ppf(0.5 + confidence / 2.0, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size))
-    return CI(mean, mean - half, mean + half, int(arr.size))
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return CI(mean, lo, hi, int(arr.size))
 
 
 def _ratio(num: float, den: float) -> float:

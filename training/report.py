@@ -28,7 +28,7 @@ __all__ = ["RocCurve", "roc_panels", "summarise", "write_report"]
 RocCurve = tuple[str, Any, Any, str]
 
 CI_NOTE = ("Each figure: mean over folds [95% confidence interval], the interval a Student-t interval over the "
-           "per-fold values (mean +- t(0.975, n-1) * sd / sqrt(n)); n = number of folds where the value is defined.")
+           "per-fold values (mean +- t(0.975, n-1) * sd / sqrt(n)), clipped to [0, 1]; n = number of folds where the value is defined.")
 
 
 def _rows(raw: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -53,6 +53,15 @@ def test_mean_ci_is_the_student_t_interval():
     assert mean_ci([0.4]).lo == 0.4 and math.isnan(mean_ci([]).mean)
 
 
+def test_mean_ci_stays_inside_the_metric_range():
+    values = [0.0, 0.9, 0.1, 0.8, 0.0]  # mean 0.36, half-width 0.58: the raw interval crosses 0 and 1
+    ci = mean_ci(values)
+    assert math.isclose(ci.mean, 0.36) and ci.lo == 0.0 and ci.hi < 1.0
+    assert mean_ci([1.0, 0.2, 1.0, 1.0, 0.9]).hi == 1.0
+    raw = mean_ci(values, bounds=None)
+    assert raw.lo < 0.0 and math.isclose(raw.hi - ci.mean, ci.mean - raw.lo)
+
+
 def test_study_level_groups_slices():
     labels = np.array([1, 1, 0, 0, 0])
     study = np.array([3, 3, 7, 7, 7])
