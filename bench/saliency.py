@@ -7,8 +7,9 @@ the two methods alternate so a busy machine slows both alike, and the best of ``
 per slice for each, their ratio and the maps' correlation per scale and for the joint saliency, with the load
 average before and after; writes the figures to bench/out/saliency.json. Not a test.
 
-``--threads`` applies to the CPU only. On CUDA the timings synchronise the device; where captum is not installed
-the fast path is timed alone and the comparison columns say why they are missing.
+``--threads`` applies to the CPU only. On CUDA the timings synchronise the device, and TF32 convolutions are turned
+off for both methods so that the maps are fp32 as on the CPU (``--tf32`` keeps torch's default, on). Where captum is
+not installed the fast path is timed alone and the comparison columns say why they are missing.
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tf32", action="store_true", help="CUDA: keep TF32 convolutions (torch's default)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA device here")
@@ -86,7 +88,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         where = f"cpu, {args.threads} threads"
     else:
-        where = f"cuda ({torch.cuda.get_device_name(device)})"
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        where = f"cuda ({torch.cuda.get_device_name(device)}, TF32 {'on' if args.tf32 else 'off'})"
     model = _model(args.width).to(device)
     x = torch.rand(1, 1, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
     target = 2

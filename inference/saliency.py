@@ -183,7 +183,8 @@ class SaliencyEngine:
     """Integrated Gradients for all three scales from one batched forward pass (see the module docstring).
 
     Built once per model (folding takes milliseconds); the model must be in eval mode and must not change
-    afterwards. Runs on the model's device (CPU or CUDA), fp32, without autograd.
+    afterwards. Runs on the model's device (CPU or CUDA), fp32, without autograd; on CUDA the convolutions follow
+    torch's TF32 setting (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do.
     """
 
     def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS) -> None:

@@ -156,9 +156,15 @@ def test_kept_buffers_do_not_leak_between_calls() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_fast_path_on_cuda_equals_cpu() -> None:
+    """The CUDA path (plain conv2d, no oneDNN) against the CPU one, both fp32 (TF32 convolutions off for the test)."""
     model = _model(3)
     x = _image(4)
     cpu = SaliencyEngine(model).attribute(x, 1)
-    cuda = SaliencyEngine(model.to("cuda")).attribute(x.to("cuda"), 1)
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        cuda = SaliencyEngine(model.to("cuda")).attribute(x.to("cuda"), 1)
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
     for a, b in zip(cuda.ig, cpu.ig):
-        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
