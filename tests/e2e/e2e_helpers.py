@@ -12,7 +12,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORD = "e2e-password-1"
-SLICES, SIZE = 16, 128  # phantom studies: small, so ingest and analysis stay quick
+MODEL = "default"  # the bundle every analysis here runs: the trained one the app ships (models/default)
+SLICES, SIZE = 40, 256  # phantom studies: the grid the default model was trained on (smaller ones blur its lesions)
 
 
 def login(page, world, username: str) -> None:
@@ -40,6 +41,7 @@ def wait_rendered(page) -> None:
 
 
 def go_to_slice(page, index: int) -> None:
+    page.focus("#ct-viewport")  # the shortcuts ignore keys typed into a form control (e.g. an overlay's checkbox)
     page.keyboard.press("Home")
     for _ in range(index):
         page.keyboard.press("ArrowDown")
@@ -55,6 +57,19 @@ def image_to_page(page, size: int = SIZE):
     left = rect["x"] + (rect["width"] - size * scale) / 2
     top = rect["y"] + (rect["height"] - size * scale) / 2
     return lambda px, py: (left + px * scale, top + py * scale)
+
+
+def heat_density(page, before: np.ndarray, after: np.ndarray, box) -> float:
+    """How much more an overlay changed the viewport inside an image box (inclusive x0, y0, x1, y1) than on
+    average over the image: the mean change per screen pixel inside over the mean over the whole image."""
+    rect = page.locator("#ct-viewport").bounding_box()
+    at = image_to_page(page)
+    change = np.abs(after - before).sum(axis=2)
+    (ix0, iy0), (ix1, iy1) = at(0, 0), at(SIZE, SIZE)
+    (bx0, by0), (bx1, by1) = at(box[0], box[1]), at(box[2] + 1, box[3] + 1)
+    crop = lambda x0, y0, x1, y1: change[round(y0 - rect["y"]):round(y1 - rect["y"]),  # noqa: E731
+                                         round(x0 - rect["x"]):round(x1 - rect["x"])]
+    return float(crop(bx0, by0, bx1, by1).mean() / max(crop(ix0, iy0, ix1, iy1).mean(), 1e-6))
 
 
 def drag(page, at, start, end, steps: int = 8) -> None:
@@ -76,9 +91,38 @@ def differs(a: np.ndarray, b: np.ndarray, threshold: float = 1.0) -> bool:
     return float(np.abs(a - b).mean()) > threshold
 
 
+def slice_index(study, sop_instance_uid: str) -> int:
+    """The viewer's slice index (0 = the most caudal, as in the phantom) of one of the study's images."""
+    instances = sorted(study.series.get().instances.all(), key=lambda i: i.image_position_patient[2])
+    return [i.sop_instance_uid for i in instances].index(sop_instance_uid)
+
+
+def lesion_share(phantom, index: int, box) -> float:
+    """The share of a box's pixels (inclusive corners) that are a ground-truth lesion of the phantom."""
+    return float(phantom.lesion_mask[index, box.y0:box.y1 + 1, box.x0:box.x1 + 1].mean())
+
+
+def ai_boxes_on_lesions(study, phantom) -> list:
+    """The study's AI boxes as (share of lesion under the box, slice index, box), the one covering the most lesion
+    pixels first."""
+    from webapp.review.models import Box
+
+    scored = []
+    for box in Box.objects.filter(study=study, provenance="ai"):
+        index = slice_index(study, box.sop_instance_uid)
+        scored.append((lesion_share(phantom, index, box), index, box))
+    return sorted(scored, key=lambda t: -t[0] * (t[2].x1 - t[2].x0 + 1) * (t[2].y1 - t[2].y0 + 1))
+
+
 def save_screenshot(page, name: str) -> Path:
     """Into test-artifacts/; also into docs/screenshots/ (the README's pictures) when LUNGSCOPE_UPDATE_SCREENSHOTS=1,
-    so an ordinary test run leaves the working tree clean."""
+    so an ordinary test run leaves the working tree clean. The toasts are dismissed first (a click each, as a user
+    would), so they do not cover the side panel, and the viewer's side panel is scrolled back to its top."""
+    page.evaluate("""() => {
+        document.querySelectorAll('.toast').forEach((toast) => toast.click());
+        const side = document.querySelector('aside.side');
+        if (side) side.scrollTop = 0;
+    }""")
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path))

@@ -4,28 +4,42 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2e_helpers import (SLICES, differs, drag, go_to_slice, image_to_page, login, open_viewer, save_screenshot, viewport_pixels,
-                         wait_rendered)
+from e2e_helpers import (SLICES, ai_boxes_on_lesions, differs, drag, go_to_slice, heat_density, image_to_page,
+                         lesion_share, login, open_viewer, save_screenshot, slice_index, viewport_pixels, wait_rendered)
 from factories import wait_until
 
 pytestmark = pytest.mark.e2e
+
+BOX_LABEL_TEXT = {"covid_lesion": "COVID lesion", "cap_lesion": "CAP lesion", "other": "Other"}
+
+
+def overlap(a, b) -> int:
+    """Pixels shared by two inclusive (x0, y0, x1, y1) boxes."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1) * max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
 
 
 def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     from webapp.review.models import Box, Decision
 
     covid, np_study = world.studies
+    run = covid.analysis_runs.get()
+    # The default model's best box lies on a ground-truth lesion; that slice is the one to show.
+    hits = ai_boxes_on_lesions(covid, world.phantoms[0])
+    assert hits and hits[0][0] >= 0.5, [(share, index, box.score) for share, index, box in hits]
+    shown = hits[0][1]
+    # A lung slice the model calls NP has no stored maps: the viewer has them computed when asked.
+    plain = min((s.index for s in run.slices.filter(maps="") if s.index >= 2), key=lambda k: abs(k - SLICES // 2))
     instances = sorted(covid.series.get().instances.all(), key=lambda i: i.image_position_patient[2])
-    box = Box.objects.create(study=covid, sop_instance_uid=instances[SLICES // 2 + 2].sop_instance_uid, x0=30, y0=30,
+    box = Box.objects.create(study=covid, sop_instance_uid=instances[plain].sop_instance_uid, x0=30, y0=30,
                              x1=50, y1=50, label="other", provenance="human", status="accepted")
     login(page, world, "clin")
     page.wait_for_selector("body[data-loaded=true]")
     rows = page.locator("tr.study-row")
     assert rows.count() == 2
-    for study in world.studies:
+    for study, label in ((covid, "COVID-19"), (np_study, "NP")):
         row = page.locator(f"tr[data-study-id='{study.pk}']")
         assert row.locator(".badge").inner_text() == "AI done"
-        assert row.locator(".ai .label").inner_text() in {"COVID-19", "CAP", "NP"}
+        assert row.locator(".ai .label").inner_text() == label, "the default model labels these phantoms right"
         assert "%" in row.locator(".ai").inner_text()
     save_screenshot(page, "worklist.png")
 
@@ -33,14 +47,14 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     page.wait_for_selector("#viewer-app[data-ready=true]", timeout=30_000)
     wait_rendered(page)
     assert not page.errors, page.errors
-    go_to_slice(page, SLICES // 2)
+    go_to_slice(page, plain - 2)
     first = viewport_pixels(page)
     assert first.std() > 10, "the viewport is blank"
 
     for _ in range(2):
         page.keyboard.press("ArrowDown")
     wait_rendered(page)
-    assert page.inner_text("#slice-info").startswith(f"Slice {SLICES // 2 + 3} / {SLICES}")
+    assert page.inner_text("#slice-info").startswith(f"Slice {plain + 1} / {SLICES}")
     scrolled = viewport_pixels(page)
     assert differs(first, scrolled, 0.2), "scrolling did not change the image"
 
@@ -52,14 +66,13 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     page.click("[data-preset=lung]")
     wait_rendered(page)
 
-    # The tiny random model's joint saliency may be empty on a slice; its CAM never is.
-    page.check("input[data-map=cam5]")
+    # CAM 3 (the finest scale's class activation map): broad on every slice; CAM 5 of an NP slice can be one spot.
+    page.check("input[data-map=cam3]")
     page.wait_for_selector(".map-spinner", state="visible", timeout=5000)  # computed on demand meanwhile
     wait_rendered(page)
     heat = viewport_pixels(page)
     assert differs(scrolled, heat), "the heatmap did not change the image"
     assert np.abs(heat[..., 0] - heat[..., 2]).mean() > 1, "the heatmap has no colour"
-    save_screenshot(page, "viewer-clinician.png")
 
     # Clinicians see the boxes but cannot edit them: no box mode, and a drag on a box's edge only changes W/L.
     page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{box.pk}-rect']").wait_for()
@@ -72,6 +85,11 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
     assert ([box.x0, box.y0, box.x1, box.y1], box.version) == ([30, 30, 50, 50], 1)
     assert page.locator("select[name=selected-box-label], [data-action]").count() == 0
     page.click("[data-preset=lung]")
+
+    # The lesion slice: its stored maps (CAM 3 lies on the lesion) and the model's proposed boxes (dashed).
+    go_to_slice(page, shown)
+    page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{hits[0][2].pk}-rect'][stroke-dasharray='6,4']").wait_for()
+    save_screenshot(page, "viewer-clinician.png")
 
     page.check("#decision-form input[value=covid]")
     page.fill("#decision-form textarea[name=comment]", "typical GGO")
@@ -89,11 +107,16 @@ def test_clinician_reads_a_study_and_confirms_the_diagnosis(page, world):
 def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     from webapp.review.models import Box
 
-    study = world.studies[0]
-    series = study.series.get()
-    instances = sorted(series.instances.all(), key=lambda i: i.image_position_patient[2])
-    ai_box = Box.objects.create(study=study, analysis_run=study.analysis_runs.get(), sop_instance_uid=instances[3].sop_instance_uid,
-                                x0=30, y0=40, x1=50, y1=60, label="covid_lesion", score=0.91, provenance="ai")
+    study, phantom = world.studies[0], world.phantoms[0]
+    # The model's boxes: the best one on a lesion (its slice is shown), the one least on a lesion (rejected).
+    hits = ai_boxes_on_lesions(study, phantom)
+    assert len(hits) >= 2 and hits[0][0] >= 0.5, [(share, index, box.score) for share, index, box in hits]
+    _, shown, best = hits[0]
+    _, wrong_index, wrong = min((h for h in hits if h[1] != shown), key=lambda h: (h[0], h[2].score))
+    # The annotator outlines the ground-truth lesion under the best box: drawn 10 px left and 5 up, then moved there.
+    lesion = max(phantom.boxes[shown], key=lambda b: overlap(b, (best.x0, best.y0, best.x1, best.y1)))
+    target = np.array(lesion) + [-2, -2, 2, 2]  # a margin round the lesion
+    drawn_at = target - [10, 5, 10, 5]
     login(page, world, "anno")
     open_viewer(page, world, study)
 
@@ -106,50 +129,60 @@ def test_annotator_draws_moves_and_rejects_boxes_and_cannot_decide(page, world):
     }""", study.pk)
     assert status == 403
 
-    # Reject the AI box: pick it in the list (jumps to its slice), then Reject.
-    page.click(f"li[data-box-id='{ai_box.pk}']")
-    page.wait_for_function("() => document.querySelector('#slice-info').dataset.index === '3'")
+    # Reject the AI box that misses: pick it in the list (jumps to its slice), then Reject.
+    page.click(f"li[data-box-id='{wrong.pk}']")
+    page.wait_for_function(f"() => document.querySelector('#slice-info').dataset.index === '{wrong_index}'")
     wait_rendered(page)
     page.click("[data-action=reject]")
     page.wait_for_selector(".toast-success:has-text('Box rejected')")
-    ai_box.refresh_from_db()
-    assert (ai_box.status, ai_box.version) == ("rejected", 2)
+    wrong.refresh_from_db()
+    assert (wrong.status, wrong.version) == ("rejected", 2)
+    rejected_text = f"{BOX_LABEL_TEXT[wrong.label]} {wrong.score:.2f} (rejected)"
+    page.wait_for_function(f"() => document.querySelector('svg.svg-layer').textContent.includes({rejected_text!r})")
 
-    # Draw a box with the Rectangle ROI tool (box mode).
+    # Draw a box with the Rectangle ROI tool (box mode) on the lesion slice.
+    go_to_slice(page, shown)
     page.keyboard.press("b")
     at = image_to_page(page)
-    drag(page, at, (60.5, 70.5), (80.5, 90.5))
+    drag(page, at, drawn_at[:2] + 0.5, drawn_at[2:] + 0.5)
     page.wait_for_selector(".toast-success:has-text('Box saved')")
     box = Box.objects.get(study=study, provenance="human")
-    assert box.sop_instance_uid == instances[3].sop_instance_uid
+    assert slice_index(study, box.sop_instance_uid) == shown
     drawn = np.array([box.x0, box.y0, box.x1, box.y1])
-    assert np.abs(drawn - [60, 70, 80, 90]).max() <= 1, drawn  # screen -> pixel mapping estimated here, hence +-1
+    assert np.abs(drawn - drawn_at).max() <= 1, (drawn, drawn_at)  # screen -> pixel mapping estimated here, hence +-1
     assert box.label == "covid_lesion"
     assert box.created_by.username == "anno" and box.patient_coords
 
-    # The Rectangle ROI tool draws it: a solid annotation (the AI box's is dashed, with its score in the text).
+    # The Rectangle ROI tool draws it: a solid annotation (the AI's are dashed, with their scores in the text).
     human_rect = page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{box.pk}-rect']")
-    ai_rect = page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{ai_box.pk}-rect']")
+    ai_rect = page.locator(f"svg.svg-layer rect[data-id='lungscope-box-{best.pk}-rect']")
     human_rect.wait_for()
     assert (human_rect.get_attribute("stroke-dasharray") or "") == ""
     assert ai_rect.get_attribute("stroke-dasharray") == "6,4"
-    assert "COVID lesion 0.91 (rejected)" in page.text_content("svg.svg-layer")
+    assert f"{BOX_LABEL_TEXT[best.label]} {best.score:.2f}" in page.text_content("svg.svg-layer")
 
-    # Move it 10 pixels right and 5 down: grab its left edge (inside, a drag would draw a new box).
+    # Move it 10 pixels right and 5 down onto the lesion: grab its left edge (inside, a drag would draw a new box).
     edge = (float(drawn[0]), (drawn[1] + drawn[3] + 1) / 2)
     drag(page, at, edge, (edge[0] + 10, edge[1] + 5))
     moved = (drawn + [10, 5, 10, 5]).tolist()
     wait_until(lambda: box.refresh_from_db() or box.version == 2, 10, what="the moved box saved")
     assert [box.x0, box.y0, box.x1, box.y1] == moved
+    assert lesion_share(phantom, shown, box) > 0.3, "the moved box is not on the lesion"
     page.wait_for_selector(f"li[data-box-id='{box.pk}'][data-rect='{','.join(map(str, moved))}']")
     assert Box.objects.filter(study=study, provenance="human").count() == 1, "the move drew a second box"
-    page.check("input[data-map=cam5]")
+    without = viewport_pixels(page)
+    page.check("input[data-map=cam3]")
+    wait_rendered(page)
+    heat = viewport_pixels(page)
+    density = heat_density(page, without, heat, lesion)
+    assert density > 5, f"CAM 3 is not over the lesion: {density:.1f} x its mean over the image"
     page.check("input[data-map=lung]")
     wait_rendered(page)
-    save_screenshot(page, "viewer.png")  # heatmap, lung outline, an AI box (rejected) and a human one
+    save_screenshot(page, "viewer.png")  # CAM 3 over the lesion, lung outline, the model's box(es) and the annotator's
 
 
-def test_annotator_accepts_resizes_relabels_adds_and_deletes_boxes_and_a_stale_move_gets_409(page, world):
+def test_annotator_accepts_resizes_relabels_adds_and_deletes_boxes_and_a_stale_move_gets_409(page, plain_world):
+    world = plain_world
     from webapp.review.models import Box
 
     study = world.studies[0]
@@ -216,7 +249,8 @@ def test_annotator_accepts_resizes_relabels_adds_and_deletes_boxes_and_a_stale_m
     assert not page.errors, page.errors
 
 
-def test_stale_decision_save_gets_409_and_the_ui_says_so(page, world):
+def test_stale_decision_save_gets_409_and_the_ui_says_so(page, plain_world):
+    world = plain_world
     from webapp.review.models import Decision
 
     study = world.studies[1]
