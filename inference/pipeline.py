@@ -4,7 +4,9 @@
 demand (the viewer asks for maps of slices the run did not explain). Both prepare a slice exactly the same way, and
 exactly as training does (``normalize_volume`` with the bundle's parameters, ``crop_geometry`` + ``prepare_slice``).
 
-Study decision (the bundle's ``aggregation``): slices are ranked by their evidence of disease (1 - P(NP), or the
+Study decision (the bundle's ``aggregation``): every slice with lung is classified (the viewer's slice strip shows
+them all), but only the slices whose lung area is at least ``min_lung_fraction`` of the study's largest decide the
+study, the slices the model was trained on. Those are ranked by their evidence of disease (1 - P(NP), or the
 positive class's probability for tasks without NP) and the study probability vector is
 - ``topk_mean``: the mean probability vector of the k highest-ranked slices (the paper's weakly supervised setting:
   a few infected slices make an infected study, the healthy majority must not dilute them);
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml
-from .bundle import Bundle
+from .bundle import DEFAULT_META, Bundle
 from .io import Volume
 from .lungs import segment_lungs
 from .normalize import normalize_volume
@@ -110,6 +112,18 @@ def aggregate(probs: np.ndarray, classes: list[str], rule: str = "topk_mean", k:
     return probs[top].mean(axis=0)
 
 
+def _rule(bundle: Bundle) -> tuple[str, int]:
+    agg = bundle.meta.get("aggregation", {})
+    return str(agg.get("rule", "topk_mean")), int(agg.get("k", 5))
+
+
+def _deciding(areas: np.ndarray, bundle: Bundle) -> np.ndarray:
+    """Which of the classified slices (their lung areas) decide the study: a boolean mask, never empty."""
+    fraction = float(bundle.meta.get("aggregation", {}).get("min_lung_fraction",
+                                                              DEFAULT_META["aggregation"]["min_lung_fraction"]))
+    return areas >= fraction * areas.max() if areas.max() > 0 else np.ones(areas.shape, dtype=bool)
+
+
 def _input_size(bundle: Bundle) -> int:
     rows, cols = bundle.meta["input_size"]
     if rows != cols:
@@ -182,8 +196,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     size = _input_size(bundle)
     inputs = np.stack([prepare_slice(normalized[k], geometries[int(k)], size) for k in selected])
     probs, cams = _classify(model, inputs, device)
-    agg = bundle.meta.get("aggregation", {})
-    study = aggregate(probs, classes, agg.get("rule", "topk_mean"), int(agg.get("k", 5)))
+    study = aggregate(probs[_deciding(areas[selected], bundle)], classes, *_rule(bundle))
     t_classify = time.perf_counter()
     report(0.3, f"classified {len(selected)} slices")
 

@@ -81,7 +81,7 @@ class PrepConfig:
     """How slices become model inputs; the defaults are the shipped bundle's (``inference.bundle.DEFAULT_META``).
 
     ``min_lung_fraction``: a slice is a "lung slice" when its lung area is at least this fraction of the study's
-    largest; apex and base slices with a sliver of lung carry little and are dropped. ``max_slices`` caps the slices
+    largest (the same rule decides a study in ``inference.pipeline``); apex and base slices with a sliver of lung carry little and are dropped. ``max_slices`` caps the slices
     per study (evenly spaced among the lung slices) so a long series does not outweigh the others.
     ``lungs``: the ``inference.lungs`` method used when a source has no lung mask.
     """
@@ -89,7 +89,7 @@ class PrepConfig:
     size: int = 224
     margin: float = float(DEFAULT_META["crop"]["margin"])
     normalization: tuple[tuple[str, Any], ...] = tuple(DEFAULT_META["normalization"].items())
-    min_lung_fraction: float = 0.25
+    min_lung_fraction: float = float(DEFAULT_META["aggregation"]["min_lung_fraction"])
     max_slices: int | None = None
     lungs: str = "classical"
 
