@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .bundle import BundleError, load_bundle
 from .io import LoadError, load_study
+from .lungs import DEFAULT_METHOD, METHODS
 from .pipeline import SALIENCY_MODES, AnalysisResult, analyze
 
 EXIT_STUDY_FAILED, EXIT_BAD_MODEL = 1, 2
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     a.add_argument("--save-maps", type=Path, metavar="DIR",
                    help="also save each explained slice's maps as DIR/<study>/<index>.npz")
-    a.add_argument("--lungs", choices=("classical", "unet"), default="classical", help="lung segmentation method")
+    a.add_argument("--lungs", choices=METHODS, default=DEFAULT_METHOD,
+                   help="lung segmentation method (auto: the U-Net, checked against the classical one)")
     return parser
 
 

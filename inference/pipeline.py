@@ -25,7 +25,7 @@ import torch
 from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml
 from .bundle import DEFAULT_META, Bundle
 from .io import Volume
-from .lungs import segment_lungs
+from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import normalize_volume
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine
@@ -172,7 +172,7 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[n
 
 
 def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: np.ndarray | None = None,
-            lung_method: str = "classical", progress: Progress | None = None) -> AnalysisResult:
+            lung_method: str = DEFAULT_METHOD, progress: Progress | None = None) -> AnalysisResult:
     """Analyse a loaded study with a bundle; ``saliency`` says which slices get IG maps, boxes and severity:
     ``positive`` (slices predicted as a disease class), ``all``, or ``none``."""
     if saliency not in SALIENCY_MODES:

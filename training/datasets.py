@@ -45,6 +45,7 @@ from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from inference.bundle import DEFAULT_META
+from inference.lungs import DEFAULT_METHOD
 from inference.normalize import normalize_volume
 from inference.preprocess import crop_geometry, prepare_slice
 
@@ -81,8 +82,9 @@ class PrepConfig:
     """How slices become model inputs; the defaults are the shipped bundle's (``inference.bundle.DEFAULT_META``).
 
     ``min_lung_fraction``: a slice is a "lung slice" when its lung area is at least this fraction of the study's
-    largest (the same rule decides a study in ``inference.pipeline``); apex and base slices with a sliver of lung carry little and are dropped. ``max_slices`` caps the slices
-    per study (evenly spaced among the lung slices) so a long series does not outweigh the others.
+    largest (the same rule decides a study in ``inference.pipeline``); apex and base slices with a sliver of lung
+    carry little and are dropped. ``max_slices`` caps the slices per study (evenly spaced among the lung slices) so
+    a long series does not outweigh the others.
     ``lungs``: the ``inference.lungs`` method used when a source has no lung mask.
     """
 
@@ -91,7 +93,7 @@ class PrepConfig:
     normalization: tuple[tuple[str, Any], ...] = tuple(DEFAULT_META["normalization"].items())
     min_lung_fraction: float = float(DEFAULT_META["aggregation"]["min_lung_fraction"])
     max_slices: int | None = None
-    lungs: str = "classical"
+    lungs: str = DEFAULT_METHOD
 
     @property
     def normalization_params(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.io import Volume
-from inference.lungs import segment_lungs
+from inference.lungs import AUTO_MIN_COVERAGE, choose_mask, segment_lungs
 from inference.normalize import fixed_window
 
 
@@ -20,7 +20,7 @@ def test_dice_against_the_phantom(seed: int, label: str, profile: str) -> None:
 
     study = generate_study(seed, label, profile=profile, size=128, n_slices=32)
     volume = Volume(array=study.hu.astype(np.float32), kind="dicom-series", is_hu=True, spacing_mm=study.spacing_mm)
-    mask = segment_lungs(volume)
+    mask = segment_lungs(volume, method="classical")
     assert mask.shape == study.hu.shape and mask.dtype == bool
     assert dice(mask, study.lung_mask) >= 0.95
     # the trachea (central air above the lungs) is not lung
@@ -59,3 +59,34 @@ def test_no_lungs_in_soft_tissue_and_gas_only() -> None:
 def test_unknown_method_is_refused(phantom_covid) -> None:
     with pytest.raises(ValueError):
         segment_lungs(phantom_covid.hu, method="magic")
+
+
+def test_auto_keeps_consolidation_that_the_threshold_loses() -> None:
+    """A CAP phantom: the consolidation touches the pleura, above -320 HU, outside the classical mask; ``auto``
+    (the default) takes the U-Net's mask, which holds it, and still matches the phantom's lungs."""
+    from training.phantom import generate_study
+
+    study = generate_study(21, "CAP", size=256, n_slices=40)
+    volume = Volume(array=study.hu.astype(np.float32), kind="dicom-series", is_hu=True, spacing_mm=study.spacing_mm)
+    lesion = study.lesion_mask
+
+    def coverage(mask: np.ndarray) -> float:
+        return float((mask & lesion).sum()) / float(lesion.sum())
+
+    classical, auto = segment_lungs(volume, method="classical"), segment_lungs(volume)
+    assert coverage(classical) < 0.2 and coverage(auto) > 0.7
+    assert dice(auto, study.lung_mask) > dice(classical, study.lung_mask) and dice(auto, study.lung_mask) >= 0.95
+
+
+def test_auto_trusts_the_unet_only_where_it_holds_the_aerated_lung() -> None:
+    classical = np.zeros((4, 20, 20), dtype=bool)
+    classical[:, 5:15, 5:15] = True
+    bigger = classical.copy()
+    bigger[:, 15:18, 5:15] = True  # the U-Net adds a lesion at the edge and holds all of the classical mask
+    assert choose_mask(classical, bigger)[1] == "unet"
+    missing = classical.copy()
+    missing[:, 5:10] = False  # the U-Net lost half of the aerated lung: a failure on an unfamiliar scan
+    assert (missing & classical).sum() / classical.sum() < AUTO_MIN_COVERAGE
+    mask, method = choose_mask(classical, missing)
+    assert method == "classical" and mask is classical
+    assert choose_mask(np.zeros_like(classical), bigger)[1] == "classical"  # no lungs found: nothing to check against
