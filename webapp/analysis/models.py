@@ -40,7 +40,7 @@ class AnalysisRun(models.Model):
     infection_percent = models.FloatField(null=True, blank=True)
     lung_volume_ml = models.FloatField(null=True, blank=True)
     timings_s = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/1 object
+    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/2 object
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
