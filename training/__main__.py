@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -23,7 +24,7 @@ from inference.bundle import DEFAULT_META
 
 from .crossval import CrossvalConfig, ModelSpec, evaluate, run_crossval
 from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set, dicom_studies, export_studies,
-                       group_split, image_studies, phantom_studies, toy_studies)
+                       group_split, held_out_splits, image_studies, phantom_studies, toy_studies)
 from .calibration import (expected_calibration_error, fit_domain, fit_temperature, logits_and_features,
                           study_probabilities)
 from .distributed import setup, teardown
@@ -44,7 +45,7 @@ HELD_OUT_BACKGROUNDS = ("LIDC-IDRI-0003", "Lung_Dx-A0002")
 SHIPPED: dict[str, dict[str, Any]] = {
     "train-default": {"name": "default", "version": "2.0.0", "source": "simulated", "per_class": 14,
                       "phantom_patients": 40, "phantom_per_class": 1, "test_backgrounds": ",".join(HELD_OUT_BACKGROUNDS), "test_studies": 8,
-                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 3000, "val_every": 200,
+                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 2400, "val_every": 200,
                       "patience": 1000, "max_slices": 16},
     "train-paper": {"name": "paper", "version": "2.0.0", "studies": 300, "width": 1.0, "size": 224, "lr": 1e-4,
                     "iterations": 20000, "val_every": 500, "patience": 1000, "max_slices": 20},
@@ -94,6 +95,8 @@ def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
     g.add_argument("--phantom-slices", type=int, default=40)
     g.add_argument("--task", choices=sorted(TASKS), default="3way")
     g.add_argument("--jobs", type=int, default=1, help="phantom/simulated: generator processes")
+    g.add_argument("--data-cache", type=Path, default=None,
+                   help="folder keeping prepared slice sets, keyed by the data arguments (reruns skip generation)")
     g.add_argument("--backgrounds", default=",".join(DEFAULT_BACKGROUNDS),
                    help="simulated: comma-separated real backgrounds (training.simulate.backgrounds.REAL_BACKGROUNDS)")
     g.add_argument("--phantom-patients", type=int, default=0, help="simulated: phantom patients as extra backgrounds")
@@ -148,11 +151,27 @@ def _records(a: argparse.Namespace, classes: tuple[str, ...]) -> Iterator[StudyR
     return export_studies(a.data)
 
 
+#: The arguments that decide a slice set (the data cache's key).
+DATA_KEYS = ("source", "data", "labels", "studies", "data_seed", "phantom_size", "phantom_slices", "task", "backgrounds",
+             "phantom_patients", "per_class", "phantom_per_class", "size", "max_slices")
+
+
 def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0) -> SliceSet:
     t0 = time.time()
     if seed_offset:
         a = argparse.Namespace(**{**vars(a), "data_seed": a.data_seed + seed_offset})
+    cache = None
+    if getattr(a, "data_cache", None):
+        key = hashlib.sha256(json.dumps({k: str(getattr(a, k, None)) for k in DATA_KEYS}).encode()).hexdigest()[:16]
+        cache = a.data_cache / f"slices-{key}.pt"
+        if cache.is_file():
+            data = torch.load(cache, weights_only=False)
+            print(f"data: {data.n_studies} studies, {len(data)} slices from {cache}", flush=True)
+            return data
     data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size, max_slices=a.max_slices))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, cache)
     print(f"data: {data.n_studies} studies, {len(data)} slices {data.class_counts()} ({time.time() - t0:.0f} s)",
           flush=True)
     return data
@@ -212,7 +231,11 @@ def cmd_train(a: argparse.Namespace) -> None:
                 "lung_slices": {"min_lung_fraction": PrepConfig().min_lung_fraction, "max_per_study": a.max_slices},
                 "val_studies": int(len(val_idx)),
                 "phantom": {"size": a.phantom_size, "n_slices": a.phantom_slices, "seed": a.data_seed}
-                if a.source == "phantom" else None}
+                if a.source == "phantom" else None,
+                "backgrounds": a.backgrounds if a.source == "simulated" else None,
+                "simulated": {"per_class": a.per_class, "phantom_patients": a.phantom_patients,
+                              "phantom_per_class": a.phantom_per_class, "seed": a.data_seed}
+                if a.source == "simulated" else None}
     if a.out.exists() and a.overwrite:
         shutil.rmtree(a.out)
     write_bundle(result.model, a.out, {**_meta(a, a.name, data, metrics, training), **extra})
@@ -274,8 +297,10 @@ def cmd_crossval(a: argparse.Namespace) -> None:
         models.append(ModelSpec("ResNet-18", "resnet18", a.baseline_width))
     config = CrossvalConfig(folds=a.folds, seed=a.seed, models=tuple(models), train=_recipe(a), device=a.device)
     t0 = time.time()
-    raw = run_crossval(data, config, a.out)
-    write_report(raw, a.out, title=f"{a.folds}-fold cross-validation, task {a.task}, source {a.source}",
+    splits = held_out_splits(data, a.split_by) if a.split_by != "patient" else None
+    raw = run_crossval(data, config, a.out, splits=splits)
+    title = (f"{a.folds}-fold cross-validation" if splits is None else f"leave-one-{a.split_by}-out")
+    write_report(raw, a.out, title=f"{title}, task {a.task}, source {a.source}",
                  setup={"source": a.source, "task": a.task, "studies": data.n_studies, "slices": len(data),
                         "class_counts": data.class_counts(), "input_size": a.size, "recipe": config.train.to_dict(),
                         "models": [m.__dict__ for m in models], "wall_s": round(time.time() - t0, 1),
@@ -291,6 +316,12 @@ def cmd_retrain(a: argparse.Namespace) -> None:
     result = retrain(a.data, config, progress=None)
     print(json.dumps(summary_metrics(result.metrics), indent=1))
     print(f"bundle written to {result.bundle_dir}; log {result.log_path}")
+
+
+def cmd_check_real(a: argparse.Namespace) -> None:
+    from .checks import main_check
+
+    main_check(a.model, a.out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--no-baseline", action="store_true", help="skip the ResNet-18 baseline")
+    p.add_argument("--split-by", choices=["patient", "source", "background"], default="patient",
+                   help="patient: grouped k-fold; source: leave one source out (real backgrounds vs phantom); "
+                        "background: leave one real background patient out")
     p.add_argument("--baseline-width", type=float, default=1.0)
     p.set_defaults(func=cmd_crossval)
 
@@ -339,6 +373,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="retrained")
     p.add_argument("--version", default="1")
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("check-real", help="score every real scan of the shared data folder with a bundle")
+    p.add_argument("--model", default="default", help="bundle name or folder")
+    p.add_argument("--out", type=Path, help="write the report as JSON here")
+    p.set_defaults(func=cmd_check_real)
 
     args = parser.parse_args(argv)
     args.func(args)

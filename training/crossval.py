@@ -75,24 +75,33 @@ def evaluate(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
     return score(predictions(model, data, aggregation, device, temperature), data.classes)
 
 
+def _held_out_name(test: SliceSet) -> str:
+    """What a fold tests on: its sources and, for a few groups, the groups."""
+    groups = sorted(set(test.groups.tolist()))
+    sources = sorted(set(test.sources.tolist())) if test.sources is not None else []
+    return "/".join(sources) + (f" ({', '.join(groups)})" if len(groups) <= 3 else f" ({len(groups)} patients)")
+
+
 def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+                 log: Callable[[str], None] = print,
+                 splits: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
     """Train and score every model on every fold; returns (and writes ``folds.json``) the raw per-fold results.
 
     Result: ``{"classes", "folds": [{"fold", "n_train_studies", "n_test_studies", "models": {label: {"metrics":
     evaluate(...), "train": {...}}}}], "roc": {label: {level: {classifier: {"labels", "probs"}}}}}`` where ``roc``
-    pools the held-out predictions of all folds for the ROC figures.
+    pools the held-out predictions of all folds for the ROC figures. ``splits`` replaces the patient-grouped
+    k-fold (e.g. ``datasets.held_out_splits``: leave one source or one real background out).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = group_kfold(data.study_labels, data.groups, config.folds, seed=config.seed)
+    splits = splits or group_kfold(data.study_labels, data.groups, config.folds, seed=config.seed)
     folds: list[dict[str, Any]] = []
     pooled: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
     for f, (train_idx, test_idx) in enumerate(splits):
         train_pool = data.subset(train_idx)
         tr, va = group_split(train_pool.study_labels, train_pool.groups, config.val_fraction, seed=config.seed + f)
         test = data.subset(test_idx)
-        fold: dict[str, Any] = {"fold": f, "n_train_studies": int(len(tr)), "n_val_studies": int(len(va)),
+        fold: dict[str, Any] = {"fold": f, "held_out": _held_out_name(test), "n_train_studies": int(len(tr)), "n_val_studies": int(len(va)),
                                 "n_test_studies": int(len(test_idx)), "n_test_slices": len(test), "models": {}}
         for spec in config.models:
             torch.manual_seed(config.train.seed + f)
@@ -112,7 +121,7 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
                     slot["labels"].append(pred[level]["labels"])
                     slot["probs"].append(p)
             joint = metrics["study"]["joint"]["summary"]
-            log(f"fold {f + 1}/{config.folds} {spec.label}: study acc {joint['accuracy']:.3f} "
+            log(f"fold {f + 1}/{len(splits)} {spec.label}: study acc {joint['accuracy']:.3f} "
                 f"AUC {joint['auc']:.3f}, slice acc {metrics['slice']['joint']['accuracy']:.3f} "
                 f"({time.time() - t0:.0f} s)")
         folds.append(fold)

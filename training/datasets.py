@@ -51,7 +51,8 @@ from inference.preprocess import crop_geometry, prepare_slice
 
 __all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "build_slice_set", "phantom_studies",
            "toy_studies",
-           "dicom_studies", "image_studies", "export_studies", "write_export_study", "group_kfold", "group_split"]
+           "dicom_studies", "image_studies", "export_studies", "write_export_study", "group_kfold", "group_split",
+           "held_out_splits"]
 
 #: Task name -> class list in bundle order (study aggregation ranks slices by 1 - P(NP), or by the last class).
 TASKS: dict[str, tuple[str, ...]] = {
@@ -114,6 +115,7 @@ class SliceSet:
     study_labels: np.ndarray
     groups: np.ndarray
     classes: tuple[str, ...]
+    sources: np.ndarray | None = None  # per study, StudyRecord.source (leave-one-source-out splits)
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -131,7 +133,7 @@ class SliceSet:
         idx = torch.as_tensor(keep)
         return SliceSet(self.images[idx], self.labels[idx], remap[self.study[keep]],
                         [self.study_ids[i] for i in studies], self.study_labels[studies], self.groups[studies],
-                        self.classes)
+                        self.classes, None if self.sources is None else self.sources[studies])
 
     def fingerprint(self) -> str:
         """sha256 over classes, study ids, labels and pixels: names the exact training data in a bundle."""
@@ -196,6 +198,7 @@ def build_slice_set(records: Iterable[StudyRecord], classes: Sequence[str], prep
     ids: list[str] = []
     study_labels: list[int] = []
     groups: list[str] = []
+    sources: list[str] = []
     for n, record in enumerate(records):
         if record.label not in classes:
             continue
@@ -209,12 +212,13 @@ def build_slice_set(records: Iterable[StudyRecord], classes: Sequence[str], prep
         ids.append(record.study_id)
         study_labels.append(c)
         groups.append(record.group)
+        sources.append(record.source)
         if progress is not None:
             progress(n, record)
     if not ids:
         raise ValueError(f"no studies with a label in {list(classes)}")
     return SliceSet(torch.cat(chunks), torch.tensor(labels, dtype=torch.long), np.asarray(study, dtype=np.int64),
-                    ids, np.asarray(study_labels, dtype=np.int64), np.asarray(groups), classes)
+                    ids, np.asarray(study_labels, dtype=np.int64), np.asarray(groups), classes, np.asarray(sources))
 
 
 # ---- sources ---------------------------------------------------------------------------------------------------
@@ -368,6 +372,27 @@ def group_kfold(study_labels: np.ndarray, groups: np.ndarray, n_splits: int,
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     dummy = np.zeros((len(study_labels), 1))
     return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(dummy, study_labels, groups)]
+
+
+def held_out_splits(data: SliceSet, by: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) study indices holding out one source (``by="source"``: e.g. train on the real backgrounds,
+    test on the phantom, and the reverse) or one real background patient (``by="background"``: the phantom
+    patients always train) at a time."""
+    if by == "source":
+        if data.sources is None:
+            raise ValueError("this slice set has no per-study sources")
+        keys = data.sources
+        held = sorted(set(keys.tolist()))
+    elif by == "background":
+        keys = data.groups
+        phantom = data.sources == "phantom" if data.sources is not None else np.zeros(len(keys), dtype=bool)
+        held = sorted(set(keys[~phantom].tolist()))
+    else:
+        raise ValueError(f"split by {by!r}: expected source or background")
+    if len(held) < 2 and by == "source":
+        raise ValueError(f"leave-one-source-out needs at least two sources, found {held}")
+    idx = np.arange(len(keys))
+    return [(idx[keys != k], idx[keys == k]) for k in held]
 
 
 def group_split(study_labels: np.ndarray, groups: np.ndarray, fraction: float,

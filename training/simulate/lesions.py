@@ -33,6 +33,7 @@ GGO_HU = (-750.0, -300.0)
 CONSOLIDATION_HU = (-100.0, 50.0)
 #: Voxels of the original scan below this stay air inside a consolidation: the real bronchi (air bronchograms).
 AIRWAY_HU = -930.0
+_IN_PLANE = ndimage.generate_binary_structure(3, 1) & np.array([0, 1, 0], dtype=bool)[:, None, None]
 
 
 @dataclass
@@ -141,7 +142,7 @@ def covid(rng: np.random.Generator, hu: np.ndarray, lung: np.ndarray, spacing_mm
     prior = 1.6 * peripheral + rng.uniform(0.2, 0.8) * y + rng.uniform(0.2, 0.7) * _basal(lung.shape, cranial_last)
     blobs = _field(rng, lung.shape, rng.uniform(6.0, 14.0), spacing_mm) + 1.8 * (prior - prior[lung].mean())
     region = lung & (blobs > _threshold_for(blobs, lung, extent))
-    region = ndimage.binary_opening(region, iterations=1) & lung
+    region = ndimage.binary_opening(region, structure=_IN_PLANE) & lung  # no speckle; slices may be thick
     findings = ["ggo"]
     _paint_ggo(rng, out, region, spacing_mm, rng.uniform(*GGO_HU))
     consolidation = np.zeros_like(region)
@@ -177,7 +178,7 @@ def cap(rng: np.random.Generator, hu: np.ndarray, lung: np.ndarray, spacing_mm: 
     one_side = lung & ((sides == side) | (rng.random() < 0.2))  # mostly unilateral
     score = -dist / rng.uniform(25.0, 45.0) + 0.6 * _field(rng, lung.shape, rng.uniform(5.0, 10.0), spacing_mm)
     region = one_side & (score > _threshold_for(score, lung, extent))
-    region = ndimage.binary_closing(region, iterations=2) & one_side
+    region = ndimage.binary_closing(region, structure=_IN_PLANE, iterations=2) & one_side
     if rng.random() < 0.65:
         consolidation = _paint_consolidation(rng, out, hu, region, spacing_mm, bronchograms=rng.random() < 0.8)
         findings = ["consolidation"]

@@ -1,0 +1,52 @@
+"""Severity in HU: opacity and high opacity counted inside the lungs, vessels left out."""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.opacity import CONSOLIDATION, GGO, aerated_baseline, opacity_labels, percentages
+
+
+def _lungs(n: int = 3, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    hu = np.full((n, size, size), 40.0, dtype=np.float32)
+    lung = np.zeros(hu.shape, dtype=bool)
+    lung[:, 20:108, 10:60] = True  # image-left lung (patient right)
+    lung[:, 20:108, 68:118] = True
+    hu[lung] = -860.0 + rng.normal(0, 15, int(lung.sum()))
+    return hu, lung
+
+
+def test_ggo_and_consolidation_are_counted_vessels_are_not() -> None:
+    hu, lung = _lungs()
+    hu[:, 30:90, 80:110] = np.maximum(hu[:, 30:90, 80:110], -500.0)  # a ground-glass patch in the image-right lung
+    hu[:, 60:80, 20:45] = 20.0  # a consolidation in the image-left lung
+    for x in (15, 30, 50):  # thin vessels (2 px = 1.4 mm) in aerated lung
+        hu[:, 25:100, x:x + 2] = 40.0
+    labels = opacity_labels(hu, lung, pixel_mm=0.7)
+    assert (labels[:, 35:85, 85:105] == GGO).mean() > 0.95
+    assert (labels[:, 63:77, 23:42] == CONSOLIDATION).mean() > 0.95
+    assert not labels[:, 25:55, 15:17].any() and not labels[:, 25:55, 50:52].any(), "thin vessels are not opacity"
+    assert not labels[~lung].any(), "nothing outside the lungs"
+    truth = (60 * 30 + 20 * 25) / (88 * 50 * 2) * 100
+    pct = percentages(labels, lung)
+    assert abs(pct["percent"] - truth) < 1.5
+    assert pct["per_lung"]["left"] > pct["per_lung"]["right"] > 0, "GGO patch in the patient's left lung"
+    assert 0 < pct["high_percent"] < pct["percent"]
+
+
+def test_healthy_noisy_lung_has_almost_no_opacity_whatever_its_level() -> None:
+    for shift in (-60.0, 0.0, 80.0):  # scanners place aerated lung between about -920 and -780 HU
+        hu, lung = _lungs()
+        hu[lung] += shift
+        hu[lung] += np.random.default_rng(1).normal(0, 40, int(lung.sum())).astype(np.float32)
+        assert abs(aerated_baseline(hu, lung) - (-860.0 + shift)) < 25
+        assert percentages(opacity_labels(hu, lung), lung)["percent"] < 1.0
+
+
+def test_2d_input_and_empty_lungs() -> None:
+    hu, lung = _lungs(1)
+    assert opacity_labels(hu[0], lung[0]).shape == hu[0].shape
+    empty = np.zeros_like(lung)
+    assert not opacity_labels(hu, empty).any()
+    assert percentages(opacity_labels(hu, empty), empty) == {"percent": 0.0, "high_percent": 0.0,
+                                                            "per_lung": {"left": 0.0, "right": 0.0}}
