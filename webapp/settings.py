@@ -23,6 +23,7 @@ if "pytest" in sys.modules:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
     os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+    os.environ.setdefault("LUNGSCOPE_REGISTER_SHIPPED_MODEL", "false")  # tests register the bundles they analyse with
     # A key of this run's own (servers and commands the tests start inherit it), and plain HTTP for the test client,
     # the live server and the browser; DEBUG stays off.
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from static: /api/docs/ works offline
     "webapp.accounts",
     "webapp.jobs",
     "webapp.studies",
@@ -151,6 +153,8 @@ LUNGSCOPE_MODEL = os.environ.get("LUNGSCOPE_MODEL", "default")
 LUNGSCOPE_ANALYZE_ON_INGEST = env_bool("LUNGSCOPE_ANALYZE_ON_INGEST", True)
 LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | positive | none
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
+# `migrate` registers LUNGSCOPE_MODEL as the registry's first, active version (webapp/registry/apps.py).
+LUNGSCOPE_REGISTER_SHIPPED_MODEL = env_bool("LUNGSCOPE_REGISTER_SHIPPED_MODEL", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -176,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # login required everywhere
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # from drf-spectacular-sidecar's static files, not a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models call their choices "Status"; name each set so the schema's enums are stable.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "webapp.jobs.models.Job.Status",  # TrainingRun.Status has the same values
