@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 from platform_helpers import as_new_study, assert_no_orphans
@@ -198,6 +199,9 @@ def test_stow_with_session_or_token_with_or_without_content_length(gunicorn, cli
             (failed,) = answer["00081198"]["Value"]
             comment = failed["00000902"]["Value"][0]
             assert comment.startswith("part 3:") and failed["00081197"]["Value"] == [0xC000], (who, framing, failed)
+            cut = pydicom.dcmread(io.BytesIO(truncated), stop_before_pixels=True)
+            assert failed["00081155"]["Value"] == [cut.SOPInstanceUID]  # which instance failed
+            assert failed["00081150"]["Value"] == [cut.SOPClassUID]
             stored += 2
             assert Instance.objects.count() == stored, (who, framing)
     assert_no_orphans(storage_dir)
