@@ -69,7 +69,7 @@ def world(db, tmp_path, settings, storage_dir):
 
 def requests_to_make(ids: dict, uids: dict) -> list[tuple[str, dict]]:
     """(url, headers) for every GET of the URL conf, plus the DICOMweb variants a viewer or client uses."""
-    wanted: list[tuple[str, dict]] = [("/accounts/login/", {})]
+    wanted: list[tuple[str, dict]] = [("/accounts/login/", {}), ("/admin/", {})]
     for endpoint in app_endpoints():
         rule = RULES[endpoint.name]
         if rule != PUBLIC and "GET" in rule:

@@ -49,7 +49,8 @@ def test_a_404_in_the_demo_shows_no_url_configuration(tmp_path: Path) -> None:
     (tmp_path / "secret_key").write_text("x" * 50)
     env = {**demo_env(tmp_path), "LUNGSCOPE_PLAIN_HTTP": "1"}
     code = ("import django; django.setup(); from django.test import Client; "
-            "r = Client().get('/no-such-page/'); import sys; sys.stdout.write(f'{r.status_code}\\n' + r.content.decode())")
+            "r = Client().get('/no-such-page/'); import sys; "
+            "sys.stdout.write(f'{r.status_code}\\n' + r.content.decode())")
     result = run_python(code, env)
     status, _, body = result.stdout.partition("\n")
     assert status == "404", result.stderr[-2000:]
