@@ -25,11 +25,16 @@ webapp/static/viewer/.built: $(shell find frontend/src -type f 2>/dev/null) fron
 demo: demo-setup
 	@bash scripts/run_demo.sh $(HOST) $(PORT)
 
-demo-setup: venv frontend
+demo-setup: venv frontend var/secret_key
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py create_demo_users
 	$(PY) manage.py make_demo --studies $(DEMO_STUDIES) --if-empty
+
+# The demo's secret key: random, written once, readable by its owner only (settings read it when
+# DJANGO_SECRET_KEY is unset), so no installation shares a known key.
+var/secret_key:
+	mkdir -p var && (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > $@)
 
 # Start the services the suite talks to (Postgres, Redis) when they are down; install chromium for browser tests.
 services:

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -107,7 +108,8 @@ def stow_rate(url: str, files: list[bytes], clients: int, headers: dict[str, str
 def lungscope_figures(var: Path, series_dir: Path, files: list[bytes], clients: int, database_url: str) -> dict:
     env = {**os.environ, "DATABASE_URL": fresh_database(database_url, var), "LUNGSCOPE_VAR_DIR": str(var),
            "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
-           "DJANGO_DEBUG": "1", "DJANGO_SUPERUSER_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
+           "DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+           "LOG_LEVEL": "WARNING"}
     manage(env, "migrate", "--noinput")
     manage(env, "createsuperuser", "--noinput", "--username", USER, "--email", "bench@example.org")
     token = manage(env, "drf_create_token", USER).split()[2]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def prepare_installation(var: Path, slices: int, size: int) -> tuple[dict[str, s
     """Migrate a fresh SQLite database, add the bench user and one analysed phantom study; returns (env, study id)."""
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}", "LUNGSCOPE_VAR_DIR": str(var),
            "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
-           "LUNGSCOPE_SALIENCY": "none", "LUNGSCOPE_MODEL": str(var / "tiny"), "CELERY_BROKER_URL": "filesystem://"}
+           "LUNGSCOPE_SALIENCY": "none", "LUNGSCOPE_MODEL": str(var / "tiny"), "CELERY_BROKER_URL": "filesystem://",
+           "DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     import django

@@ -3,6 +3,7 @@
 One PATH prints one JSON object (schema ``lungscope.analysis/2``); several print JSON Lines in the same order, where
 a study that cannot be read becomes ``{"input": {"path": ...}, "error": "..."}`` and the others go on. Any failure
 makes the exit status non-zero and prints a one-line reason on stderr. A progress bar goes to stderr (terminals only).
+Warnings while reading a study (odd real headers) become one line per study on stderr; ``--verbose`` lists them.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .bundle import BundleError, load_bundle
 from .io import LoadError, load_study
 from .lungs import DEFAULT_METHOD, METHODS
 from .pipeline import SALIENCY_MODES, AnalysisResult, analyze
+from .read_warnings import ReadWarnings, collected
 
 EXIT_STUDY_FAILED, EXIT_BAD_MODEL = 1, 2
 
@@ -39,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also save each explained slice's maps as DIR/<study>/<index>.npz")
     a.add_argument("--lungs", choices=METHODS, default=DEFAULT_METHOD,
                    help="lung segmentation method (auto: the U-Net, checked against the classical one)")
+    a.add_argument("--verbose", action="store_true",
+                   help="list every warning raised while reading a study (default: one summary line per study)")
     return parser
 
 
@@ -75,6 +79,13 @@ def analyze_one(path: str, bundle: Any, args: argparse.Namespace, position: int)
     return result.to_json()
 
 
+def report_warnings(study: str, seen: ReadWarnings, verbose: bool) -> None:
+    if seen:
+        print(f"warning: {seen.summary(study)}", file=sys.stderr)
+        if verbose:
+            print("\n".join(seen.details()), file=sys.stderr)
+
+
 def run_analyze(args: argparse.Namespace, out: TextIO) -> int:
     try:
         bundle = load_bundle(args.model, device=args.device)
@@ -84,14 +95,19 @@ def run_analyze(args: argparse.Namespace, out: TextIO) -> int:
     status = 0
     several = len(args.paths) > 1
     for position, path in enumerate(args.paths):
+        seen, failure = ReadWarnings(), None
         try:
-            doc = analyze_one(path, bundle, args, position)
+            with collected(seen):
+                doc = analyze_one(path, bundle, args, position)
         except LoadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            failure = exc
+        report_warnings(path, seen, args.verbose)
+        if failure is not None:
+            print(f"error: {failure}", file=sys.stderr)
             status = EXIT_STUDY_FAILED
             if not several:
                 return status
-            doc = {"input": {"path": path}, "error": str(exc)}
+            doc = {"input": {"path": path}, "error": str(failure)}
         out.write(json.dumps(doc) + "\n" if several else json.dumps(doc, indent=2) + "\n")
         out.flush()
     return status

@@ -4,6 +4,8 @@
 set -euo pipefail
 HOST=${1:-127.0.0.1}; PORT=${2:-8000}
 PY=.venv/bin/python
+# The demo serves plain HTTP on this machine: session cookies without Secure, no HTTPS redirect. DEBUG stays off.
+export LUNGSCOPE_PLAIN_HTTP=1
 mkdir -p var/log
 $PY -m celery -A webapp worker -Q default,gpu --pool solo -l INFO >var/log/worker.log 2>&1 &
 WORKER=$!

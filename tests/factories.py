@@ -86,3 +86,29 @@ def wait_for_job(job, timeout: float = 150.0):
 
     wait_until(done, timeout, 0.5, f"job {job.pk} to finish (last: {job.status}, {job.message!r})")
     return job
+
+
+def odd_header_series(folder: Path, seed: int = 3, n_slices: int = 8, size: int = 64) -> list[Path]:
+    """A phantom series whose headers are a little off, as real ones often are: a hashed (hex) Series Instance UID,
+    which pydicom reads with an "Invalid value for VR UI" warning each time a file's value is read."""
+    import hashlib
+    import warnings
+
+    import pydicom
+    from pydicom import config
+
+    from training.phantom import generate_study, write_dicom_series
+
+    paths = write_dicom_series(generate_study(seed, "COVID", n_slices=n_slices, size=size), folder)
+    mode = config.settings.writing_validation_mode
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tests count the warnings of their own reads
+            for path in paths:
+                ds = pydicom.dcmread(path)
+                ds.SeriesInstanceUID = hashlib.sha256(folder.name.encode()).hexdigest()
+                ds.save_as(path)
+    finally:
+        config.settings.writing_validation_mode = mode
+    return paths

@@ -7,6 +7,7 @@ process beside the web server). With them set (docker-compose, the tests) it use
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -22,6 +23,11 @@ if "pytest" in sys.modules:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
     os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+    os.environ.setdefault("LUNGSCOPE_REGISTER_SHIPPED_MODEL", "false")  # tests register the bundles they analyse with
+    # A key of this run's own (servers and commands the tests start inherit it), and plain HTTP for the test client,
+    # the live server and the browser; DEBUG stays off.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("LUNGSCOPE_PLAIN_HTTP", "true")
     # Concurrent test sessions on one machine each get their own test database and broker keys.
     os.environ.setdefault("LUNGSCOPE_TEST_RUN_ID", str(os.getpid()))
 
@@ -33,10 +39,16 @@ def env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else "")
+# Off unless asked for (DJANGO_DEBUG=1): with it on, Django's error pages show settings and the URL configuration.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The secret key is never a known constant: DJANGO_SECRET_KEY, or the random one `make demo` writes to var/secret_key.
+SECRET_KEY_FILE = VAR_DIR / "secret_key"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else "")
 if not SECRET_KEY:
-    raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    raise RuntimeError(f"DJANGO_SECRET_KEY must be set (or {SECRET_KEY_FILE} exist, as `make demo` writes it)")
+# Plain HTTP (the demo and the tests on 127.0.0.1): cookies without Secure, no HTTPS redirect, no HSTS.
+PLAIN_HTTP = DEBUG or env_bool("LUNGSCOPE_PLAIN_HTTP", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -52,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from static: /api/docs/ works offline
     "webapp.accounts",
     "webapp.jobs",
     "webapp.studies",
@@ -140,6 +153,8 @@ LUNGSCOPE_MODEL = os.environ.get("LUNGSCOPE_MODEL", "default")
 LUNGSCOPE_ANALYZE_ON_INGEST = env_bool("LUNGSCOPE_ANALYZE_ON_INGEST", True)
 LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | positive | none
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
+# `migrate` registers LUNGSCOPE_MODEL as the registry's first, active version (webapp/registry/apps.py).
+LUNGSCOPE_REGISTER_SHIPPED_MODEL = env_bool("LUNGSCOPE_REGISTER_SHIPPED_MODEL", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -165,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # login required everywhere
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # from drf-spectacular-sidecar's static files, not a CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models call their choices "Status"; name each set so the schema's enums are stable.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "webapp.jobs.models.Job.Status",  # TrainingRun.Status has the same values
@@ -223,7 +241,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-if not DEBUG:
+if not PLAIN_HTTP:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -134,3 +134,25 @@ def test_abdominal_jpeg2000_series_is_handled(shared_data: Path, tiny_bundle: Pa
     assert doc["input"]["n_slices"] == 20
     assert sum(s["lung_area_px"] > 0 for s in doc["slices"]) <= 3  # no lungs in an upper abdomen
     assert doc["prediction"]["label"] in doc["model"]["classes"]
+
+
+def test_reading_warnings_are_one_line_per_study_and_listed_on_verbose(covid_bundle: Path, tmp_path: Path,
+                                                                        capsys) -> None:
+    from factories import odd_header_series
+
+    folders = [tmp_path / name for name in ("odd-a", "odd-b")]
+    for folder in folders:
+        odd_header_series(folder)
+    args = ["analyze", *map(str, folders), "--model", str(covid_bundle), "--saliency", "none", "--lungs", "classical",
+            "--out", str(tmp_path / "out.jsonl")]
+    assert main(args) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines  # one per study, however many files warned
+    for folder, line in zip(folders, lines):
+        assert line.startswith(f"warning: {folder}: 8 reading warnings (8 x Invalid value for VR UI: '...')"), line
+        assert line.endswith("--verbose lists them")
+
+    assert main([*args, "--verbose"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and lines[1].startswith("  8 x Invalid value for VR UI: '")
+    assert folders[0].name not in lines[1]  # the details are the messages, the study is in the summary above

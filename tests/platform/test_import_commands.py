@@ -33,6 +33,26 @@ def test_import_dicom_walks_a_folder_with_spaces_and_a_zip(storage_dir, shared_d
     assert_no_orphans(storage_dir)
 
 
+def test_import_dicom_sums_reading_warnings_up_per_study(storage_dir, tmp_path):
+    from factories import odd_header_series
+
+    for seed in (3, 4):
+        odd_header_series(tmp_path / f"odd-{seed}", seed=seed)
+    verbose = io.StringIO()
+    call_command("import_dicom", str(tmp_path / "odd-3"), "--verbose", stdout=io.StringIO(), stderr=verbose)
+    details = [line for line in verbose.getvalue().splitlines() if line.startswith("  ")]
+    assert len(details) == 1 and " x Invalid value for VR UI: '" in details[0], verbose.getvalue()
+
+    err = io.StringIO()  # both studies (the first one's files are duplicates now, read again all the same)
+    call_command("import_dicom", str(tmp_path), stdout=io.StringIO(), stderr=err)
+    warned = [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
+    uids = sorted(Study.objects.values_list("study_instance_uid", flat=True))
+    assert len(uids) == 2 and Instance.objects.count() == 16
+    assert sorted(line.split(":")[1].strip() for line in warned) == [f"study {uid}" for uid in uids]
+    assert all("reading warnings (" in line and "Invalid value for VR UI: '...'" in line for line in warned)
+    assert "Invalid value for VR UI: '" not in err.getvalue().replace("'...'", "")  # no raw warning printed
+
+
 def test_import_dicom_reads_a_dicomdir_file_set(storage_dir, shared_data):
     summary = run("import_dicom", str(shared_data / "dicom-variants" / "dicomdir_fileset" / "DICOMDIR"))
     assert summary.startswith("10 stored, 0 duplicate, 21 rejected")  # 11 CT files, one with a tilted orientation

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 from platform_helpers import as_new_study, assert_no_orphans
@@ -150,3 +151,65 @@ def test_chunked_stow_past_the_size_limit_stops_reading_at_the_limit(gunicorn, t
     assert too_big.status_code == 413, too_big.text
     assert Instance.objects.count() == 2
     assert_no_orphans(storage_dir)
+
+
+# -- who sends it and how: session or token, Content-Length or chunked, through gunicorn -------------------------
+
+def signed_in(base: str, username: str, password: str) -> requests.Session:
+    """A browser's session: the login form with its CSRF token, then the token in X-CSRFToken on writes."""
+    session = requests.Session()
+    form = session.get(f"{base}/accounts/login/", timeout=30)
+    token = session.cookies["csrftoken"]
+    assert form.status_code == 200
+    done = session.post(f"{base}/accounts/login/", timeout=30, allow_redirects=False, data={
+        "username": username, "password": password, "csrfmiddlewaretoken": token})
+    assert done.status_code == 302, done.text[:500]
+    session.headers["X-CSRFToken"] = session.cookies["csrftoken"]
+    return session
+
+
+def test_stow_with_session_or_token_with_or_without_content_length(gunicorn, clinician, token, storage_dir,
+                                                                   phantom_files):
+    """Every way a client sends STOW-RS stores the valid files, and a truncated file is one failed instance
+    (FailedSOPSequence, 202), not a refusal of the whole request."""
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # The server checks passwords with the production hashers, not this suite's fast one.
+    clinician.password = PBKDF2PasswordHasher().encode("clinician-pw", PBKDF2PasswordHasher().salt())
+    clinician.save(update_fields=["password"])
+    base = gunicorn()
+    by_session = signed_in(base, "clinician", "clinician-pw")
+    by_token = requests.Session()
+    by_token.headers["Authorization"] = f"Token {token}"
+    stored = 0
+    for who, client in (("session", by_session), ("token", by_token)):
+        for framing in ("content-length", "chunked"):
+            valid = as_new_study(phantom_files[:2])
+            truncated = as_new_study(phantom_files[2:3])[0]
+            truncated = truncated[:len(truncated) - 1000]  # the pixel data ends short
+            boundary = uuid.uuid4().hex
+            body = multipart([*valid, truncated], boundary)
+            response = client.post(f"{base}/dicomweb/studies", timeout=60,
+                                   data=body if framing == "content-length" else chunks(body),
+                                   headers={"Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}",
+                                            "Accept": "application/dicom+json"})
+            assert response.status_code == 202, (who, framing, response.status_code, response.text[:500])
+            answer = response.json()
+            assert len(answer["00081199"]["Value"]) == 2, (who, framing)
+            (failed,) = answer["00081198"]["Value"]
+            comment = failed["00000902"]["Value"][0]
+            assert comment.startswith("part 3:") and failed["00081197"]["Value"] == [0xC000], (who, framing, failed)
+            cut = pydicom.dcmread(io.BytesIO(truncated), stop_before_pixels=True)
+            assert failed["00081155"]["Value"] == [cut.SOPInstanceUID]  # which instance failed
+            assert failed["00081150"]["Value"] == [cut.SOPClassUID]
+            stored += 2
+            assert Instance.objects.count() == stored, (who, framing)
+    assert_no_orphans(storage_dir)
+
+    without_csrf = requests.Session()
+    without_csrf.cookies.update(by_session.cookies)
+    boundary = uuid.uuid4().hex
+    refused = without_csrf.post(f"{base}/dicomweb/studies", data=multipart(as_new_study(phantom_files[:1]), boundary),
+                                headers={"Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}"}, timeout=60)
+    assert refused.status_code == 403 and "CSRF" in refused.text  # the session still needs its CSRF token
+    assert Instance.objects.count() == stored

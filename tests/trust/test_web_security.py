@@ -26,7 +26,8 @@ def production_env() -> dict[str, str]:
     # Without the suite's own settings: its test-run id, and the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("LUNGSCOPE_TEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="ct.example.org")
+    env.update(DJANGO_DEBUG="0", LUNGSCOPE_PLAIN_HTTP="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+               DJANGO_ALLOWED_HOSTS="ct.example.org")
     return env
 
 

@@ -76,7 +76,7 @@ def register_bundle(path: Path, *, source: str, user=None, metrics: dict | None 
 def ensure_default_model_version() -> ModelVersion | None:
     """Register the shipped ``settings.LUNGSCOPE_MODEL`` bundle as the first version, active when none is.
 
-    Idempotent (called by ``make_demo`` and by the registry API on first use); None when the bundle is absent.
+    Idempotent (called after ``migrate``, by ``make_demo`` and before training); None when the bundle is absent.
     """
     from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, resolve_path
 

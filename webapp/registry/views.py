@@ -32,10 +32,6 @@ class ModelVersionList(generics.ListAPIView):
     queryset = ModelVersion.objects.select_related("created_by", "training_run")
     filterset_fields = ["is_active", "name", "source"]
 
-    def list(self, request, *args, **kwargs):
-        services.ensure_default_model_version()
-        return super().list(request, *args, **kwargs)
-
 
 class ModelVersionDetail(generics.RetrieveAPIView):
     serializer_class = ModelVersionSerializer

@@ -9,10 +9,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 
 from webapp.analysis.models import AnalysisRun
+from webapp.studies.identity import sees_patient_identity
 from webapp.studies.models import Study
 
 from .models import AuditEvent, Box
-from .worklist import sees_patient_identity
 
 
 class StudyFilter(django_filters.FilterSet):

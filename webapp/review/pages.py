@@ -6,6 +6,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.shortcuts import get_object_or_404
 from django.views.generic import TemplateView
 
+from webapp.studies.identity import patient_label
 from webapp.studies.models import Study
 
 
@@ -17,5 +18,6 @@ class ViewerPage(LoginRequiredMixin, TemplateView):
     template_name = "review/viewer.html"
 
     def get_context_data(self, **kwargs):
-        study = get_object_or_404(Study, pk=kwargs["study_id"])
-        return super().get_context_data(study=study, **kwargs)
+        study = get_object_or_404(Study.objects.select_related("patient"), pk=kwargs["study_id"])
+        return super().get_context_data(study=study, patient_label=patient_label(self.request.user, study.patient),
+                                        **kwargs)

@@ -6,13 +6,11 @@ from typing import Any
 from rest_framework import serializers
 
 from webapp.analysis.models import AnalysisRun
+from webapp.studies.identity import MASK, sees_patient_identity
 from webapp.studies.models import Instance, Series, Study
 
 from . import geometry
 from .models import AuditEvent, Box, Decision
-from .worklist import sees_patient_identity
-
-MASK = "•••"
 
 
 class WorklistRowSerializer(serializers.ModelSerializer):

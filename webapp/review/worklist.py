@@ -16,7 +16,6 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from webapp.accounts.roles import CLINICIAN, has_role
 from webapp.analysis.models import AnalysisRun
 from webapp.studies.models import Study
 
@@ -26,11 +25,6 @@ AI_COLUMNS = {"ai_label": "label", "ai_probability": "probability", "ai_uncertai
 
 #: A clinician opening a study in these states starts its review.
 OPENABLE = (Study.Status.NEW, Study.Status.AI_DONE)
-
-
-def sees_patient_identity(user) -> bool:
-    """Patient id and name are for the clinicians (and admins) who diagnose; annotators work on pixels only."""
-    return has_role(user, CLINICIAN)
 
 
 def worklist_queryset() -> QuerySet[Study]:

@@ -44,10 +44,19 @@ class FailureReason(IntEnum):
 class Rejected(Exception):
     """A file that will not be stored; ``reason`` is shown to the user as is."""
 
-    def __init__(self, reason: str, failure: FailureReason = FailureReason.CANNOT_UNDERSTAND) -> None:
+    def __init__(self, reason: str, failure: FailureReason = FailureReason.CANNOT_UNDERSTAND,
+                 partial: pydicom.Dataset | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.failure = failure
+        self.partial = partial  # what was read of a cut file: its UIDs still name the failed instance (STOW-RS)
+
+    def identifier(self, keyword: str) -> str:
+        """``keyword``'s value in the part that was read, or "" (absent or unreadable itself)."""
+        try:
+            return str(self.partial.get(keyword, "")) if self.partial is not None else ""
+        except Exception:  # a value cut by the truncation: not worth more than no value
+            return ""
 
 
 def read_dataset(file: BinaryIO) -> pydicom.Dataset:
@@ -61,7 +70,7 @@ def read_dataset(file: BinaryIO) -> pydicom.Dataset:
         except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError, NotImplementedError) as exc:
             raise Rejected(f"truncated or corrupt DICOM file: {exc}") from None
     if any("End of file reached" in str(warning.message) for warning in caught) or _ends_inside_an_element(ds):
-        raise Rejected("truncated DICOM file: the data ends inside an element")
+        raise Rejected("truncated DICOM file: the data ends inside an element", partial=ds)
     return ds
 
 

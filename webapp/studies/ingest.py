@@ -226,9 +226,9 @@ def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, all
     except Rejected as rejection:
         return IngestResult(
             name=name, status=Outcome.REJECTED, reason=rejection.reason, failure=rejection.failure,
-            sop_instance_uid=attrs.sop_instance_uid if attrs else "",
-            study_instance_uid=attrs.study_instance_uid if attrs else "",
-            sop_class_uid=attrs.sop_class_uid if attrs else "",
+            sop_instance_uid=attrs.sop_instance_uid if attrs else rejection.identifier("SOPInstanceUID"),
+            study_instance_uid=attrs.study_instance_uid if attrs else rejection.identifier("StudyInstanceUID"),
+            sop_class_uid=attrs.sop_class_uid if attrs else rejection.identifier("SOPClassUID"),
         )
 
 

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from ..models import Instance, Series, Study
 from . import dicomjson
 from .base import DicomWebView
-from .identity import masked_json, sees_identity
+from ..identity import IDENTITY_KEYWORDS, masked_json, sees_patient_identity
 
 CONTROL_PARAMETERS = {"limit", "offset", "includefield", "fuzzymatching"}
 
@@ -186,7 +186,7 @@ class QidoResultSerializer(serializers.BaseSerializer):
         request = self.context["request"]
         values["RetrieveURL"] = request.build_absolute_uri(retrieve_path(obj))
         row = dicomjson.dataset(values)
-        return row if sees_identity(request.user) else masked_json(row)
+        return row if sees_patient_identity(request.user) else masked_json(row)
 
     @staticmethod
     def _value(obj, attribute: Attribute) -> Any:
@@ -220,7 +220,8 @@ class QidoView(DicomWebView, generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet:
         level = self.level
-        matching, self.ignored = Q(), []
+        matching, self.ignored, self.withheld = Q(), [], []
+        sees_identity = sees_patient_identity(self.request.user)
         for key in self.request.query_params:
             if key.lower() in CONTROL_PARAMETERS:
                 continue
@@ -230,6 +231,9 @@ class QidoView(DicomWebView, generics.ListAPIView):
             attribute = level.attributes.get(keyword)
             if attribute is None or attribute.match == "computed":
                 self.ignored.append(keyword)
+                continue
+            if keyword in IDENTITY_KEYWORDS and not sees_identity:  # matching on it would confirm a masked value
+                self.withheld.append(keyword)
                 continue
             raw = self.request.query_params.get(key, "")
             if raw:
@@ -265,7 +269,12 @@ class QidoView(DicomWebView, generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)
+        notes = [response.get("Warning")]
         if self.ignored:
-            warning = f'299 lungscope "not indexed, ignored: {", ".join(sorted(set(self.ignored)))}"'
-            response["Warning"] = ", ".join(filter(None, [response.get("Warning"), warning]))
+            notes.append(f'299 lungscope "not indexed, ignored: {", ".join(sorted(set(self.ignored)))}"')
+        if self.withheld:
+            notes.append(f'299 lungscope "patient identity is not searchable for your role, ignored: '
+                         f'{", ".join(sorted(set(self.withheld)))}"')
+        if any(notes[1:]):
+            response["Warning"] = ", ".join(filter(None, notes))
         return response

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from ..ingest import IngestBatch, IngestResult
@@ -106,10 +107,24 @@ def request_body(request) -> BinaryIO:
     raise ParseError("empty request body")
 
 
+class StreamedBody(BaseParser):
+    """Accepts ``multipart/related`` without reading it: the view parses the body as a stream (``iter_parts``).
+
+    DRF loads ``request.data`` whenever something asks for it; the session login's CSRF check does (it looks for a
+    form token in ``request.POST``). Without a parser for the body's type that load answered 415, for every
+    session request with a Content-Length (browsers, OHIF, curl), while token and chunked requests went through.
+    """
+
+    media_type = "multipart/related"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> dict:
+        return {}
+
+
 class StowMixin:
     """Adds STOW-RS ``POST`` to the resource that shares its URL (``/studies`` or ``/studies/{uid}``)."""
 
-    parser_classes: list = []  # the body is read as a stream by ``iter_parts``
+    parser_classes = [StreamedBody]
 
     def post(self, request, study: str | None = None):
         media_type, params = parse_header_parameters(request.content_type or "")

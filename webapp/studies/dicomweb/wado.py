@@ -32,7 +32,7 @@ from rest_framework.response import Response
 from ..dicom_tags import IndexedAttributes
 from ..models import Instance
 from .base import DicomWebView
-from .identity import masked_file, masked_json, sees_identity
+from ..identity import masked_file, masked_json, sees_patient_identity
 from .multipart import Part, file_chunks, multipart_response, part_type
 
 DICOM = "application/dicom"
@@ -61,7 +61,7 @@ def instance_path(instance: Instance) -> str:
 def file_content(instance: Instance, user) -> Iterable[bytes]:
     """The stored bytes, streamed; for users who do not see patient identity, a copy without it."""
     file = default_storage.open(instance.file.name, "rb")
-    return file_chunks(file) if sees_identity(user) else [masked_file(file)]
+    return file_chunks(file) if sees_patient_identity(user) else [masked_file(file)]
 
 
 class RetrieveInstances(DicomWebView):
@@ -88,7 +88,7 @@ def instance_metadata(instance: Instance, request) -> dict:
         "vr": "OB" if pydicom.uid.UID(instance.transfer_syntax_uid).is_compressed else "OW",
         "BulkDataURI": request.build_absolute_uri(f"{instance_path(instance)}/frames/{frames}"),
     }
-    return metadata if sees_identity(request.user) else masked_json(metadata)
+    return metadata if sees_patient_identity(request.user) else masked_json(metadata)
 
 
 class RetrieveMetadata(DicomWebView):
