@@ -102,6 +102,7 @@ def test_next_case_follows_the_worklist_filters_and_sort(page, plain_world):
     page.wait_for_selector("#viewer-app[data-ready=true]", timeout=30_000)
     assert page.url.endswith(f"/studies/{np_study.pk}/?ai_label=NP&ordering=ai_probability")
     assert page.get_attribute("#study-header a.back", "href") == "/?ai_label=NP&ordering=ai_probability"
+    assert page.inner_text("header nav a[aria-current=page]") == "Worklist"  # the viewer belongs to the worklist
 
     page.check("#decision-form input[value=np]")
     page.click("#decision-form button[type=submit]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.urls import reverse
 
 from webapp.accounts.roles import ADMIN, has_role
@@ -12,7 +13,11 @@ from webapp.accounts.roles import ADMIN, has_role
 register = template.Library()
 
 
-def nav_links(user) -> list[tuple[str, str, str]]:
+#: Pages without a link of their own, and the link that stands for them.
+SECTION_OF = {"viewer": "worklist"}
+
+
+def nav_links(user: AbstractBaseUser | AnonymousUser) -> list[tuple[str, str, str]]:
     """(url name, path, text) of the pages ``user`` may open, in header order."""
     names = [("worklist", "Worklist")]
     if has_role(user, ADMIN):
@@ -27,5 +32,6 @@ def nav_links(user) -> list[tuple[str, str, str]]:
 def site_navigation(context) -> dict[str, Any]:
     request = context["request"]
     current = request.resolver_match.view_name if request.resolver_match else ""
+    current = SECTION_OF.get(current, current)
     return {"links": [{"href": href, "text": text, "current": name == current}
                       for name, href, text in nav_links(request.user)]}
