@@ -84,7 +84,8 @@ def test_curation_page_creates_versions_and_exports_and_shows_refused_exports(pa
     doomed.delete()
     page.locator(f"#versions tr[data-version-id='{doomed_pk}'] button[data-format=coco]").click()
     message = error_of(page, "#export-result")
-    assert message.startswith(f"Export coco of version {doomed_pk} failed: dataset_version") and "does not exist" in message
+    assert message.startswith(f"Export coco of version {doomed_pk} failed: dataset_version")
+    assert "does not exist" in message
     page.wait_for_selector(f".toast-error:has-text('Export coco of version {doomed_pk} failed')")
     assert Export.objects.count() == 1
     page.locator(f"#versions tr[data-version-id='{doomed_pk}']").wait_for(state="detached")  # the list is refreshed
