@@ -1,4 +1,4 @@
-// Bundles the worklist and the viewer into webapp/static/viewer/ with fixed file names, so Django templates
+// Bundles the worklist, the viewer and the admin pages (curation, registry) into webapp/static/viewer/ with fixed file names, so Django templates
 // can name them (`{% static 'viewer/viewer.js' %}`) and whitenoise serves them with the rest of the static files.
 import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
@@ -26,7 +26,12 @@ export default defineConfig({
     chunkSizeWarningLimit: 5000,
     sourcemap: false,
     rollupOptions: {
-      input: { worklist: resolve(__dirname, 'src/worklist/main.ts'), viewer: resolve(__dirname, 'src/viewer/main.ts') },
+      input: {
+        worklist: resolve(__dirname, 'src/worklist/main.ts'),
+        viewer: resolve(__dirname, 'src/viewer/main.ts'),
+        curation: resolve(__dirname, 'src/curation/main.ts'),
+        registry: resolve(__dirname, 'src/registry/main.ts'),
+      },
       output: {
         entryFileNames: '[name].js',
         chunkFileNames: 'chunks/[name].js',

@@ -141,7 +141,10 @@ export const api = {
   decision: (studyId: number) => request<Decision>('GET', `/api/studies/${studyId}/decision/`),
   saveDecision: (studyId: number, d: { label: DecisionLabel; comment: string; version: number | null }) =>
     request<Decision>('PUT', `/api/studies/${studyId}/decision/`, d),
-  markReviewed: (studyId: number) => request<{ next_study_id: number | null }>('POST', `/api/studies/${studyId}/mark-reviewed/`, {}),
+  startReview: (studyId: number) => request<{ status: StudyStatus }>('POST', `/api/studies/${studyId}/start-review/`, {}),
+  /** ``worklist``: the filters and sort the clinician came from, so "next" is the next study of that list. */
+  markReviewed: (studyId: number, worklist: URLSearchParams) =>
+    request<{ next_study_id: number | null }>('POST', `/api/studies/${studyId}/mark-reviewed/?${worklist}`, {}),
 };
 
 function unpage<T>(data: Page<T> | T[]): T[] {

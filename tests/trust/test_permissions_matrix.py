@@ -52,6 +52,7 @@ RULES: dict[str, dict[str, frozenset[str]] | str] = {
     "worklist-api": {"GET": ALL}, "study-detail": {"GET": ALL},
     "study-boxes": {"GET": ALL, "POST": ANNOTATORS},
     "study-decision": {"GET": ALL, "PUT": CLINICIANS}, "study-mark-reviewed": {"POST": CLINICIANS},
+    "study-start-review": {"POST": CLINICIANS},
     "study-audit": {"GET": ALL}, "audit-log": {"GET": ADMINS},
     "box-detail": {"GET": ALL, "PATCH": ANNOTATORS, "DELETE": ANNOTATORS},
     "box-accept": {"POST": ANNOTATORS}, "box-reject": {"POST": ANNOTATORS},

@@ -134,13 +134,25 @@ def test_detail_lists_instances_in_spatial_order_with_analysis_and_decision(user
     assert detail["status"] == "ai_done"  # an annotator opening it does not start the clinical review
 
 
-def test_clinician_opening_a_study_starts_its_review(users):
+def test_opening_a_study_changes_nothing_and_start_review_is_an_explicit_post(users):
     study = make_study(status=Study.Status.AI_DONE)
-    detail = client_for(users.clinician).get(f"/api/studies/{study.pk}/").json()
-    assert detail["status"] == "in_review"
+    before = Study.objects.get(pk=study.pk).updated_at
+    clinician = client_for(users.clinician)
+    assert clinician.get(f"/api/studies/{study.pk}/").json()["status"] == "ai_done"
     study.refresh_from_db()
-    assert study.status == Study.Status.IN_REVIEW
-    assert client_for(users.clinician).get("/api/studies/999999/").status_code == 404
+    assert (study.status, study.updated_at) == (Study.Status.AI_DONE, before), "a GET wrote to the study"
+
+    assert client_for(users.annotator).post(f"/api/studies/{study.pk}/start-review/").status_code == 403
+    response = clinician.post(f"/api/studies/{study.pk}/start-review/")
+    assert (response.status_code, response.json()) == (200, {"status": "in_review"})
+    study.refresh_from_db()
+    assert study.status == Study.Status.IN_REVIEW and study.updated_at > before
+
+    done = make_study(status=Study.Status.REVIEWED)  # a signed-off study is not re-opened by a second look
+    assert clinician.post(f"/api/studies/{done.pk}/start-review/").json() == {"status": "reviewed"}
+    done.refresh_from_db()
+    assert done.status == Study.Status.REVIEWED
+    assert clinician.post("/api/studies/999999/start-review/").status_code == 404
 
 
 def test_mark_reviewed_returns_the_next_unreviewed_study_in_worklist_order(users):

@@ -145,6 +145,11 @@ class BoxSerializer(serializers.ModelSerializer):
         return attrs
 
 
+class StartReviewSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Study.Status.choices, read_only=True,
+                                     help_text="The study's status afterwards (in_review unless it was further on).")
+
+
 class MarkReviewedSerializer(serializers.Serializer):
     next_study_id = serializers.IntegerField(allow_null=True, read_only=True,
                                              help_text="The next not-reviewed study in the worklist order, or null.")

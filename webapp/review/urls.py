@@ -8,6 +8,7 @@ urlpatterns = [
     path("studies/<int:pk>/", views.StudyDetailView.as_view(), name="study-detail"),
     path("studies/<int:study_pk>/boxes/", views.StudyBoxesView.as_view(), name="study-boxes"),
     path("studies/<int:study_pk>/decision/", views.DecisionView.as_view(), name="study-decision"),
+    path("studies/<int:study_pk>/start-review/", views.StartReviewView.as_view(), name="study-start-review"),
     path("studies/<int:study_pk>/mark-reviewed/", views.MarkReviewedView.as_view(), name="study-mark-reviewed"),
     path("studies/<int:study_pk>/audit/", views.StudyAuditView.as_view(), name="study-audit"),
     path("boxes/<int:pk>/", views.BoxDetailView.as_view(), name="box-detail"),

@@ -16,7 +16,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from webapp.accounts.permissions import IsAdmin, IsAnnotator, IsClinician
-from webapp.accounts.roles import CLINICIAN, has_role
 from webapp.studies.models import Instance, Series, Study
 
 from . import audit
@@ -24,7 +23,7 @@ from .concurrency import ETagMixin, StaleVersion, ensure_current, etag, required
 from .filters import AuditEventFilter, BoxFilter, NullsLastOrdering, StudyFilter, WorklistSearch
 from .models import AuditEvent, Box, Decision
 from .serializers import (AuditEventSerializer, BoxSerializer, DecisionSerializer, MarkReviewedSerializer,
-                          StudyDetailSerializer, WorklistRowSerializer, decision_or_placeholder)
+                          StartReviewSerializer, StudyDetailSerializer, WorklistRowSerializer, decision_or_placeholder)
 from .worklist import OPENABLE, next_study_id, set_status, worklist_queryset
 
 
@@ -64,12 +63,6 @@ class StudyDetailView(generics.RetrieveAPIView):
                                           "image_position_patient", "image_orientation_patient", "slice_location")
         return worklist_queryset().prefetch_related(
             Prefetch("series", queryset=Series.objects.prefetch_related(Prefetch("instances", queryset=instances))))
-
-    def retrieve(self, request, *args, **kwargs):
-        study = self.get_object()
-        if has_role(request.user, CLINICIAN):
-            set_status(study, Study.Status.IN_REVIEW, only_from=OPENABLE)  # a clinician opening it starts review
-        return Response(self.get_serializer(study).data)
 
 
 class StudyScopedMixin:
@@ -233,6 +226,22 @@ class DecisionView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.Generic
         except IntegrityError:  # another clinician created it between our read and our insert
             raise StaleVersion(render_decision(Decision.objects.get(study=study)), 0, "decision") from None
         return decision
+
+
+class StartReviewView(StudyScopedMixin, generics.GenericAPIView):
+    """A clinician begins the review: a new or AI-done study moves to "in review"; any other status stays.
+
+    Its own POST, called by the viewer when the clinician starts deciding, so that reading a study (a GET, a
+    prefetch, an annotator or a curious look) never changes what the worklist says about it.
+    """
+
+    permission_classes = [IsClinician]
+    serializer_class = StartReviewSerializer
+
+    def post(self, request, *args, **kwargs):
+        study = self.get_study()
+        set_status(study, Study.Status.IN_REVIEW, only_from=OPENABLE)
+        return Response(self.get_serializer(study).data)
 
 
 class MarkReviewedView(WorklistMixin, StudyScopedMixin, generics.GenericAPIView):

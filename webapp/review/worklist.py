@@ -23,7 +23,7 @@ from webapp.studies.models import Study
 AI_COLUMNS = {"ai_label": "label", "ai_probability": "probability", "ai_uncertainty": "uncertainty",
               "infection_percent": "infection_percent"}
 
-#: A clinician opening a study in these states starts its review.
+#: A clinician starting the review (``POST .../start-review/``) of a study in these states moves it to in review.
 OPENABLE = (Study.Status.NEW, Study.Status.AI_DONE)
 
 

@@ -1,17 +1,24 @@
 // The decision panel: what the AI concluded, and for clinicians the confirm/correct form and "mark reviewed".
+// The review starts (the study shows "in review" in the worklist) when the clinician first touches the form, not when
+// the study is merely opened; confirming the AI's label always goes through a dialog that names it.
 
-import { ApiError, api, type Analysis, type Decision, type DecisionLabel } from '../api';
+import { ApiError, api, type Analysis, type Decision, type DecisionLabel, type StudyStatus } from '../api';
+import { confirmAction } from '../ui/dialog';
 import { classText, DECISION_TEXT, infection, percent } from '../ui/format';
 import { el, toast } from '../ui/toast';
+import { withQuery } from '../worklist/query';
 
 const AI_TO_DECISION: Record<string, DecisionLabel> = { COVID: 'covid', CAP: 'cap', NP: 'np' };
 
 export class DecisionPanel {
   private decision: Decision | null;
   private readonly form: HTMLFormElement | null;
+  private started: Promise<void> | null = null;
 
+  /** ``worklist``: the filters and sort the clinician came from; ``onStatus`` hears the study's new status. */
   constructor(private readonly host: HTMLElement, private readonly studyId: number, analysis: Analysis | null,
-    decision: Decision | null, canDecide: boolean) {
+    decision: Decision | null, canDecide: boolean, private readonly worklist: URLSearchParams,
+    private readonly onStatus: (status: StudyStatus) => void) {
     this.decision = decision;
     host.replaceChildren(aiSummary(analysis));
     this.form = canDecide ? host.appendChild(this.buildForm(analysis)) : null;
@@ -39,16 +46,32 @@ export class DecisionPanel {
     save.title = 'Save decision (s)';
     const reviewed = actions.appendChild(el('button', '', 'Mark reviewed → next'));
     Object.assign(reviewed, { type: 'button', title: 'Mark reviewed and open the next case (Shift+Enter)', id: 'mark-reviewed' });
+    form.addEventListener('input', () => void this.startReview());
     form.addEventListener('submit', (e) => { e.preventDefault(); void this.save(); });
     reviewed.addEventListener('click', () => void this.markReviewed());
     return form;
   }
 
-  /** Confirm the AI's label: choose it and save (keyboard shortcut). */
+  /** Begin the review once (a POST: reading the study changes nothing); a failure is reported, not fatal. */
+  startReview(): Promise<void> {
+    this.started ??= api.startReview(this.studyId).then(({ status }) => this.onStatus(status), (err) => {
+      this.started = null;
+      toast(`Could not start the review: ${(err as Error).message}`, 'warning');
+    });
+    return this.started;
+  }
+
+  /** Confirm the AI's label (keyboard shortcut): a dialog names the diagnosis; only its Confirm button saves it. */
   async confirmAi(analysis: Analysis | null): Promise<void> {
     const label = analysis && AI_TO_DECISION[analysis.label];
     const input = label && this.form?.querySelector<HTMLInputElement>(`input[value=${label}]`);
-    if (!input) return;
+    if (!analysis || !label || !input) return;
+    void this.startReview();
+    const text = DECISION_TEXT[label];
+    const yes = await confirmAction('Confirm the AI diagnosis?',
+      `The AI calls this study ${text} (${percent(analysis.probabilities[analysis.label], 1)}). Save ${text} as your diagnosis?`,
+      `Confirm ${text}`);
+    if (!yes) return;
     input.checked = true;
     await this.save();
   }
@@ -85,9 +108,9 @@ export class DecisionPanel {
   async markReviewed(): Promise<void> {
     if (this.dirty() && !(await this.save())) return;
     try {
-      const { next_study_id: next } = await api.markReviewed(this.studyId);
+      const { next_study_id: next } = await api.markReviewed(this.studyId, this.worklist);
       toast('Marked reviewed', 'success');
-      window.location.href = next ? `/studies/${next}/` : '/';
+      window.location.href = withQuery(next ? `/studies/${next}/` : '/', this.worklist);
     } catch (err) {
       toast(`Could not mark reviewed: ${(err as Error).message}`, 'error');
     }

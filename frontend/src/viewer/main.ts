@@ -2,7 +2,7 @@
 // decision panel and shortcuts together. What a role cannot do is not shown.
 
 import '../styles.css';
-import { ApiError, api, type Analysis, type BoxLabel, type Me, type StudyDetail } from '../api';
+import { ApiError, api, type Analysis, type BoxLabel, type Me, type StudyDetail, type StudyStatus } from '../api';
 import { BOX_LABEL_TEXT, dicomDate, STATUS_TEXT } from '../ui/format';
 import { el, toast } from '../ui/toast';
 import { BoxLayer } from './boxes';
@@ -12,6 +12,7 @@ import { legendGradient, MAP_KINDS, MapOverlays, type MapKind } from './overlays
 import { bindShortcuts, type Shortcut } from './shortcuts';
 import { SliceStrip } from './strip';
 import { CtViewport, PRESETS, type LeftTool, type PresetName } from './viewport';
+import { withQuery, worklistQuery } from '../worklist/query';
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   const roles = new Set(me.roles);
   const canBoxes = roles.has('annotator') || roles.has('admin');
   const canDecide = roles.has('clinician') || roles.has('admin');
-  renderHeader(study, me);
+  const worklist = worklistQuery(location.search);
+  renderHeader(study, me, worklist);
 
   const series = pickSeries(study, analysis);
   if (!series?.instances.length) {
@@ -47,7 +49,8 @@ async function main(): Promise<void> {
   const maps = analysis ? new MapOverlays(view, analysis.id, slices, viewportEl) : null;
   const boxes = new BoxLayer(view, studyId, canBoxes);
   const strip = analysis ? new SliceStrip($<HTMLCanvasElement>('#slice-strip'), view, slices, analysis.label) : null;
-  const decision = new DecisionPanel($('#decision-panel'), studyId, analysis, study.decision, canDecide);
+  const decision = new DecisionPanel($('#decision-panel'), studyId, analysis, study.decision, canDecide, worklist,
+    (status) => showStatus(status));
   if (maps) renderOverlayControls($('#overlay-panel'), maps);
   else $('#overlay-panel').replaceChildren(el('p', 'muted', 'No AI analysis: no maps to show.'));
   renderToolbar($('#tools'), view, boxes);
@@ -83,13 +86,12 @@ async function main(): Promise<void> {
   }
   if (canDecide) {
     shortcuts.push(
-      { keys: ['c'], help: 'Confirm the AI diagnosis and save', run: () => void decision.confirmAi(analysis) },
+      { keys: ['c'], help: 'Confirm the AI diagnosis: asks first (Enter confirms, Escape cancels)', run: () => void decision.confirmAi(analysis) },
       { keys: ['s'], help: 'Save the decision', run: () => void decision.save() },
       { keys: ['Shift+Enter'], help: 'Mark reviewed and open the next case', run: () => void decision.markReviewed() },
     );
   }
-  bindShortcuts(shortcuts, $('#help-overlay'));
-  $('#help-button').addEventListener('click', () => { $('#help-overlay').hidden = false; });
+  bindShortcuts(shortcuts, $<HTMLDialogElement>('#help-dialog'), $('#help-button'));
   root.dataset.ready = 'true';
 }
 
@@ -112,16 +114,24 @@ function startIndex(slices: (Analysis['slices'][number] | undefined)[], analysis
   return best;
 }
 
-function renderHeader(study: StudyDetail, me: Me): void {
+function renderHeader(study: StudyDetail, me: Me, worklist: URLSearchParams): void {
   const header = $('#study-header');
+  header.querySelector<HTMLAnchorElement>('a.back')!.href = withQuery('/', worklist); // back to the list as filtered
   const who = header.appendChild(el('div', 'who'));
   who.append(el('strong', '', study.patient_name || study.patient_id || '—'), el('span', 'muted', ` ${study.patient_id}`));
   header.append(
     el('div', '', `${dicomDate(study.study_date)} · ${study.study_description || 'CT'}${study.accession_number ? ` · Acc ${study.accession_number}` : ''}`),
-    el('span', `badge badge-${study.status}`, STATUS_TEXT[study.status] ?? study.status),
+    el('span', 'study-status'),
     el('span', 'muted', `${me.username} (${me.roles.join(', ') || 'no role'})`),
   );
   document.title = `${study.patient_id} · lungscope`;
+  showStatus(study.status);
+}
+
+function showStatus(status: StudyStatus): void {
+  const host = $('#study-header .study-status');
+  host.replaceChildren(el('span', `badge badge-${status}`, STATUS_TEXT[status] ?? status));
+  host.dataset.status = status;
 }
 
 function bindSliceControls(view: CtViewport): void {

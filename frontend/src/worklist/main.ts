@@ -4,11 +4,11 @@ import '../styles.css';
 import { api, type Job, type Page, type StudyRow } from '../api';
 import { toast } from '../ui/toast';
 import { renderRows } from './table';
+import { WORKLIST_FILTERS, worklistQuery } from './query';
 import { bindUpload } from './upload';
 
 const PAGE_SIZE = 25;
 const POLL_MS = 3000;
-const FILTERS = ['status', 'ai_label', 'reviewer', 'search', 'ordering'] as const;
 
 const form = document.querySelector<HTMLFormElement>('#worklist-filters')!;
 const body = document.querySelector<HTMLTableSectionElement>('#worklist-rows')!;
@@ -20,7 +20,7 @@ let loading: AbortController | null = null;
 function query(): URLSearchParams {
   const q = new URLSearchParams();
   const data = new FormData(form);
-  for (const key of FILTERS) {
+  for (const key of WORKLIST_FILTERS) {
     const value = String(data.get(key) ?? '').trim();
     if (value) q.set(key, value);
   }
@@ -31,7 +31,7 @@ function query(): URLSearchParams {
 
 function restoreFilters(): void {
   const q = new URLSearchParams(location.search);
-  for (const key of FILTERS) {
+  for (const key of WORKLIST_FILTERS) {
     const field = form.elements.namedItem(key) as HTMLInputElement | HTMLSelectElement | null;
     if (field && q.has(key)) field.value = q.get(key)!;
   }
@@ -52,7 +52,7 @@ async function load(): Promise<void> {
   if (mine.signal.aborted) return;
   const busy = page.results.some((r) => r.status === 'analysing');
   const jobs = busy ? await runningJobs() : new Map<number, Job>();
-  renderRows(body, page.results, jobs);
+  renderRows(body, page.results, jobs, worklistQuery(q.toString()));
   renderPager(page.count);
   document.body.dataset.loaded = 'true';
   clearTimeout(pollTimer);

@@ -1,11 +1,12 @@
-// Renders worklist rows; a row opens the viewer.
+// Renders worklist rows; a row opens the viewer, carrying the list's filters and sort (for its "next case").
 
 import type { Job, StudyRow } from '../api';
 import { classText, dicomDate, infection, percent, relativeTime, STATUS_TEXT, DECISION_TEXT } from '../ui/format';
 import { el } from '../ui/toast';
+import { withQuery } from './query';
 
-export function renderRows(body: HTMLTableSectionElement, rows: StudyRow[], jobs: Map<number, Job>): void {
-  body.replaceChildren(...rows.map((row) => renderRow(row, jobs.get(row.id))));
+export function renderRows(body: HTMLTableSectionElement, rows: StudyRow[], jobs: Map<number, Job>, worklist: URLSearchParams): void {
+  body.replaceChildren(...rows.map((row) => renderRow(row, jobs.get(row.id), worklist)));
   if (!rows.length) {
     const empty = body.appendChild(el('tr'));
     const cell = empty.appendChild(el('td', 'empty', 'No studies match. Upload DICOM files or a zip to start.'));
@@ -13,12 +14,12 @@ export function renderRows(body: HTMLTableSectionElement, rows: StudyRow[], jobs
   }
 }
 
-function renderRow(row: StudyRow, job: Job | undefined): HTMLTableRowElement {
+function renderRow(row: StudyRow, job: Job | undefined, worklist: URLSearchParams): HTMLTableRowElement {
   const tr = el('tr', 'study-row');
   tr.dataset.studyId = String(row.id);
   tr.dataset.status = row.status;
   tr.tabIndex = 0;
-  const href = `/studies/${row.id}/`;
+  const href = withQuery(`/studies/${row.id}/`, worklist);
 
   const patient = el('td', 'patient');
   const link = patient.appendChild(el('a', '', row.patient_name || row.patient_id || '—'));
