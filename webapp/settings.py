@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "webapp.review",
     "webapp.curation",
     "webapp.registry",
+    "webapp.dicomnode",
 ]
 
 MIDDLEWARE = [
@@ -140,6 +141,10 @@ LUNGSCOPE_MODEL = os.environ.get("LUNGSCOPE_MODEL", "default")
 LUNGSCOPE_ANALYZE_ON_INGEST = env_bool("LUNGSCOPE_ANALYZE_ON_INGEST", True)
 LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | positive | none
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
+# The DICOM listener (``manage.py dicom_listener``) and the AE title results are sent from.
+LUNGSCOPE_DICOM_AE_TITLE = os.environ.get("LUNGSCOPE_DICOM_AE_TITLE", "LUNGSCOPE")
+LUNGSCOPE_DICOM_HOST = os.environ.get("LUNGSCOPE_DICOM_HOST", "0.0.0.0")
+LUNGSCOPE_DICOM_PORT = int(os.environ.get("LUNGSCOPE_DICOM_PORT", 11112))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
