@@ -137,6 +137,11 @@ class Orthanc:
         response.raise_for_status()
         return response.json()
 
+    def get_bytes(self, path: str) -> bytes:
+        response = requests.get(f"{self.url}{path}", timeout=60)
+        response.raise_for_status()
+        return response.content
+
     def post(self, path: str, body, **kwargs):
         return requests.post(f"{self.url}{path}", data=json.dumps(body) if not isinstance(body, str) else body,
                              timeout=300, **kwargs)
