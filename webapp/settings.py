@@ -145,6 +145,8 @@ LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
 LUNGSCOPE_DICOM_AE_TITLE = os.environ.get("LUNGSCOPE_DICOM_AE_TITLE", "LUNGSCOPE")
 LUNGSCOPE_DICOM_HOST = os.environ.get("LUNGSCOPE_DICOM_HOST", "0.0.0.0")
 LUNGSCOPE_DICOM_PORT = int(os.environ.get("LUNGSCOPE_DICOM_PORT", 11112))
+# Seconds before the first retry of a failed send to PACS; each further retry waits twice as long.
+LUNGSCOPE_DICOM_SEND_BACKOFF_S = float(os.environ.get("LUNGSCOPE_DICOM_SEND_BACKOFF_S", 5))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

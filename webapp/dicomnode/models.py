@@ -33,7 +33,7 @@ class DicomPeer(models.Model):
         verbose_name = "DICOM peer"
         constraints = [models.CheckConstraint(
             condition=~models.Q(is_destination=True) | (~models.Q(host="") & models.Q(port__isnull=False)),
-            name="destination_has_address")]
+            name="destination_has_address", violation_error_message="a destination needs a host and a port")]
 
     def __str__(self) -> str:
         return f"{self.ae_title} ({self.host}:{self.port})" if self.host else self.ae_title

@@ -1,7 +1,7 @@
 """The send job: build the result objects once and deliver them to each destination of the job.
 
 Each destination is tried in turn; those that fail are retried together with exponential back-off
-(``RETRY_BACKOFF_S`` * 2^n, at most ``max_retries`` times), and those already sent are never sent twice. Objects
+(``LUNGSCOPE_DICOM_SEND_BACKOFF_S`` * 2^n, at most ``max_retries`` times), and those already sent are never sent twice. Objects
 that cannot be built (no analysed series, images gone) fail the job at once: no retry changes that.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from webapp.analysis.models import AnalysisRun
@@ -20,7 +21,6 @@ from .results import ResultsError, build_results
 from .sender import SendError, send_dimse, send_stow
 
 logger = logging.getLogger(__name__)
-RETRY_BACKOFF_S = 5.0
 
 
 @shared_task(bind=True, base=JobTask, max_retries=4)
@@ -65,6 +65,6 @@ def send_results(self, job_id: int) -> str:
             status=Delivery.Status.FAILED)
         job.fail("; ".join(failures))
         return job.status
-    delay = RETRY_BACKOFF_S * 2 ** self.request.retries
-    job.report(job.progress, f"{len(failures)} destination(s) failed; retrying in {delay:.0f} s: {failures[0]}")
+    delay = settings.LUNGSCOPE_DICOM_SEND_BACKOFF_S * 2 ** self.request.retries
+    job.report(job.progress, f"{len(failures)} destination(s) failed; retrying in {delay:.1f} s: {failures[0]}")
     raise self.retry(countdown=delay)
