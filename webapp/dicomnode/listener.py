@@ -77,7 +77,7 @@ class Listener:
         # outright; instances the ingest does not take (not CT) get a per-instance "SOP class not supported".
         for context in AllStoragePresentationContexts:
             self.ae.add_supported_context(context.abstract_syntax, syntaxes)
-        self.batches: dict[int, IngestBatch] = {}
+        self.batches: dict[int, tuple[IngestBatch, threading.Lock]] = {}
         self.lock = threading.Lock()
 
     def handlers(self) -> list[tuple]:
@@ -92,11 +92,12 @@ class Listener:
     def on_store(self, event) -> Dataset:
         close_old_connections()
         with self.lock:
-            batch = self.batches.setdefault(id(event.assoc), IngestBatch(
-                source_label=f"DICOM from {event.assoc.requestor.ae_title}"))
+            batch, batch_lock = self.batches.setdefault(id(event.assoc), (IngestBatch(
+                source_label=f"DICOM from {event.assoc.requestor.ae_title}"), threading.Lock()))
         name = f"C-STORE {event.request.AffectedSOPInstanceUID} from {event.assoc.requestor.ae_title}"
         try:
-            result = batch.add_file(event.encoded_dataset(), name)
+            with batch_lock:  # the batch is not closed under a store in progress
+                result = batch.add_file(event.encoded_dataset(), name)
         except Exception as exc:  # database or storage away: this instance fails, the listener goes on
             logger.exception("could not ingest %s", name)
             status = Dataset()
@@ -105,15 +106,18 @@ class Listener:
         return store_status(result)
 
     def on_end(self, event) -> None:
+        """Close the association's batch: on release or abort (the association's thread) or when the connection
+        drops (the transport's thread; a store still in progress finishes first)."""
         with self.lock:
-            batch = self.batches.pop(id(event.assoc), None)
-        if batch is not None:
+            entry = self.batches.pop(id(event.assoc), None)
+        if entry is not None:
+            batch, batch_lock = entry
             try:
-                batch.close()
+                with batch_lock:
+                    batch.close()
             except Exception:
                 logger.exception("could not hand the received studies to the analysis")
-        if threading.current_thread() is event.assoc:
-            connection.close()
+        connection.close()  # this thread ends with the association
 
 
 class AllowListAE(AE):
@@ -141,3 +145,4 @@ def on_rejected(event) -> None:
                "reason": "calling AE title not on the allow-list"},
     )
     logger.warning("refused association from %s at %s:%s", requestor.ae_title, requestor.address, requestor.port)
+    connection.close()  # the association's thread ends here
