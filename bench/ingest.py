@@ -197,8 +197,8 @@ def orthanc_rates(var: Path, files: list[bytes], paths: list[Path], clients: int
     config.write_text(json.dumps({
         "Name": "bench", "StorageDirectory": str(var / "orthanc-storage"), "IndexDirectory": str(var / "orthanc-index"),
         "HttpPort": port, "DicomServerEnabled": True, "DicomPort": dicom_port, "DicomAet": "ORTHANC",
-        "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
+        "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }))
     server = subprocess.Popen([ORTHANC, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from conftest import free_port
 from django.core.management import CommandError, call_command
-from factories import client_for, ingest_phantom, make_tiny_bundle, make_user, wait_until
+from factories import client_for, ingest_phantom, make_user, wait_until
 
 from webapp.analysis.models import AnalysisRun
 from webapp.dicomnode.models import Delivery, DicomPeer, WebDestination

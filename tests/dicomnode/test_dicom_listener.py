@@ -62,7 +62,8 @@ def test_orthanc_pushes_a_real_ct_slab(start_listener, start_orthanc, ricord_sla
     stored = Instance.objects.first()
     original = next(p for p in ricord_slab if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
                     == stored.sop_instance_uid)
-    assert pydicom.dcmread(stored.file.open("rb")).pixel_array.tolist() == pydicom.dcmread(original).pixel_array.tolist()
+    received = pydicom.dcmread(stored.file.open("rb")).pixel_array
+    assert received.tolist() == pydicom.dcmread(original).pixel_array.tolist()
     assert_no_orphans(storage_dir)
 
     # The PACS sends the series again: every instance is a duplicate, reported as success, nothing doubles.

@@ -75,7 +75,8 @@ def test_results_go_back_to_the_pacs_and_a_correction_is_resent(start_listener, 
     if boxes:
         seg = objects[SEG][0]
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct_series
-        assert {ref.ReferencedSOPInstanceUID for ref in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == ct
+        referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+        assert {ref.ReferencedSOPInstanceUID for ref in referenced} == ct
     else:
         assert SEG not in objects
     assert set(delivery.sent_sop_instance_uids) == {str(ds.SOPInstanceUID) for group in objects.values()

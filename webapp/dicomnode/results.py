@@ -92,7 +92,8 @@ def segmentation(instances, headers: dict[str, pydicom.Dataset], boxes: list[dic
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Lesion,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(name="lungscope", version="1", family=codes.cid7162.ArtificialIntelligence),
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name="lungscope", version="1", family=codes.cid7162.ArtificialIntelligence),
     )
     return hd.seg.Segmentation(
         source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -131,7 +132,8 @@ def secondary_capture(run: AnalysisRun, instances, content) -> hd.sc.SCImage:
     capture = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=np.asarray(image), photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", patient_orientation=patient_orientation(source),
-        series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(), series_number=SC_SERIES_NUMBER, instance_number=1, manufacturer=MANUFACTURER,
+        series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(), series_number=SC_SERIES_NUMBER,
+        instance_number=1, manufacturer=MANUFACTURER,
         series_description="lungscope AI key image", transfer_syntax_uid=ExplicitVRLittleEndian,
     )
     capture.SourceImageSequence = [pydicom.Dataset()]

@@ -1,8 +1,8 @@
 """The send job: build the result objects once and deliver them to each destination of the job.
 
 Each destination is tried in turn; those that fail are retried together with exponential back-off
-(``LUNGSCOPE_DICOM_SEND_BACKOFF_S`` * 2^n, at most ``max_retries`` times), and those already sent are never sent twice. Objects
-that cannot be built (no analysed series, images gone) fail the job at once: no retry changes that.
+(``LUNGSCOPE_DICOM_SEND_BACKOFF_S`` * 2^n, at most ``max_retries`` times), and those already sent are never sent
+twice. Objects that cannot be built (no analysed series, images gone) fail the job at once: no retry changes that.
 """
 from __future__ import annotations
 
