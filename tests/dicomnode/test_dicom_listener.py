@@ -17,7 +17,7 @@ from pydicom.uid import JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, StudyRootQueryRetrieveInformationModelFind as Find
 
 from webapp.dicomnode.listener import REFUSED_ACTION
 from webapp.dicomnode.models import DicomPeer
@@ -66,6 +66,20 @@ def test_orthanc_pushes_a_real_ct_slab(start_listener, start_orthanc, ricord_sla
     assert received.tolist() == pydicom.dcmread(original).pixel_array.tolist()
     assert_no_orphans(storage_dir)
 
+    # The PACS searches lungscope (C-FIND, study and series level), with the matching rules of QIDO-RS.
+    query = orthanc.post("/modalities/lungscope/query", {"Level": "Study", "Query": {
+        "PatientID": "MIDRC*", "StudyDate": "", "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}})
+    assert query.ok, query.text
+    answers = orthanc.get(f"{query.json()['Path']}/answers?expand&simplify")
+    assert [(a["StudyInstanceUID"], a["ModalitiesInStudy"], a["NumberOfStudyRelatedInstances"]) for a in answers] \
+        == [(study.study_instance_uid, "CT", "10")]
+    query = orthanc.post("/modalities/lungscope/query", {"Level": "Series", "Query": {
+        "StudyInstanceUID": study.study_instance_uid, "Modality": "", "NumberOfSeriesRelatedInstances": ""}})
+    answers = orthanc.get(f"{query.json()['Path']}/answers?expand&simplify")
+    assert [(a["Modality"], a["NumberOfSeriesRelatedInstances"]) for a in answers] == [("CT", "10")]
+    nothing = orthanc.post("/modalities/lungscope/query", {"Level": "Study", "Query": {"PatientID": "NOBODY"}})
+    assert orthanc.get(f"{nothing.json()['Path']}/answers") == []
+
     # The PACS sends the series again: every instance is a duplicate, reported as success, nothing doubles.
     again = orthanc.post("/modalities/lungscope/store", {"Resources": [series_id], "Synchronous": True})
     assert again.ok, again.text
@@ -92,6 +106,19 @@ def test_unknown_calling_ae_is_refused_and_audited(start_listener):
     # The allow-list is read at each association: an admin's change applies without a restart.
     DicomPeer.objects.create(ae_title="STRANGER")
     assert echo(listener.port, "STRANGER") == 0x0000
+
+
+def test_find_refuses_an_unsupported_level(start_listener):
+    DicomPeer.objects.create(ae_title="MODALITY1")
+    listener = start_listener()
+    ae = scu("MODALITY1", Find)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    query = pydicom.Dataset()
+    query.QueryRetrieveLevel, query.SOPInstanceUID = "IMAGE", ""
+    responses = list(assoc.send_c_find(query, Find))
+    assoc.release()
+    assert [(status.Status, status.ErrorComment) for status, _ in responses] == [
+        (0xC000, "query level IMAGE is not supported (STUDY or SERIES)")]
 
 
 def _new_instance(source: Path, **changes) -> pydicom.Dataset:

@@ -1,4 +1,5 @@
-"""The DICOM listener: a C-ECHO and C-STORE SCP (pynetdicom) that feeds received instances to the ingest.
+"""The DICOM listener: a C-ECHO, C-STORE and C-FIND SCP (pynetdicom) that feeds received instances to the ingest
+and answers study and series queries (``find.py``).
 
 Every association is one ``IngestBatch``, the same as one STOW-RS request: each instance passes the same checks,
 duplicates and conflicts are judged the same way, and when the association ends (released, aborted or the
@@ -22,11 +23,12 @@ from pydicom import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import AllTransferSyntaxes, UID
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 from webapp.review.models import AuditEvent
 from webapp.studies.ingest import IngestBatch, IngestResult
 
+from .find import FindError, find
 from .models import DicomPeer
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class Listener:
     def __init__(self, ae_title: str) -> None:
         self.ae = AllowListAE(ae_title=ae_title)
         self.ae.add_supported_context(Verification)
+        self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         syntaxes = decodable_transfer_syntaxes()
         # Every storage SOP class is accepted at association, so a PACS pushing a whole study is not refused
         # outright; instances the ingest does not take (not CT) get a per-instance "SOP class not supported".
@@ -81,7 +84,7 @@ class Listener:
         self.lock = threading.Lock()
 
     def handlers(self) -> list[tuple]:
-        return [(evt.EVT_C_ECHO, lambda event: SUCCESS), (evt.EVT_C_STORE, self.on_store),
+        return [(evt.EVT_C_ECHO, lambda event: SUCCESS), (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, on_find),
                 (evt.EVT_REJECTED, on_rejected), (evt.EVT_RELEASED, self.on_end), (evt.EVT_ABORTED, self.on_end),
                 (evt.EVT_CONN_CLOSE, self.on_end)]
 
@@ -118,6 +121,24 @@ class Listener:
             except Exception:
                 logger.exception("could not hand the received studies to the analysis")
         connection.close()  # this thread ends with the association
+
+
+def on_find(event):
+    """C-FIND: pending (0xFF00) with each match, then success; 0xFE00 when the caller cancels, 0xC000 when the
+    query cannot be answered (with the reason in Error Comment)."""
+    close_old_connections()
+    try:
+        for answer in find(event.identifier):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, answer
+    except FindError as exc:
+        status = Dataset()
+        status.Status, status.ErrorComment = 0xC000, str(exc)[:64]
+        yield status, None
+        return
+    yield SUCCESS, None
 
 
 class AllowListAE(AE):
