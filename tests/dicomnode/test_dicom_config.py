@@ -71,3 +71,12 @@ def test_unreachable_destination_is_retried_then_marked_failed(start_worker, tmp
     assert delivery.attempts == 5  # the first try and four retries
     assert "DOWN" in delivery.error and "association failed" in delivery.error
     assert delivery.job.status == "failed" and "association failed" in delivery.job.error
+
+    # Results that cannot be built (the analysed series is gone) fail at once, without retries.
+    broken = AnalysisRun.objects.create(study=study, series=None, model_name="tiny", label="COVID",
+                                        status=AnalysisRun.Status.SUCCEEDED)
+    delivery = Delivery.objects.get(run=broken)
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == "failed", 60, 0.5, "the send to fail")
+    delivery.refresh_from_db()
+    assert delivery.attempts == 0 and "no analysed series" in delivery.error
+    assert delivery.job.status == "failed" and delivery.job.attempts == 1

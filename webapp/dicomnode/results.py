@@ -23,7 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from webapp.analysis.models import AnalysisRun
 from webapp.curation.exporters import read_dataset
-from webapp.curation.exporters.sr import SR_SERIES_NUMBER, build_report
+from webapp.curation.exporters.sr import SR_SERIES_NUMBER, STUDY_LABEL_CODES, build_report
 from webapp.curation.services import freeze_study, spatial_instances
 from webapp.review.models import Box
 
@@ -56,7 +56,8 @@ def report_content(run: AnalysisRun, sr_version: int) -> SimpleNamespace:
     boxes = [{"id": b.pk, "sop_instance_uid": b.sop_instance_uid, "x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1,
               "label": b.label, "provenance": b.provenance}
              for b in Box.objects.filter(analysis_run=run, provenance=Box.Provenance.AI).order_by("pk")]
-    return SimpleNamespace(final_label=run.label.lower(), boxes=boxes)
+    label = run.label.lower() if run.label.lower() in STUDY_LABEL_CODES else "indeterminate"
+    return SimpleNamespace(final_label=label, boxes=boxes)
 
 
 def build_results(run: AnalysisRun, sr_version: int = 1) -> ResultSet:

@@ -6,9 +6,8 @@ twice. Objects that cannot be built (no analysed series, images gone) fail the j
 """
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
+from celery.exceptions import Retry
 from django.conf import settings
 from django.utils import timezone
 
@@ -20,8 +19,6 @@ from .models import Delivery
 from .results import ResultsError, build_results
 from .sender import SendError, send_dimse, send_stow
 
-logger = logging.getLogger(__name__)
-
 
 @shared_task(bind=True, base=JobTask, max_retries=4)
 def send_results(self, job_id: int) -> str:
@@ -31,14 +28,22 @@ def send_results(self, job_id: int) -> str:
     job.start()
     deliveries = list(Delivery.objects.filter(pk__in=job.params["delivery_ids"])
                       .exclude(status=Delivery.Status.SENT).select_related("peer", "web"))
-    run = AnalysisRun.objects.select_related("study", "series").get(pk=job.params["analysis_run_id"])
     try:
-        results = build_results(run, job.params.get("sr_version", 1))
-    except ResultsError as exc:
-        Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(status=Delivery.Status.FAILED,
-                                                                        error=str(exc))
-        job.fail(str(exc))
-        return job.status
+        return _send(self, job, deliveries)
+    except Retry:
+        raise
+    except Exception as exc:  # ResultsError or a bug: no delivery may stay "sending" (JobTask fails the job)
+        Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).exclude(status=Delivery.Status.SENT).update(
+            status=Delivery.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+        if isinstance(exc, ResultsError):
+            job.fail(str(exc))
+            return job.status
+        raise
+
+
+def _send(task, job: Job, deliveries: list[Delivery]) -> str:
+    run = AnalysisRun.objects.select_related("study", "series").get(pk=job.params["analysis_run_id"])
+    results = build_results(run, job.params.get("sr_version", 1))
     failures = []
     for n, delivery in enumerate(deliveries):
         job.report(100 * n / len(deliveries), f"sending to {delivery.target}")
@@ -60,11 +65,11 @@ def send_results(self, job_id: int) -> str:
         job.finish({"sent": len(deliveries), "objects": len(results.datasets)},
                    message=f"sent {len(results.datasets)} objects to {len(deliveries)} destination(s)")
         return job.status
-    if self.request.retries >= self.max_retries:
+    if task.request.retries >= task.max_retries:
         Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=Delivery.Status.PENDING).update(
             status=Delivery.Status.FAILED)
         job.fail("; ".join(failures))
         return job.status
-    delay = settings.LUNGSCOPE_DICOM_SEND_BACKOFF_S * 2 ** self.request.retries
+    delay = settings.LUNGSCOPE_DICOM_SEND_BACKOFF_S * 2 ** task.request.retries
     job.report(job.progress, f"{len(failures)} destination(s) failed; retrying in {delay:.1f} s: {failures[0]}")
-    raise self.retry(countdown=delay)
+    raise task.retry(countdown=delay)
