@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import free_port
+from dicomnode_helpers import free_port
 from django.core.management import CommandError, call_command
 from factories import client_for, ingest_phantom, make_user, wait_until
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pynetdicom
 import pytest
-from conftest import LISTENER_AET, ORTHANC_AET, echo
+from dicomnode_helpers import LISTENER_AET, ORTHANC_AET, echo
 from pydicom.uid import JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ

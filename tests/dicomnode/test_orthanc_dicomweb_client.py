@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pydicom
 import pytest
-from conftest import DICOMWEB_PLUGIN
+from dicomnode_helpers import DICOMWEB_PLUGIN
 from factories import make_user
 from rest_framework.authtoken.models import Token
 

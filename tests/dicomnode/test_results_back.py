@@ -8,7 +8,7 @@ import io
 
 import pydicom
 import pytest
-from conftest import DICOMWEB_PLUGIN, LISTENER_AET, ORTHANC_AET
+from dicomnode_helpers import DICOMWEB_PLUGIN, LISTENER_AET, ORTHANC_AET
 from factories import client_for, make_tiny_bundle, make_user, wait_until
 
 from webapp.analysis.models import AnalysisRun
