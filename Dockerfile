@@ -1,4 +1,4 @@
-# One image for the web server and both Celery workers (docker-compose.yml picks the command).
+# One image for the web server, both Celery workers and the DICOM listener (docker-compose.yml picks the command).
 # Stage 1 builds the viewer/worklist bundle; stage 2 is the Python app with the bundle and static files baked in.
 FROM node:22-bookworm-slim AS frontend
 WORKDIR /src/frontend
@@ -23,5 +23,5 @@ COPY --from=frontend /src/webapp/static/viewer webapp/static/viewer
 RUN DJANGO_SECRET_KEY=collectstatic-only DJANGO_DEBUG=0 python manage.py collectstatic --noinput -v 0 \
     && mkdir -p /data/storage && chown -R lungscope:lungscope /data
 USER lungscope
-EXPOSE 8000
+EXPOSE 8000 11112
 CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "300", "--access-logfile", "-"]

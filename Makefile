@@ -4,6 +4,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
+DICOM_PORT ?= 11112
 DEMO_STUDIES ?= 6
 export PYTHONUNBUFFERED := 1
 
@@ -21,9 +22,10 @@ webapp/static/viewer/.built: $(shell find frontend/src -type f 2>/dev/null) fron
 	cd frontend && npm ci --no-audit --no-fund && npm run build
 	touch $@
 
-# Set up and start: venv, frontend, database, demo users and phantom studies, then web server + worker.
+# Set up and start: venv, frontend, database, demo users and phantom studies, then web server, worker and the DICOM
+# listener (AE LUNGSCOPE on DICOM_PORT).
 demo: demo-setup
-	@bash scripts/run_demo.sh $(HOST) $(PORT)
+	@bash scripts/run_demo.sh $(HOST) $(PORT) $(DICOM_PORT)
 
 demo-setup: venv frontend var/secret_key
 	$(PY) manage.py migrate --noinput

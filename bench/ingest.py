@@ -1,6 +1,7 @@
-"""Ingest rate: instances per second for a 128-slice 512 x 512 CT series through STOW-RS (gunicorn on loopback)
-and through ``manage.py import_dicom``, and, when Debian's Orthanc is installed (``apt-get install orthanc
-orthanc-dicomweb``), through Orthanc's STOW-RS with the same client, for a ratio.
+"""Ingest rate: instances per second for a 128-slice 512 x 512 CT series through STOW-RS (gunicorn on loopback),
+through DIMSE C-STORE to ``manage.py dicom_listener`` (one association, pynetdicom as the sending modality) and
+through ``manage.py import_dicom``, and, when Debian's Orthanc is installed (``apt-get install orthanc
+orthanc-dicomweb``), through Orthanc's STOW-RS and Orthanc's C-STORE SCP with the same clients, for ratios.
 
 A throw-away installation: a fresh PostgreSQL database (``--database-url``, default ``lungscope_bench`` on the
 local server; SQLite in the temp folder when PostgreSQL is unreachable) and storage in a temp folder. The series is
@@ -105,6 +106,53 @@ def stow_rate(url: str, files: list[bytes], clients: int, headers: dict[str, str
     return len(files) / elapsed
 
 
+def cstore_rate(port: int, called_ae: str, paths: list[Path]) -> float:
+    """Instances per second for the whole series, C-STOREd over one association by pynetdicom (AE BENCH)."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    datasets = [dcmread(p) for p in paths]
+    ae = AE(ae_title="BENCH")
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, [datasets[0].file_meta.TransferSyntaxUID])
+    started = time.perf_counter()
+    assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
+    if not assoc.is_established:
+        raise RuntimeError(f"{called_ae} on port {port} refused the association")
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            if not status or status.Status != 0:
+                raise RuntimeError(f"C-STORE to {called_ae} answered {status}")
+    finally:
+        assoc.release()
+    return len(paths) / (time.perf_counter() - started)
+
+
+def wait_for_port(port: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def listener_cstore_rate(env: dict[str, str], paths: list[Path]) -> float:
+    manage(env, "dicom_peer", "add", "--ae-title", "BENCH")
+    port = free_port()
+    listener = subprocess.Popen([PYTHON, "manage.py", "dicom_listener", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        return cstore_rate(port, "LUNGSCOPE", paths)
+    finally:
+        listener.terminate()
+        listener.wait(30)
+
+
 def lungscope_figures(var: Path, series_dir: Path, files: list[bytes], clients: int, database_url: str) -> dict:
     env = {**os.environ, "DATABASE_URL": fresh_database(database_url, var), "LUNGSCOPE_VAR_DIR": str(var),
            "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
@@ -131,22 +179,28 @@ def lungscope_figures(var: Path, series_dir: Path, files: list[bytes], clients: 
         server.wait(30)
     manage(env, "flush", "--noinput")
     shutil.rmtree(var / "storage", ignore_errors=True)
+    cstore_per_s = listener_cstore_rate(env, sorted(series_dir.glob("*.dcm")))
+    manage(env, "flush", "--noinput")
+    shutil.rmtree(var / "storage", ignore_errors=True)
     summary = manage(env, "import_dicom", str(series_dir))
     stored, seconds = re.match(r"(\d+) stored.* in ([\d.]+) s", summary).groups()
     assert int(stored) == len(files), summary
-    return {"stow_instances_per_s": stow_per_s, "import_dicom_instances_per_s": len(files) / float(seconds),
+    return {"stow_instances_per_s": stow_per_s, "cstore_instances_per_s": cstore_per_s,
+            "import_dicom_instances_per_s": len(files) / float(seconds),
             "database": env["DATABASE_URL"].split(":")[0]}
 
 
-def orthanc_rate(var: Path, files: list[bytes], clients: int) -> float | None:
+def orthanc_rates(var: Path, files: list[bytes], paths: list[Path], clients: int) -> dict[str, float]:
+    """Orthanc's STOW-RS rate, then (its archive emptied) its C-STORE SCP's rate with the same series."""
     if not (ORTHANC and ORTHANC_DICOMWEB_PLUGIN.exists()):
-        return None
-    port = free_port()
+        return {}
+    port, dicom_port = free_port(), free_port()
     config = var / "orthanc.json"
     config.write_text(json.dumps({
         "Name": "bench", "StorageDirectory": str(var / "orthanc-storage"), "IndexDirectory": str(var / "orthanc-index"),
-        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
+        "HttpPort": port, "DicomServerEnabled": True, "DicomPort": dicom_port, "DicomAet": "ORTHANC",
+        "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }))
     server = subprocess.Popen([ORTHANC, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,7 +209,12 @@ def orthanc_rate(var: Path, files: list[bytes], clients: int) -> float | None:
         rate = stow_rate(f"http://127.0.0.1:{port}/dicom-web/studies", files, clients, {})
         stored = requests.get(f"http://127.0.0.1:{port}/statistics", timeout=10).json()["CountInstances"]
         assert stored == len(files), stored
-        return rate
+        for study in requests.get(f"http://127.0.0.1:{port}/studies", timeout=10).json():
+            requests.delete(f"http://127.0.0.1:{port}/studies/{study}", timeout=60).raise_for_status()
+        cstore = cstore_rate(dicom_port, "ORTHANC", paths)
+        stored = requests.get(f"http://127.0.0.1:{port}/statistics", timeout=10).json()["CountInstances"]
+        assert stored == len(files), stored
+        return {"orthanc_stow_instances_per_s": rate, "orthanc_cstore_instances_per_s": cstore}
     finally:
         server.terminate()
         server.wait(30)
@@ -174,10 +233,12 @@ def main() -> None:
         files = [p.read_bytes() for p in paths]
         figures = {"slices": args.slices, "size": args.size, "clients": args.clients, "cpus": os.cpu_count(),
                    **lungscope_figures(var, var / "series", files, args.clients, args.database_url)}
-        figures["orthanc_stow_instances_per_s"] = orthanc_rate(var, files, args.clients)
-    if figures["orthanc_stow_instances_per_s"]:
+        figures.update(orthanc_rates(var, files, paths, args.clients))
+    if figures.get("orthanc_stow_instances_per_s"):
         figures["stow_ratio_lungscope_to_orthanc"] = (figures["stow_instances_per_s"]
                                                       / figures["orthanc_stow_instances_per_s"])
+        figures["cstore_ratio_lungscope_to_orthanc"] = (figures["cstore_instances_per_s"]
+                                                        / figures["orthanc_cstore_instances_per_s"])
     out = REPO / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps(figures, indent=2))

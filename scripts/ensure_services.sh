@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts PostgreSQL and Redis when they are not answering, and installs Debian's chromium for the browser tests.
+# Starts PostgreSQL and Redis when they are not answering, and installs Debian's chromium for the browser tests
+# and Debian's Orthanc (the PACS the DICOM node tests and bench/ingest.py talk to; the tests start their own).
 # Used by `make test` (and so by .ci/run). Idempotent: does nothing when everything is up.
 set -euo pipefail
 
@@ -19,4 +20,9 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "installing chromium (Debian) for the browser tests"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -x /usr/sbin/Orthanc ] || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+  echo "installing orthanc and orthanc-dicomweb (Debian) for the DICOM node tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null
 fi

@@ -64,13 +64,13 @@ def _purge_broker() -> None:
 class WorkerProcess:
     """A real ``celery worker`` subprocess on the test database and broker."""
 
-    def __init__(self, env: dict[str, str], queues: str, name: str, log: Path) -> None:
+    def __init__(self, env: dict[str, str], queues: str, name: str, log: Path, cwd: Path = REPO) -> None:
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", queues, "-n", f"{name}@%h",
              "--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-            cwd=REPO, env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=cwd, env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -109,12 +109,14 @@ def start_worker(transactional_db, settings, storage_dir, tmp_path):
     db = connection.settings_dict
     url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
-    def start(queues: str = "default,gpu", name: str | None = None, **extra_env: str) -> WorkerProcess:
+    def start(queues: str = "default,gpu", name: str | None = None, cwd: Path = REPO,
+              **extra_env: str) -> WorkerProcess:
+        """``cwd``: the worker's working directory (another host's, say); the code is found through PYTHONPATH."""
         # LUNGSCOPE_TEST_RUN_ID travels in os.environ: the worker uses this session's broker key prefix.
         env = {**os.environ, "DATABASE_URL": url, "LUNGSCOPE_STORAGE_DIR": str(settings.MEDIA_ROOT),
-               "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, **extra_env}
+               "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "PYTHONPATH": str(REPO), **extra_env}
         name = name or f"w{len(workers)}"
-        worker = WorkerProcess(env, queues, name, tmp_path / f"{name}.log")
+        worker = WorkerProcess(env, queues, name, tmp_path / f"{name}.log", cwd)
         workers.append(worker)
         return worker
 

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "webapp.review",
     "webapp.curation",
     "webapp.registry",
+    "webapp.dicomnode",
 ]
 
 MIDDLEWARE = [
@@ -155,6 +156,12 @@ LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | p
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
 # `migrate` registers LUNGSCOPE_MODEL as the registry's first, active version (webapp/registry/apps.py).
 LUNGSCOPE_REGISTER_SHIPPED_MODEL = env_bool("LUNGSCOPE_REGISTER_SHIPPED_MODEL", True)
+# The DICOM listener (``manage.py dicom_listener``) and the AE title results are sent from.
+LUNGSCOPE_DICOM_AE_TITLE = os.environ.get("LUNGSCOPE_DICOM_AE_TITLE", "LUNGSCOPE")
+LUNGSCOPE_DICOM_HOST = os.environ.get("LUNGSCOPE_DICOM_HOST", "0.0.0.0")
+LUNGSCOPE_DICOM_PORT = int(os.environ.get("LUNGSCOPE_DICOM_PORT", 11112))
+# Seconds before the first retry of a failed send to PACS; each further retry waits twice as long.
+LUNGSCOPE_DICOM_SEND_BACKOFF_S = float(os.environ.get("LUNGSCOPE_DICOM_SEND_BACKOFF_S", 5))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

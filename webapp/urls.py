@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/", include("webapp.review.urls")),
     path("api/", include("webapp.accounts.urls")),
     path("api/jobs/", include("webapp.jobs.urls")),
+    path("api/dicom/", include("webapp.dicomnode.urls")),
     path("", include("webapp.studies.dicomweb.urls")),  # /dicomweb/... and WADO-URI at /wado
     path("", include("webapp.curation.urls")),  # /api/dataset-versions/, /api/exports/, /curation/
     path("", include("webapp.registry.urls")),  # /api/model-versions/, /api/training-runs/, /registry/

@@ -10,7 +10,7 @@ import yaml
 from django.conf import settings
 
 REPO = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("migrate", "web", "worker-default", "worker-gpu")
+APP_SERVICES = ("migrate", "web", "worker-default", "worker-gpu", "dicom")
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +74,11 @@ def test_gpu_worker_reserves_an_nvidia_device(compose):
 
 def test_health_checks_volumes_and_start_order(compose):
     services = compose["services"]
-    for name in ("db", "redis", "web", "worker-default", "worker-gpu"):
+    for name in ("db", "redis", "web", "worker-default", "worker-gpu", "dicom"):
         assert services[name]["healthcheck"]["test"], name
     assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
     assert {"pgdata", "storage"} <= set(compose["volumes"])
-    for name in ("web", "worker-default", "worker-gpu"):
+    for name in ("web", "worker-default", "worker-gpu", "dicom"):
         depends = services[name]["depends_on"]
         assert depends["db"]["condition"] == depends["redis"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
@@ -86,6 +86,15 @@ def test_health_checks_volumes_and_start_order(compose):
     web = command_of(services["web"])
     assert web[:2] == ["gunicorn", "webapp.wsgi"] and "0.0.0.0:8000" in web
     assert any(port.endswith(":8000") for port in services["web"]["ports"])
+
+
+def test_dicom_listener_service(compose):
+    dicom = compose["services"]["dicom"]
+    command = command_of(dicom)
+    assert command[:3] == ["python", "manage.py", "dicom_listener"]
+    port = command[command.index("--port") + 1]
+    assert any(mapping.endswith(f":{port}") for mapping in dicom["ports"])
+    assert f"EXPOSE 8000 {port}" in (REPO / "Dockerfile").read_text()
 
 
 def test_dockerfile_builds_the_app_the_compose_file_runs():

@@ -18,6 +18,7 @@ from factories import ingest_phantom, make_user
 
 from webapp.analysis.models import AnalysisRun, SliceResult
 from webapp.curation.models import DatasetVersion, Export
+from webapp.dicomnode.models import DicomPeer, WebDestination
 from webapp.jobs.models import Job
 from webapp.registry.models import ModelVersion, TrainingRun
 from webapp.review.models import Box
@@ -66,6 +67,13 @@ RULES: dict[str, dict[str, frozenset[str]] | str] = {
     "training-run-list": {"GET": ADMINS, "POST": ADMINS}, "training-run-detail": {"GET": ADMINS},
     "training-run-progress": {"GET": ADMINS}, "training-run-cancel": {"POST": ADMINS},
     "reanalysis": {"POST": ADMINS},
+    # DICOM node: admins configure AE titles and destinations; everyone reads the sent status; clinicians re-send
+    "dicom-peer-list": {"GET": ADMINS, "POST": ADMINS},
+    "dicom-peer-detail": {"GET": ADMINS, "PUT": ADMINS, "PATCH": ADMINS, "DELETE": ADMINS},
+    "dicom-web-destination-list": {"GET": ADMINS, "POST": ADMINS},
+    "dicom-web-destination-detail": {"GET": ADMINS, "PUT": ADMINS, "PATCH": ADMINS, "DELETE": ADMINS},
+    "dicom-delivery-list": {"GET": ALL}, "dicom-study-sent-status": {"GET": ALL},
+    "dicom-study-resend": {"POST": CLINICIANS},
 }
 
 
@@ -117,15 +125,18 @@ def world(db, storage_dir, tmp_path):
     model = ModelVersion.objects.create(name="tiny", version="1", bundle_path="/nonexistent", sha256="0" * 64,
                                         classes=["NP", "CAP", "COVID"])
     training = TrainingRun.objects.create(dataset_version=dataset, config={})
+    peer = DicomPeer.objects.create(ae_title="PACS", host="pacs.local", port=104, is_destination=True)
+    web = WebDestination.objects.create(name="pacs-web", url="http://pacs.local/dicom-web")
     ids = {"study": study.pk, "box": box.pk, "run": run.pk, "job": job.pk, "dataset": dataset.pk,
-           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk}
+           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk,
+           "peer": peer.pk, "web": web.pk}
     uids = {"study": study.study_instance_uid, "series": instance.series.series_instance_uid,
             "instance": instance.sop_instance_uid, "frames": "1"}
     return users, ids, uids
 
 
 #: Which object a ``pk`` stands for, by URL name prefix.
-PK_OWNER = {"study": "study", "box": "box", "analysis-run": "run", "analysis-slice": "run", "job": "job", "dataset-version": "dataset",
+PK_OWNER = {"dicom-peer": "peer", "dicom-web-destination": "web", "dicom-study": "study", "study": "study", "box": "box", "analysis-run": "run", "analysis-slice": "run", "job": "job", "dataset-version": "dataset",
             "export": "export", "model-version": "model", "training-run": "training", "user": "user"}
 
 

@@ -24,6 +24,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from webapp.registry.models import ModelVersion
+from webapp.registry.bundle_store import local_bundle
 from webapp.registry.services import active_bundle
 from webapp.review.models import Box
 from webapp.review.worklist import refresh_ai_columns
@@ -95,9 +96,9 @@ _bundles_lock = threading.Lock()
 
 def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
     """A bundle loaded once per process; BundleError when it is gone or its weights differ from ``expected_sha256``."""
-    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, load_bundle, resolve_path
+    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, load_bundle
 
-    folder = resolve_path(path)
+    folder = local_bundle(path)
     sha256 = file_sha256(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).is_file() else ""
     if expected_sha256 and sha256 != expected_sha256:
         raise BundleError(f"the weights in {folder} are not the registered ones (sha256 {sha256[:12] or 'missing'} "
@@ -219,7 +220,9 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
             "-is_active", "-created_at").first()
         locked.series, locked.model_version = series, model_version
         locked.model_name, locked.model_version_label = bundle.name, bundle.version
-        locked.model_sha256, locked.bundle_path, locked.classes = bundle.sha256, str(bundle.path), bundle.classes
+        # The registered (storage) path when there is one: a local cache folder means nothing on another host.
+        locked.bundle_path = model_version.bundle_path if model_version else str(bundle.path)
+        locked.model_sha256, locked.classes = bundle.sha256, bundle.classes
         locked.label, locked.probabilities = prediction["label"], probabilities
         locked.probability = probabilities[prediction["label"]]
         locked.uncertainty = 1.0 - max(probabilities.values())

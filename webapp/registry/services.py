@@ -11,6 +11,7 @@ from django.db import transaction
 
 from webapp.review import audit
 
+from .bundle_store import local_bundle, publish
 from .models import ModelActivation, ModelVersion
 
 if TYPE_CHECKING:
@@ -30,10 +31,10 @@ def active_bundle() -> Bundle:
     the weights' sha256, not the path: a promotion (another row active) or a bundle rewritten in place is picked
     up by the next call, while an unchanged bundle is never loaded twice.
     """
-    from inference.bundle import WEIGHTS_FILE, file_sha256, load_bundle, resolve_path
+    from inference.bundle import WEIGHTS_FILE, file_sha256, load_bundle
 
     version = ModelVersion.objects.filter(is_active=True).only("bundle_path", "sha256").first()
-    path = resolve_path(version.bundle_path if version else settings.LUNGSCOPE_MODEL)
+    path = local_bundle(version.bundle_path if version else settings.LUNGSCOPE_MODEL)
     sha256 = file_sha256(path / WEIGHTS_FILE)
     with _lock:
         if sha256 not in _bundles:
@@ -61,13 +62,15 @@ def _bundle_meta(path: Path) -> dict:
 
 def register_bundle(path: Path, *, source: str, user=None, metrics: dict | None = None, config: dict | None = None,
                     dataset_version=None, **fields) -> ModelVersion:
-    """A ModelVersion for the bundle folder ``path``; its sha256 is the weights' (what analyses record)."""
+    """A ModelVersion for the bundle folder ``path``, published to the storage (``bundle_store``) so every host can
+    load it; its sha256 is the weights' (what analyses record)."""
     from inference.bundle import WEIGHTS_FILE, file_sha256
 
     meta = _bundle_meta(path)
+    sha256 = file_sha256(path / WEIGHTS_FILE)
     return ModelVersion.objects.create(
-        name=str(meta.get("name", path.name)), version=str(meta.get("version", "0")), bundle_path=str(path),
-        sha256=file_sha256(path / WEIGHTS_FILE), classes=list(meta["classes"]),
+        name=str(meta.get("name", path.name)), version=str(meta.get("version", "0")),
+        bundle_path=publish(path, sha256), sha256=sha256, classes=list(meta["classes"]),
         metrics=metrics if metrics is not None else dict(meta.get("metrics", {})), config=config or {},
         source=source, dataset_version=dataset_version, created_by=user, **fields,
     )

@@ -25,6 +25,7 @@ from webapp.curation.models import DatasetVersion
 from webapp.jobs.models import Job
 
 from .models import ModelVersion, TrainingRun
+from .bundle_store import local_bundle, stored_name
 from .services import ensure_default_model_version, models_dir, register_bundle
 
 if TYPE_CHECKING:  # torch: imported by the functions that train, in the gpu worker, not by the web process
@@ -74,7 +75,7 @@ def retrain_config(run: TrainingRun, out_dir: Path) -> RetrainConfig:
     config = run.config
     iterations = int(config["iterations"])
     start = config.get("start_bundle")
-    base = ModelVersion.objects.get(pk=start).bundle_path if start else None
+    base = str(local_bundle(ModelVersion.objects.get(pk=start).bundle_path)) if start else None
     return RetrainConfig(
         out_dir=out_dir, name=out_dir.name.rsplit("-", 1)[0], version=out_dir.name.rsplit("-", 1)[1],
         classes=TASKS[config["task"]], base_bundle=base, width=float(config.get("width", 1.0)),
@@ -166,8 +167,8 @@ def run_training(run: TrainingRun) -> None:
     job.report(88, "scoring the new and the active version on the held-out studies")
     ensure_default_model_version()  # a fresh install compares against the shipped bundle
     active = ModelVersion.objects.filter(is_active=True).first()
-    comparison = compare(export_dir, config, result.bundle_dir, active.bundle_path if active else None,
-                         result.bundle_dir / "roc.png")
+    active_dir = str(local_bundle(active.bundle_path)) if active else None
+    comparison = compare(export_dir, config, result.bundle_dir, active_dir, result.bundle_dir / "roc.png")
     comparison["active_version"] = active.pk if active else None
     shutil.copyfile(result.log_path, result.bundle_dir / "training_log.jsonl")
     meta = json.loads((result.bundle_dir / "model.json").read_text())
@@ -175,9 +176,10 @@ def run_training(run: TrainingRun) -> None:
                          "training": meta.get("training", {})})
     (result.bundle_dir / "report.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     version = register_bundle(result.bundle_dir, source="trained", user=run.created_by, metrics=metrics,
-                              config=run.config, dataset_version=run.dataset_version,
-                              roc_plot=str(result.bundle_dir / "roc.png"),
-                              training_log=str(result.bundle_dir / "training_log.jsonl"))
+                              config=run.config, dataset_version=run.dataset_version)
+    version.roc_plot = stored_name(version.bundle_path, "roc.png")  # published with the bundle: any host serves it
+    version.training_log = stored_name(version.bundle_path, "training_log.jsonl")
+    version.save(update_fields=["roc_plot", "training_log"])
     for checkpoint in config.work_dir.glob("*.pt"):
         checkpoint.unlink()
     shutil.rmtree(export_dir, ignore_errors=True)

@@ -1,10 +1,10 @@
 """Registry API: model versions (list, promote, rollback, ROC figure), training runs, batch re-analysis."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import render
 from drf_spectacular.types import OpenApiTypes
@@ -46,10 +46,9 @@ class ModelVersionRoc(generics.GenericAPIView):
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     def get(self, request, *args, **kwargs):
         version: ModelVersion = self.get_object()
-        path = Path(version.roc_plot) if version.roc_plot else None
-        if path is None or not path.is_file():
+        if not version.roc_plot or not default_storage.exists(version.roc_plot):
             raise Http404("this version has no ROC figure")
-        return FileResponse(open(path, "rb"), content_type="image/png")
+        return FileResponse(default_storage.open(version.roc_plot, "rb"), content_type="image/png")
 
 
 class ModelVersionPromote(generics.GenericAPIView):

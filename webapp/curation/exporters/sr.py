@@ -42,6 +42,7 @@ BOX_LABEL_CODES = {
 # Private codes (99 prefix: local coding scheme) for how a box came to be.
 PROVENANCE = Code("provenance", "99LUNGSCOPE", "Annotation provenance")
 PROVENANCE_CODES = {
+    "ai": Code("ai", "99LUNGSCOPE", "AI proposal, not reviewed"),  # results sent to PACS straight after analysis
     "ai_accepted": Code("ai_accepted", "99LUNGSCOPE", "AI proposal accepted by a reviewer"),
     "ai_edited": Code("ai_edited", "99LUNGSCOPE", "AI proposal edited by a reviewer"),
     "human": Code("human", "99LUNGSCOPE", "Drawn by a reviewer"),
