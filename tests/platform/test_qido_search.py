@@ -125,3 +125,9 @@ def test_annotators_get_the_studies_without_patient_identity(archive, django_use
                                    "objectUID": instance})
     ds = pydicom.dcmread(io.BytesIO(b"".join(file.streaming_content)))
     assert ds.PatientName == "" and ds.PatientID == "" and ds.pixel_array.shape == (64, 64)
+
+
+@pytest.mark.parametrize("key", ["PatientName", "AccessionNumber", "StudyInstanceUID", "StudyDate"])
+def test_a_nul_character_in_a_filter_is_a_400_not_a_500(api, archive, key):
+    response = api.get("/dicomweb/studies", {key: "AB\x00C"}, HTTP_ACCEPT="application/dicom+json")
+    assert response.status_code == 400 and "NUL" in response.content.decode()

@@ -141,6 +141,8 @@ def _range_q(path: str, value: str) -> Q:
 
 def match_q(attribute: Attribute, raw: str) -> Q:
     """The ORM condition for one query parameter (PS3.4 C.2.2.2 matching rules)."""
+    if "\x00" in raw:  # no DICOM value holds NUL, and PostgreSQL refuses it in a query (a 500 otherwise)
+        raise ValidationError({attribute.keyword: "a DICOM value cannot contain the NUL character"})
     if attribute.match == "uid":
         return Q(**{f"{attribute.path}__in": _split(raw, uid=True)})
     condition = Q()
