@@ -43,9 +43,9 @@ HELD_OUT_BACKGROUNDS = ("LIDC-IDRI-0003", "Lung_Dx-A0002")
 #: 240/60, and are scored on 60 fresh studies (data seed 1001). ``default`` is sized for CPU inference and training
 #: (width 0.25, 112 px); ``paper`` is the paper's width, input size, learning rate and budget.
 SHIPPED: dict[str, dict[str, Any]] = {
-    "train-default": {"name": "default", "version": "2.0.0", "source": "simulated", "per_class": 14,
-                      "phantom_patients": 40, "phantom_per_class": 1, "test_backgrounds": ",".join(HELD_OUT_BACKGROUNDS), "test_studies": 8,
-                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 2400, "val_every": 200,
+    "train-default": {"name": "default", "version": "2.0.0", "source": "simulated", "per_class": 20,
+                      "phantom_patients": 60, "phantom_per_class": 1, "test_backgrounds": ",".join(HELD_OUT_BACKGROUNDS), "test_studies": 8,
+                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 5000, "val_every": 250,
                       "patience": 1000, "max_slices": 16},
     "train-paper": {"name": "paper", "version": "2.0.0", "studies": 300, "width": 1.0, "size": 224, "lr": 1e-4,
                     "iterations": 20000, "val_every": 500, "patience": 1000, "max_slices": 20},
@@ -162,7 +162,9 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
         a = argparse.Namespace(**{**vars(a), "data_seed": a.data_seed + seed_offset})
     cache = None
     if getattr(a, "data_cache", None):
-        key = hashlib.sha256(json.dumps({k: str(getattr(a, k, None)) for k in DATA_KEYS}).encode()).hexdigest()[:16]
+        fields = {k: str(getattr(a, k, None)) for k in DATA_KEYS}
+        fields["prep"] = repr(PrepConfig(size=a.size, max_slices=a.max_slices))
+        key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
         cache = a.data_cache / f"slices-{key}.pt"
         if cache.is_file():
             data = torch.load(cache, weights_only=False)

@@ -49,7 +49,8 @@ from inference.lungs import DEFAULT_METHOD
 from inference.normalize import normalize_volume
 from inference.preprocess import crop_geometry, prepare_slice
 
-__all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "build_slice_set", "phantom_studies",
+__all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "prepared_slices", "slice_labels",
+           "build_slice_set", "phantom_studies",
            "toy_studies",
            "dicom_studies", "image_studies", "export_studies", "write_export_study", "group_kfold", "group_split",
            "held_out_splits"]
@@ -89,6 +90,9 @@ class PrepConfig:
     carry little and are dropped. ``max_slices`` caps the slices per study (evenly spaced among the lung slices) so
     a long series does not outweigh the others.
     ``lungs``: the ``inference.lungs`` method used when a source has no lung mask.
+    ``min_lesion_fraction``: where a record knows its lesion voxels (simulated disease), a slice of a diseased study
+    is labelled with the disease when its lesion covers at least this fraction of the slice's lung, NP when it has
+    none, and dropped in between (see :func:`slice_labels`); 0 labels every slice with its study's class.
     """
 
     size: int = 224
@@ -97,6 +101,7 @@ class PrepConfig:
     min_lung_fraction: float = float(DEFAULT_META["aggregation"]["min_lung_fraction"])
     max_slices: int | None = None
     lungs: str = DEFAULT_METHOD
+    min_lesion_fraction: float = 0.01
 
     @property
     def normalization_params(self) -> dict[str, Any]:
@@ -169,6 +174,11 @@ def _lung_mask(record: StudyRecord, method: str) -> np.ndarray:
 
 def study_slices(record: StudyRecord, prep: PrepConfig) -> np.ndarray:
     """The study's lung slices as model inputs, float32 (n, size, size); every slice when no lung was found."""
+    return prepared_slices(record, prep)[0]
+
+
+def prepared_slices(record: StudyRecord, prep: PrepConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`study_slices` and the index of each prepared slice in the record's array."""
     array = np.asarray(record.array)
     if array.ndim == 2:
         array = array[None]
@@ -185,7 +195,26 @@ def study_slices(record: StudyRecord, prep: PrepConfig) -> np.ndarray:
     for j, z in enumerate(keep):
         geometry = crop_geometry(mask[z], prep.margin, unit.shape[1:], prep.size)
         out[j] = prepare_slice(unit[z], geometry, prep.size)
-    return out
+    return out, keep
+
+
+def slice_labels(record: StudyRecord, keep: np.ndarray, classes: tuple[str, ...],
+                 min_lesion_fraction: float) -> np.ndarray:
+    """Image-level label of each kept slice: the study's class, or, where the record knows its lesions (simulated
+    disease), NP for a slice without lesion; -1 marks a slice to drop (a sliver of lesion: neither clearly
+    diseased nor clearly clean, or a lesion-free slice in a task without NP)."""
+    c = classes.index(record.label)
+    labels = np.full(keep.size, c, dtype=np.int64)
+    if record.lesion_mask is None or record.label == "NP" or min_lesion_fraction <= 0:
+        return labels
+    lesion = np.asarray(record.lesion_mask, dtype=bool).reshape(-1, *record.lesion_mask.shape[-2:])[keep]
+    lung = np.asarray(record.lung_mask, dtype=bool).reshape(-1, *record.lung_mask.shape[-2:])[keep] \
+        if record.lung_mask is not None else np.ones_like(lesion)
+    fraction = lesion.reshape(keep.size, -1).sum(axis=1) / np.maximum(1, lung.reshape(keep.size, -1).sum(axis=1))
+    clean = classes.index("NP") if "NP" in classes else -1
+    labels[fraction == 0] = clean
+    labels[(fraction > 0) & (fraction < min_lesion_fraction)] = -1
+    return labels
 
 
 def build_slice_set(records: Iterable[StudyRecord], classes: Sequence[str], prep: PrepConfig = PrepConfig(),
@@ -202,12 +231,14 @@ def build_slice_set(records: Iterable[StudyRecord], classes: Sequence[str], prep
     for n, record in enumerate(records):
         if record.label not in classes:
             continue
-        slices = study_slices(record, prep)
+        slices, keep = prepared_slices(record, prep)
+        c = classes.index(record.label)
+        per_slice = slice_labels(record, keep, classes, prep.min_lesion_fraction)
+        slices = slices[per_slice >= 0]
         if slices.shape[0] == 0:
             continue
-        c = classes.index(record.label)
         chunks.append(torch.from_numpy(slices).half())
-        labels += [c] * slices.shape[0]
+        labels += per_slice[per_slice >= 0].tolist()
         study += [len(ids)] * slices.shape[0]
         ids.append(record.study_id)
         study_labels.append(c)
