@@ -8,7 +8,7 @@ import { bindUpload } from './upload';
 
 const PAGE_SIZE = 25;
 const POLL_MS = 3000;
-const FILTERS = ['status', 'ai_label', 'reviewer', 'search', 'ordering'] as const;
+const FILTERS = ['status', 'ai_label', 'outside', 'reviewer', 'search', 'ordering'] as const;
 
 const form = document.querySelector<HTMLFormElement>('#worklist-filters')!;
 const body = document.querySelector<HTMLTableSectionElement>('#worklist-rows')!;
