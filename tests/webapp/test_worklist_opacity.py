@@ -20,7 +20,7 @@ def rows(client, query: str) -> list[dict]:
 
 @pytest.fixture
 def worklist(users):
-    """Five studies: two flagged outside (one very certain), two inside, one without a domain verdict, one unanalysed."""
+    """Two studies flagged outside (one very certain), two inside, one without a domain verdict, one unanalysed."""
     studies = {
         "outside_certain": make_run(make_study(), "COVID", 0.95, opacity=30.0, outside=True).study,
         "outside_unsure": make_run(make_study(), "CAP", 0.5, opacity=2.0, outside=True).study,
@@ -93,4 +93,5 @@ def test_the_worklist_indexes_lead_with_the_outside_flag():
     assert "ai_outside DESC NULLS LAST, ai_uncertainty DESC NULLS LAST, id DESC" in \
         indexes["study_outside_uncertainty_desc"]
     assert "(ai_outside, ai_uncertainty, id DESC)" in indexes["study_outside_uncertainty_asc"]  # ASC: nulls last
+    assert "(opacity_percent DESC NULLS LAST, id DESC)" in indexes["study_opacity_desc"]
     assert "study_uncertainty_desc" not in indexes

@@ -57,8 +57,8 @@ class Study(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
         # The worklist's "least certain first" indexes (ai_outside DESC/ASC, ai_uncertainty DESC/ASC NULLS LAST,
-        # id DESC) are created by migration 0003 on PostgreSQL only: SQLite (the demo's database) cannot index with
-        # NULLS LAST.
+        # id DESC) and opacity indexes (opacity_percent DESC/ASC NULLS LAST, id DESC) are created by migration 0003
+        # on PostgreSQL only: SQLite (the demo's database) cannot index with NULLS LAST.
 
     def __str__(self) -> str:
         return self.study_instance_uid

@@ -16,11 +16,14 @@ def fill_from_runs(apps, schema_editor):
 
 
 #: "Least certain first" (outside studies first, then by uncertainty, nulls last, newest id on ties) and its
-#: reverse, as webapp.review.filters.NullsLastOrdering sorts them. PostgreSQL only (see 0002).
+#: reverse, and opacity % both ways, as webapp.review.filters.NullsLastOrdering sorts them: a page is read off the
+#: index instead of sorting every study. PostgreSQL only (see 0002).
 OLD_INDEXES = {"study_uncertainty_desc": "ai_uncertainty DESC NULLS LAST, id DESC",
                "study_uncertainty_asc": "ai_uncertainty ASC NULLS LAST, id DESC"}
 NEW_INDEXES = {"study_outside_uncertainty_desc": "ai_outside DESC NULLS LAST, ai_uncertainty DESC NULLS LAST, id DESC",
-               "study_outside_uncertainty_asc": "ai_outside ASC NULLS LAST, ai_uncertainty ASC NULLS LAST, id DESC"}
+               "study_outside_uncertainty_asc": "ai_outside ASC NULLS LAST, ai_uncertainty ASC NULLS LAST, id DESC",
+               "study_opacity_desc": "opacity_percent DESC NULLS LAST, id DESC",
+               "study_opacity_asc": "opacity_percent ASC NULLS LAST, id DESC"}
 
 
 def _swap(schema_editor, drop: dict[str, str], create: dict[str, str]) -> None:
