@@ -1,6 +1,6 @@
 """Command line: ``python -m inference analyze PATH... [options]``.
 
-One PATH prints one JSON object (schema ``lungscope.analysis/1``); several print JSON Lines in the same order, where
+One PATH prints one JSON object (schema ``lungscope.analysis/2``); several print JSON Lines in the same order, where
 a study that cannot be read becomes ``{"input": {"path": ...}, "error": "..."}`` and the others go on. Any failure
 makes the exit status non-zero and prints a one-line reason on stderr. A progress bar goes to stderr (terminals only).
 """

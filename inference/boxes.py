@@ -16,8 +16,8 @@ from skimage.filters import threshold_isodata
 
 from .preprocess import CropGeometry, resize_map
 
-__all__ = ["Box", "LesionMap", "blur5", "saliency_mask", "extract_lesions", "infection_percent", "lung_volume_ml",
-           "BOX_LABELS"]
+__all__ = ["Box", "LesionMap", "blur5", "saliency_mask", "extract_lesions", "opacity_boxes", "infection_percent",
+           "lung_volume_ml", "BOX_LABELS"]
 
 #: Box label for a slice's predicted class (CONTRACTS.md box labels).
 BOX_LABELS = {"COVID": "covid_lesion", "CAP": "cap_lesion"}
@@ -87,17 +87,15 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
     or the table) give no box. Scores are the component's mean blurred saliency over the slice's maximum.
     """
     labels, blurred = saliency_mask(joint, min_area_px)
-    lung_in = None
-    if lung_mask is not None:
+    if lung_mask is not None:  # nothing outside the lungs becomes a box or counts as infection
         lung_crop = np.asarray(lung_mask, dtype=np.float32)[geometry.y0:geometry.y1, geometry.x0:geometry.x1]
-        lung_in = resize_map(lung_crop, (geometry.size, geometry.size)) > 0.5
+        labels[resize_map(lung_crop, (geometry.size, geometry.size)) <= 0.5] = 0
     boxes: list[Box] = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
             continue
         component = labels[found] == index
-        if lung_in is not None and not (component & lung_in[found]).any():
-            labels[found][component] = 0
+        if not component.any():
             continue
         rows, cols = found
         x0, y0, x1, y1 = geometry.box_to_original(cols.start, rows.start, cols.stop - 1, rows.stop - 1)
@@ -107,6 +105,35 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
     inside = positive & lung_mask if lung_mask is not None else positive
     boxes.sort(key=lambda b: -b.score)
     return LesionMap(boxes=boxes, positive=positive, infected_area_px=int(inside.sum()))
+
+
+def opacity_boxes(opacity: np.ndarray, salient: np.ndarray | None, label: str, min_area_px: int,
+                  score: float) -> list[Box]:
+    """Boxes of the slice's opacity components (``inference.opacity`` labels, original grid) that the classifier's
+    saliency points at: each 8-connected component of at least ``min_area_px`` pixels that touches the salient
+    region (``salient``, dilated by 2 pixels; every component when None) becomes its minimal box.
+
+    Why not the saliency components themselves: IG maps are sparse and offset from the lesion by the receptive
+    field, so their boxes rarely overlap a lesion; the HU opacity outlines it, the saliency says which one is the
+    disease. ``score`` (e.g. the slice's disease probability) times the component's share of salient pixels.
+    """
+    labels, n = ndimage.label(np.asarray(opacity) > 0, structure=np.ones((3, 3), dtype=bool))
+    near = None if salient is None else ndimage.binary_dilation(np.asarray(salient, dtype=bool), iterations=2)
+    boxes: list[Box] = []
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        component = labels[found] == index
+        if int(component.sum()) < min_area_px:
+            continue
+        share = 1.0 if near is None else float((component & near[found]).mean())
+        if share == 0.0:
+            continue
+        rows, cols = found
+        boxes.append(Box(cols.start, rows.start, cols.stop - 1, rows.stop - 1,
+                         float(np.clip(score * (0.5 + 0.5 * share), 1e-4, 1.0)), label))
+    boxes.sort(key=lambda b: -b.score)
+    return boxes
 
 
 def infection_percent(infected_px: int, lung_px: int) -> float:

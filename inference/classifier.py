@@ -25,6 +25,7 @@ class ClassifierOutput:
     logits: torch.Tensor  # (B, K): the sum of the three per-scale scores
     scale_scores: list[torch.Tensor]  # 3 x (B, K)
     cams: list[torch.Tensor]  # 3 x (B, K, h, w)
+    pooled: torch.Tensor  # (B, C5): Conv5 features, global average pooled (the domain check's feature space)
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -76,7 +77,7 @@ class MultiScaleVGG(nn.Module):
                 cams.append(self.heads[HEAD_STAGES.index(i)](x))
         scale_scores = [torch.amax(cam, dim=(2, 3)) for cam in cams]
         logits = scale_scores[0] + scale_scores[1] + scale_scores[2]
-        return ClassifierOutput(logits=logits, scale_scores=scale_scores, cams=cams)
+        return ClassifierOutput(logits=logits, scale_scores=scale_scores, cams=cams, pooled=x.mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x).logits

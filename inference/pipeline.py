@@ -22,22 +22,26 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml
+from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
 from .bundle import DEFAULT_META, Bundle
+from .domain import assess
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import normalize_volume
+from .opacity import aerated_baseline, opacity_labels, percentages
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
            "aggregate", "positive_classes"]
 
-SCHEMA = "lungscope.analysis/1"
+SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
 #: A slice is analysed when its lung area is at least this fraction of the image (apex/base slivers carry no signal).
 MIN_LUNG_FRACTION = 0.005
 BATCH = 16
+#: Opacity components smaller than this (mm^2 in the slice) give no box: vessel cross-sections and noise.
+MIN_BOX_AREA_MM2 = 20.0
 
 Progress = Callable[..., None]  # progress(fraction in [0, 1], message)
 
@@ -62,12 +66,14 @@ class SliceResult:
     lung_area_px: int
     probabilities: dict[str, float]
     infected_area_px: int = 0
+    opacity_px: int = 0
     boxes: list[Box] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "sop_instance_uid": self.sop_instance_uid,
                 "instance_number": self.instance_number, "z_mm": self.z_mm, "lung_area_px": self.lung_area_px,
-                "infected_area_px": self.infected_area_px, "probabilities": self.probabilities,
+                "infected_area_px": self.infected_area_px, "opacity_px": self.opacity_px,
+                "probabilities": self.probabilities,
                 "boxes": [b.to_json() for b in self.boxes]}
 
 
@@ -83,11 +89,15 @@ class AnalysisResult:
     timings_s: dict[str, float]
     maps: dict[int, SliceMaps]
     lung_mask: np.ndarray
+    opacity_mask: np.ndarray  # uint8 like the volume: 0 none, 1 ground glass, 2 consolidation (inference.opacity)
+    opacity: dict[str, Any] | None  # percentages of the lung volume; None for images without HU
+    domain: dict[str, Any] | None  # inference.domain.assess; None for bundles without a domain model
 
     def to_json(self) -> dict[str, Any]:
-        """The ``lungscope.analysis/1`` object (inference/schemas/analysis.schema.json)."""
+        """The ``lungscope.analysis/2`` object (inference/schemas/analysis.schema.json)."""
         return {"schema": SCHEMA, "input": self.input, "model": self.model,
                 "prediction": {"label": self.label, "probabilities": self.probabilities},
+                "domain": self.domain, "opacity": self.opacity,
                 "infection_percent": round(self.infection_percent, 4),
                 "lung_volume_ml": None if self.lung_volume_ml is None else round(self.lung_volume_ml, 2),
                 "slices": [s.to_json() for s in self.slices],
@@ -142,21 +152,30 @@ def _geometry(lung_mask: np.ndarray, index: int, bundle: Bundle) -> CropGeometry
                          _input_size(bundle))
 
 
-def _classify(model: torch.nn.Module, inputs: np.ndarray, device: torch.device
-              ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
-    """Softmax probabilities (n, K) and, per slice, its predicted class's three CAMs, in batches."""
-    probs, cams = [], []
+def _temperature(bundle: Bundle) -> float:
+    """The bundle's calibration temperature (1.0 for bundles fitted before calibration existed)."""
+    return float(bundle.meta.get("calibration", {}).get("temperature", 1.0))
+
+
+def _classify(model: torch.nn.Module, inputs: np.ndarray, device: torch.device, temperature: float = 1.0
+              ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
+    """Calibrated softmax probabilities (n, K), per slice its predicted class's three CAMs, and the pooled Conv5
+    features (n, C) the domain check uses, in batches."""
+    probs, cams, features = [], [], []
     with torch.inference_mode():
         for start in range(0, len(inputs), BATCH):
             x = torch.from_numpy(inputs[start:start + BATCH, None]).to(device)
             out = model.forward_all(x.contiguous(memory_format=torch.channels_last))
-            p = torch.softmax(out.logits.float(), dim=1)
+            p = torch.softmax(out.logits.float() / temperature, dim=1)
             target = p.argmax(dim=1)
             rows = torch.arange(len(target), device=device)
             scale_cams = [c[rows, target].float().cpu().numpy() for c in out.cams]
             probs.append(p.cpu().numpy())
+            features.append(out.pooled.float().cpu().numpy())
             cams.extend([[sc[b] for sc in scale_cams] for b in range(len(target))])
-    return (np.concatenate(probs) if probs else np.zeros((0, 0))), cams
+    if not probs:
+        return np.zeros((0, 0)), cams, np.zeros((0, 0))
+    return np.concatenate(probs), cams, np.concatenate(features)
 
 
 def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[np.ndarray],
@@ -190,13 +209,16 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     normalized = _prepare(volume, bundle, lung_mask)
     areas = lung_mask.sum(axis=(1, 2))
     selected = np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
-    if selected.size == 0:  # not a chest CT, or the lungs were not found: classify every whole slice
+    lungs_found = selected.size > 0
+    if not lungs_found:  # not a chest CT, or the lungs were not found: classify every whole slice
         selected = np.arange(volume.n_slices)
     geometries = {int(k): _geometry(lung_mask, int(k), bundle) for k in selected}
     size = _input_size(bundle)
     inputs = np.stack([prepare_slice(normalized[k], geometries[int(k)], size) for k in selected])
-    probs, cams = _classify(model, inputs, device)
-    study = aggregate(probs[_deciding(areas[selected], bundle)], classes, *_rule(bundle))
+    probs, cams, features = _classify(model, inputs, device, _temperature(bundle))
+    deciding = _deciding(areas[selected], bundle)
+    study = aggregate(probs[deciding], classes, *_rule(bundle))
+    domain = assess(features[deciding], bundle.meta.get("domain"), lungs_found)
     t_classify = time.perf_counter()
     report(0.3, f"classified {len(selected)} slices")
 
@@ -206,6 +228,17 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
                           instance_number=volume.instance_numbers[k], z_mm=volume.z_mm[k],
                           lung_area_px=int(areas[k]), probabilities=_rounded(classes, probs[i]))
               for i, k in enumerate(selected)]
+    opacity_mask = np.zeros(lung_mask.shape, dtype=np.uint8)
+    opacity = None
+    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
+    if volume.is_hu:  # the amount in HU, counted in the slices the classifier calls diseased
+        baseline = aerated_baseline(volume.array, lung_mask)
+        for i, k in enumerate(selected):
+            if predicted[i] in positive:
+                opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline)
+                slices[i].opacity_px = int(np.count_nonzero(opacity_mask[k]))
+        opacity = percentages(opacity_mask, lung_mask)
+    min_box_px = max(4, int(round(MIN_BOX_AREA_MM2 / (pixel_mm * pixel_mm)))) if volume.is_hu else 0
     explain = [i for i in range(len(selected))
                if saliency == "all" or (saliency == "positive" and predicted[i] in positive)]
     maps: dict[int, SliceMaps] = {}
@@ -218,9 +251,12 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
                                               geometries[k], predicted[i])
             maps[k] = slice_maps_k
             if predicted[i] in positive:
-                lesions = extract_lesions(joint224, geometries[k], lung_mask[k],
-                                          BOX_LABELS.get(predicted[i], "other"), min_area)
-                slices[i].boxes, slices[i].infected_area_px = lesions.boxes, lesions.infected_area_px
+                box_label = BOX_LABELS.get(predicted[i], "other")
+                lesions = extract_lesions(joint224, geometries[k], lung_mask[k], box_label, min_area)
+                slices[i].infected_area_px = lesions.infected_area_px
+                slices[i].boxes = (opacity_boxes(opacity_mask[k], lesions.positive, box_label, min_box_px,
+                                                 1.0 - _np_probability(classes, probs[i]))
+                                   if volume.is_hu else lesions.boxes)
             report(0.3 + 0.7 * done / len(explain), f"saliency {done}/{len(explain)}")
     t_saliency = time.perf_counter()
 
@@ -233,7 +269,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         lung_volume_ml=lung_volume_ml(lung_mask, volume.spacing_mm), slices=slices,
         timings_s={"load": 0.0, "lungs": t_lungs - start, "classify": t_classify - t_lungs,
                    "saliency": t_saliency - t_classify, "total": t_saliency - start},
-        maps=maps, lung_mask=lung_mask)
+        maps=maps, lung_mask=lung_mask, opacity_mask=opacity_mask, opacity=opacity, domain=domain)
 
 
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
@@ -242,7 +278,7 @@ def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray
     normalized = _prepare(volume, bundle, lung_mask)
     geometry = _geometry(lung_mask, index, bundle)
     x224 = prepare_slice(normalized[index], geometry, _input_size(bundle))
-    probs, cams = _classify(bundle.model, x224[None], bundle.device)
+    probs, cams, _ = _classify(bundle.model, x224[None], bundle.device, _temperature(bundle))
     target = int(probs[0].argmax())
     engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
     maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target])
@@ -259,5 +295,11 @@ def _input_json(volume: Volume) -> dict[str, Any]:
             "spacing_mm": None if volume.spacing_mm is None else [round(float(v), 6) for v in volume.spacing_mm]}
 
 
+def _np_probability(classes: list[str], vector: np.ndarray) -> float:
+    """P(NP) of a probability vector (0 for tasks without NP: every slice is evidence of its disease)."""
+    return float(vector[classes.index("NP")]) if "NP" in classes else 0.0
+
+
 def _model_json(bundle: Bundle) -> dict[str, Any]:
-    return {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "classes": bundle.classes}
+    return {"name": bundle.name, "version": bundle.version, "sha256": bundle.sha256, "classes": bundle.classes,
+            "calibration": {"temperature": _temperature(bundle)}}

@@ -24,10 +24,17 @@ from inference.bundle import DEFAULT_META
 from .crossval import CrossvalConfig, ModelSpec, evaluate, run_crossval
 from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set, dicom_studies, export_studies,
                        group_split, image_studies, phantom_studies, toy_studies)
+from .calibration import (expected_calibration_error, fit_domain, fit_temperature, logits_and_features,
+                          study_probabilities)
 from .distributed import setup, teardown
 from .report import write_report
 from .retrain import RetrainConfig, retrain, summary_metrics, write_bundle
+from .simulate.backgrounds import REAL_BACKGROUNDS, real_backgrounds, shared_data_dir, simulated_studies
 from .train import TrainConfig, make_model, train
+
+#: Real backgrounds the shipped models train on; LIDC-IDRI-0003 and Lung_Dx-A0002 are held out for evaluation.
+DEFAULT_BACKGROUNDS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002", "Lung_Dx-A0001")
+HELD_OUT_BACKGROUNDS = ("LIDC-IDRI-0003", "Lung_Dx-A0002")
 
 
 #: The shipped bundles' commands and their pinned values (everything else is the train command's default). Both
@@ -35,8 +42,10 @@ from .train import TrainConfig, make_model, train
 #: 240/60, and are scored on 60 fresh studies (data seed 1001). ``default`` is sized for CPU inference and training
 #: (width 0.25, 112 px); ``paper`` is the paper's width, input size, learning rate and budget.
 SHIPPED: dict[str, dict[str, Any]] = {
-    "train-default": {"name": "default", "version": "1.1.0", "studies": 300, "width": 0.25, "size": 112, "lr": 5e-4,
-                      "iterations": 4000, "val_every": 200, "patience": 1000, "max_slices": 20},
+    "train-default": {"name": "default", "version": "2.0.0", "source": "simulated", "per_class": 14,
+                      "phantom_patients": 40, "phantom_per_class": 1, "test_backgrounds": ",".join(HELD_OUT_BACKGROUNDS), "test_studies": 8,
+                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 3000, "val_every": 200,
+                      "patience": 1000, "max_slices": 16},
     "train-paper": {"name": "paper", "version": "2.0.0", "studies": 300, "width": 1.0, "size": 224, "lr": 1e-4,
                     "iterations": 20000, "val_every": 500, "patience": 1000, "max_slices": 20},
 }
@@ -74,7 +83,9 @@ def _add_bundle_run(p: argparse.ArgumentParser, work_dir: str) -> None:
 
 def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--source", choices=["phantom", "toy", "dicom", "images", "export"], default="phantom")
+    g.add_argument("--source", choices=["simulated", "phantom", "toy", "dicom", "images", "export"],
+                   default="phantom",
+                   help="simulated: pneumonia painted into real shared-data backgrounds and phantom anatomy")
     g.add_argument("--data", type=Path, help="folder for dicom/images/export sources")
     g.add_argument("--labels", type=Path, help="labels CSV for dicom/images sources")
     g.add_argument("--studies", type=int, default=studies, help="phantom/toy: number of studies")
@@ -82,7 +93,14 @@ def _add_source(p: argparse.ArgumentParser, studies: int) -> None:
     g.add_argument("--phantom-size", type=int, default=256)
     g.add_argument("--phantom-slices", type=int, default=40)
     g.add_argument("--task", choices=sorted(TASKS), default="3way")
-    g.add_argument("--jobs", type=int, default=1, help="phantom: generator processes")
+    g.add_argument("--jobs", type=int, default=1, help="phantom/simulated: generator processes")
+    g.add_argument("--backgrounds", default=",".join(DEFAULT_BACKGROUNDS),
+                   help="simulated: comma-separated real backgrounds (training.simulate.backgrounds.REAL_BACKGROUNDS)")
+    g.add_argument("--phantom-patients", type=int, default=0, help="simulated: phantom patients as extra backgrounds")
+    g.add_argument("--per-class", type=int, default=8, help="simulated: studies per class per real background")
+    g.add_argument("--phantom-per-class", type=int, default=1, help="simulated: studies per class per phantom patient")
+    g.add_argument("--test-backgrounds", default="",
+                   help="simulated: real backgrounds held out of training, scored with fresh simulated lesions")
 
 
 def _recipe(a: argparse.Namespace) -> TrainConfig:
@@ -91,7 +109,32 @@ def _recipe(a: argparse.Namespace) -> TrainConfig:
                        seed=a.seed, progress_bar=not a.no_progress)
 
 
+def _simulated(a: argparse.Namespace, classes: tuple[str, ...], backgrounds: str, phantom_patients: int, seed: int,
+               per_class: int) -> Iterator[StudyRecord]:
+    """Simulated studies: ``per_class`` per class from each real background, ``--phantom-per-class`` from each
+    phantom patient (many patients, few studies each: the phantom's anatomy varies, the real ones are few)."""
+    specs = _specs(backgrounds, phantom_patients, seed)
+    real = [s for s in specs if not s.startswith("phantom:")]
+    phantom = [s for s in specs if s.startswith("phantom:")]
+    yield from simulated_studies(real, per_class, seed, classes, jobs=a.jobs)
+    yield from simulated_studies(phantom, a.phantom_per_class, seed, classes, jobs=a.jobs)
+
+
+def _specs(backgrounds: str, phantom_patients: int, phantom_seed: int) -> list[str]:
+    """Background specs for ``simulated_studies``: real names, then ``phantom:<seed>`` patients."""
+    names = [n for n in backgrounds.split(",") if n]
+    unknown = sorted(set(names) - set(REAL_BACKGROUNDS))
+    if unknown:
+        sys.exit(f"unknown background(s) {unknown}; choose from {sorted(REAL_BACKGROUNDS)}")
+    missing = [n for n in names if n not in {b.name for b in real_backgrounds(names)}]
+    if missing:
+        sys.exit(f"background(s) {missing} not found under {shared_data_dir()}")
+    return names + [f"phantom:{phantom_seed * 100_000 + j}" for j in range(phantom_patients)]
+
+
 def _records(a: argparse.Namespace, classes: tuple[str, ...]) -> Iterator[StudyRecord]:
+    if a.source == "simulated":
+        return _simulated(a, classes, a.backgrounds, a.phantom_patients, a.data_seed, a.per_class)
     if a.source == "phantom":
         return phantom_studies(a.studies, a.data_seed, classes, a.phantom_size, a.phantom_slices, jobs=a.jobs)
     if a.source == "toy":
@@ -142,15 +185,24 @@ def cmd_train(a: argparse.Namespace) -> None:
           f"({result.slices_per_s:.1f} slices/s); "
           f"best {result.best}{' (time limit reached)' if result.stopped else ''}", flush=True)
     metrics: dict[str, Any] = {}
-    if a.test_studies:
-        test = _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
-        full = evaluate(result.model, test, dict(DEFAULT_META["aggregation"]))
+    aggregation = dict(DEFAULT_META["aggregation"])
+    extra: dict[str, Any] = {}
+    if hasattr(result.model, "heads"):  # MultiScaleVGG: calibration and the domain model from its own features
+        extra = _calibrate(result.model, data.subset(train_idx), data.subset(val_idx), aggregation)
+        print(f"calibration: temperature {extra['calibration']['temperature']:.3f}; domain threshold "
+              f"{extra['domain']['threshold']:.2f}", flush=True)
+    test = _held_out(a, classes)
+    if test is not None:
+        full = evaluate(result.model, test, aggregation, temperature=extra.get("calibration", {}).get("temperature", 1.0))
         metrics = {"held_out": summary_metrics(full), "held_out_studies": test.n_studies,
                    "held_out_per_class_study": full["study"]["joint"]["per_class"],
                    "held_out_per_scale_study_accuracy": {k: v["accuracy"] for k, v in full["study"].items()},
-                   "held_out_note": f"fresh {a.source} studies (data seed {a.data_seed + 1000}), never seen in "
-                                    "training or validation"}
-        print(json.dumps(metrics["held_out"], indent=1), flush=True)
+                   "held_out_note": _held_out_note(a)}
+        if extra:
+            metrics["held_out_calibration"] = _calibration_report(result.model, test, aggregation,
+                                                                  extra["calibration"]["temperature"])
+        print(json.dumps({k: metrics[k] for k in ("held_out", "held_out_calibration") if k in metrics}, indent=1),
+              flush=True)
     training = {"recipe": recipe.to_dict(), "iterations": result.iterations, "steps": result.steps, "best": result.best,
                 "stopped_by_time_limit": result.stopped,
                 "wall_s": round(result.wall_s, 1), "slices_per_s": round(result.slices_per_s, 2),
@@ -163,8 +215,53 @@ def cmd_train(a: argparse.Namespace) -> None:
                 if a.source == "phantom" else None}
     if a.out.exists() and a.overwrite:
         shutil.rmtree(a.out)
-    write_bundle(result.model, a.out, _meta(a, a.name, data, metrics, training))
+    write_bundle(result.model, a.out, {**_meta(a, a.name, data, metrics, training), **extra})
     print(f"bundle written to {a.out}", flush=True)
+
+
+def _held_out(a: argparse.Namespace, classes: tuple[str, ...]) -> SliceSet | None:
+    """Studies never seen in training or validation: fresh phantom/toy seeds, or held-out real backgrounds (and
+    fresh phantom patients) with freshly simulated lesions."""
+    if a.source == "simulated":
+        if not a.test_backgrounds and not a.test_studies:
+            return None
+        records = _simulated(a, classes, a.test_backgrounds, a.test_studies, a.data_seed + 1000, a.test_per_class)
+        return build_slice_set(records, classes, PrepConfig(size=a.size, max_slices=a.max_slices))
+    if not a.test_studies:
+        return None
+    return _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
+
+
+def _held_out_note(a: argparse.Namespace) -> str:
+    if a.source == "simulated":
+        return (f"real backgrounds never seen in training ({a.test_backgrounds or 'none'}) and {a.test_studies} "
+                f"fresh phantom patients, with freshly simulated lesions (data seed {a.data_seed + 1000})")
+    return f"fresh {a.source} studies (data seed {a.data_seed + 1000}), never seen in training or validation"
+
+
+def _calibrate(model: torch.nn.Module, train_set: SliceSet, val_set: SliceSet,
+               aggregation: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's ``calibration`` (temperature on validation studies) and ``domain`` blocks."""
+    classes = list(val_set.classes)
+    val_logits, val_features = logits_and_features(model, val_set.images)
+    _, train_features = logits_and_features(model, train_set.images)
+    temperature = fit_temperature(val_logits, val_set.study, val_set.study_labels, classes, aggregation)
+    before = study_probabilities(val_logits, val_set.study, classes, aggregation, 1.0)
+    after = study_probabilities(val_logits, val_set.study, classes, aggregation, temperature)
+    return {"calibration": {"temperature": round(temperature, 4), "method": "temperature scaling, study-level NLL",
+                            "validation_ece_before": round(expected_calibration_error(val_set.study_labels, before), 4),
+                            "validation_ece_after": round(expected_calibration_error(val_set.study_labels, after), 4)},
+            "domain": fit_domain(train_features, val_features, val_set.study)}
+
+
+def _calibration_report(model: torch.nn.Module, test: SliceSet, aggregation: dict[str, Any],
+                        temperature: float) -> dict[str, float]:
+    logits, _ = logits_and_features(model, test.images)
+    classes = list(test.classes)
+    return {"ece_before": round(expected_calibration_error(
+                test.study_labels, study_probabilities(logits, test.study, classes, aggregation, 1.0)), 4),
+            "ece_after": round(expected_calibration_error(
+                test.study_labels, study_probabilities(logits, test.study, classes, aggregation, temperature)), 4)}
 
 
 def cmd_crossval(a: argparse.Namespace) -> None:
@@ -207,18 +304,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--name", default="custom")
     p.add_argument("--version", default="1")
-    p.add_argument("--test-studies", type=int, default=0, help="phantom/toy: held-out studies from a fresh seed")
+    p.add_argument("--test-studies", type=int, default=0,
+                   help="phantom/toy: held-out studies from a fresh seed; simulated: fresh phantom patients held out")
+    p.add_argument("--test-per-class", type=int, default=4, help="simulated: held-out studies per class per background")
     _add_bundle_run(p, "var/training/run")
     p.set_defaults(func=cmd_train)
 
     # The shipped bundles: the train command with pinned values (see each bundle's MODEL_CARD.md).
     for command, preset in SHIPPED.items():
         p = sub.add_parser(command, help=f"train the shipped models/{preset['name']} bundle (fixed seeds)")
-        _add_source(p, studies=preset["studies"])
+        _add_source(p, studies=preset.get("studies", 60))
         _add_recipe(p, iterations=preset["iterations"], val_every=preset["val_every"], patience=preset["patience"])
         p.add_argument("--out", type=Path, default=Path("models") / preset["name"])
         p.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
-        p.add_argument("--test-studies", type=int, default=60)
+        p.add_argument("--test-studies", type=int, default=preset.get("test_studies", 60))
+        p.add_argument("--test-per-class", type=int, default=4, help="simulated: held-out studies per class per background")
         _add_bundle_run(p, f"var/training/{preset['name']}")
         p.set_defaults(func=cmd_train, **preset)
 

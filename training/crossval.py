@@ -50,9 +50,9 @@ class CrossvalConfig:
 
 
 def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
-                device: str | torch.device = "cpu") -> dict[str, Any]:
+                device: str | torch.device = "cpu", temperature: float = 1.0) -> dict[str, Any]:
     """Slice- and study-level labels and probabilities of every classifier of ``model`` on ``data``."""
-    probs = predict(model, data.images, device=device)
+    probs = predict(model, data.images, device=device, temperature=temperature)
     labels = data.labels.numpy()
     out: dict[str, Any] = {"slice": {"labels": labels, "probs": probs}, "study": {"probs": {}}}
     for name, p in probs.items():
@@ -70,9 +70,9 @@ def score(pred: dict[str, Any], classes: tuple[str, ...]) -> dict[str, Any]:
 
 
 def evaluate(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
-             device: str | torch.device = "cpu") -> dict[str, Any]:
+             device: str | torch.device = "cpu", temperature: float = 1.0) -> dict[str, Any]:
     """:func:`score` of ``model``'s predictions on ``data``."""
-    return score(predictions(model, data, aggregation, device), data.classes)
+    return score(predictions(model, data, aggregation, device, temperature), data.classes)
 
 
 def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,

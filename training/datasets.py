@@ -75,6 +75,8 @@ class StudyRecord:
     lung_mask: np.ndarray | None = None
     spacing_mm: tuple[float, float, float] | None = None
     boxes: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""  # where the study comes from (e.g. lidc, tcia, phantom): leave-one-source-out checks
+    lesion_mask: np.ndarray | None = None  # voxel truth of simulated pneumonia, when known
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,9 @@ def _has_scales(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
-            device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """Softmax probabilities (N, K) of the joint classifier (``"joint"``) and, for MultiScaleVGG, of each scale."""
+            device: torch.device | str = "cpu", temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """Softmax probabilities (N, K) of the joint classifier (``"joint"``) and, for MultiScaleVGG, of each scale;
+    the joint logits are divided by the bundle's calibration ``temperature`` first, as the pipeline does."""
     device = torch.device(device)
     model = model.to(device).eval()
     wrapped = _Outputs(model)
@@ -141,7 +142,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
     for start in range(0, images.shape[0], batch_size):
         x = images[start:start + batch_size].to(device).float()[:, None]
         for name, scores in zip(names, wrapped(x)):
-            out[name].append(torch.softmax(scores.float(), dim=1).cpu().numpy())
+            scores = scores.float() / (temperature if name == "joint" else 1.0)
+            out[name].append(torch.softmax(scores, dim=1).cpu().numpy())
     k = getattr(model, "num_classes", 0)
     return {n: np.concatenate(v) if v else np.zeros((0, k)) for n, v in out.items()}
 

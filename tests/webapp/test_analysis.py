@@ -71,7 +71,7 @@ def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worke
     assert run.model_sha256 == file_sha256(tiny_bundle / WEIGHTS_FILE)
     assert set(run.probabilities) == {"NP", "CAP", "COVID"} and run.label in run.probabilities
     assert run.uncertainty == pytest.approx(1 - max(run.probabilities.values()))
-    assert run.result["schema"] == "lungscope.analysis/1" and run.label == "COVID"
+    assert run.result["schema"] == "lungscope.analysis/2" and run.label == "COVID"
 
     instances = {i.sop_instance_uid: i for i in Instance.objects.filter(series__study=study)}
     slices = list(run.slices.all())

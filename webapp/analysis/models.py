@@ -48,7 +48,7 @@ class AnalysisRun(models.Model):
     domain_outside = models.BooleanField(null=True, blank=True, db_index=True)
     lung_volume_ml = models.FloatField(null=True, blank=True)
     timings_s = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/1 or /2 object
+    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/2 object (/1 for older runs)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,110 @@
+"""Severity in Hounsfield units: the percentage of opacity (PO) and of high opacity (PHO) inside the lungs.
+
+Why: the saliency-area "infection %" is the area of a sparse attribution threshold, not a measurement. Published
+CT severity scores (Chaganti et al. 2020, Radiology: AI) measure the lung volume at opacity densities instead:
+
+* **opacity**: lung voxels between -750 and +150 HU (ground glass, -750..-200, and consolidation, -200..+150);
+* **high opacity**: the consolidation part (>= -200 HU), which hides the vessels;
+* **vessels and airway walls are excluded**: they are also dense, but thin. An in-plane opening with a disk of
+  ``structure_mm`` diameter removes structures thinner than it, and a voxel counts only where the surrounding lung
+  (a Gaussian of ``context_mm``) is itself raised above aerated-lung density, which a single vessel in healthy lung
+  is not.
+
+The classifier decides which opacities are disease-like (``inference.pipeline``: only slices it calls diseased
+count, so dependent density or a nodule in a slice it calls normal does not); this module gives the amount.
+Per lung: the lung mask's two largest components, split at the midline when they touch, left/right in the
+patient's sense when the image is in the usual radiological orientation (patient left on the image's right).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["GGO", "CONSOLIDATION", "GGO_HU", "HIGH_HU", "opacity_labels", "percentages", "lung_sides", "aerated_baseline"]
+
+GGO, CONSOLIDATION = 1, 2
+GGO_HU = (-750.0, -200.0)
+HIGH_HU = (-200.0, 150.0)
+#: Scanners, kernels, dose and inspiration move aerated lung between about -900 and -750 HU, so the thresholds
+#: are also taken relative to this study's own aerated-lung level (the mode of the lung histogram, as the sliding
+#: window W(Q, S) does for the classifier): a voxel is opacity only when it is at least ``GGO_ABOVE_BASELINE`` above
+#: it, and its surroundings at least ``CONTEXT_ABOVE_BASELINE``.
+GGO_ABOVE_BASELINE = 170.0
+CONTEXT_ABOVE_BASELINE = 110.0
+
+
+def aerated_baseline(hu: np.ndarray, lung: np.ndarray) -> float:
+    """The study's aerated-lung level: the mode (10 HU bins) of its lung voxels between -1000 and -500 HU."""
+    values = hu[lung]
+    values = values[(values > -1000) & (values < -500)]
+    if values.size == 0:
+        return -850.0
+    counts, edges = np.histogram(values, bins=50, range=(-1000, -500))
+    return float(edges[int(np.argmax(counts))] + 5.0)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (yy * yy + xx * xx) <= radius * radius + 0.5
+
+
+def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, structure_mm: float = 3.0,
+                   context_mm: float = 4.0, baseline: float | None = None) -> np.ndarray:
+    """uint8 labels like ``hu`` (2D or 3D): 0 none, 1 ground glass, 2 consolidation; only inside ``lung``.
+
+    ``baseline``: the study's aerated-lung level (:func:`aerated_baseline`), measured here when not given (give it
+    when labelling one slice of a study, so every slice uses the whole study's level)."""
+    hu = np.asarray(hu, dtype=np.float32)
+    lung = np.asarray(lung, dtype=bool)
+    squeeze = hu.ndim == 2
+    if squeeze:
+        hu, lung = hu[None], lung[None]
+    out = np.zeros(hu.shape, dtype=np.uint8)
+    disk = _disk(structure_mm / 2.0 / max(pixel_mm, 1e-3))
+    baseline = aerated_baseline(hu, lung) if baseline is None else baseline
+    sigma = context_mm / max(pixel_mm, 1e-3)
+    for z in range(hu.shape[0]):
+        if not lung[z].any():
+            continue
+        inside = lung[z]
+        dense = inside & (hu[z] >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu[z] <= HIGH_HU[1])
+        if not dense.any():
+            continue
+        dense = ndimage.binary_opening(dense, structure=disk)
+        # Mean HU of the surrounding lung only (normalised convolution: the chest wall does not leak in).
+        weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
+        context = ndimage.gaussian_filter(np.where(inside, np.clip(hu[z], -1024, 150), 0).astype(np.float32), sigma)
+        dense &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
+        out[z][dense] = GGO
+        out[z][dense & (hu[z] >= HIGH_HU[0])] = CONSOLIDATION
+    return out[0] if squeeze else out
+
+
+def lung_sides(lung: np.ndarray) -> np.ndarray:
+    """int8 like ``lung``: 1 for the lung on the image's left half (patient right), 2 the other, 0 outside."""
+    lung = np.asarray(lung, dtype=bool)
+    cols = np.flatnonzero(lung.reshape(-1, lung.shape[-1]).any(axis=0))
+    out = np.zeros(lung.shape, dtype=np.int8)
+    if cols.size == 0:
+        return out
+    mid = (cols[0] + cols[-1] + 1) // 2
+    out[..., :mid][lung[..., :mid]] = 1
+    out[..., mid:][lung[..., mid:]] = 2
+    return out
+
+
+def percentages(labels: np.ndarray, lung: np.ndarray) -> dict[str, object]:
+    """``{"percent", "high_percent", "per_lung": {"left", "right"}}`` of the lung volume (voxel counts)."""
+    lung = np.asarray(lung, dtype=bool)
+    total = int(lung.sum())
+
+    def pct(part: int, whole: int) -> float:
+        return round(100.0 * part / whole, 3) if whole else 0.0
+
+    sides = lung_sides(lung)
+    opaque = labels > 0
+    right, left = sides == 1, sides == 2  # image left = patient right (radiological convention)
+    return {"percent": pct(int(opaque.sum()), total), "high_percent": pct(int((labels == CONSOLIDATION).sum()), total),
+            "per_lung": {"left": pct(int((opaque & left).sum()), int(left.sum())),
+                         "right": pct(int((opaque & right).sum()), int(right.sum()))}}
