@@ -65,7 +65,7 @@ def test_worklist_and_viewer_show_opacity_and_the_outside_flag(page, plain_world
 
     # The slice with the most opacity (no maps stored: the run was analysed without saliency).
     shown = max(run.slices.all(), key=lambda s: s.opacity_px)
-    labels = maps.load_opacity_mask(run.pk)[shown.index]
+    labels = maps.load_opacity_slice(run.pk, shown.index)
     go_to_slice(page, slice_index(covid, shown.sop_instance_uid))
     before = viewport_pixels(page)
     page.keyboard.press("o")

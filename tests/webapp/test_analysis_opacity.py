@@ -48,13 +48,18 @@ def test_the_run_its_slices_and_the_study_store_opacity_and_the_domain_verdict(a
     assert [s["opacity_px"] for s in body["slices"]] == [s["opacity_px"] for s in doc["slices"]]
 
     # The run's whole label volume is kept, and each slice's maps file holds that slice's labels.
-    labels = maps.load_opacity_mask(run.pk)
+    labels = stored_labels(run)
     assert labels.shape == (SLICES, SIZE, SIZE) and labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1, 2}
     for s in run.slices.all():
         assert s.maps, "every lung slice got maps"
         with default_storage.open(s.maps.name, "rb") as fh, np.load(io.BytesIO(fh.read())) as npz:
             assert np.array_equal(npz["opacity"], labels[s.index])
         assert s.opacity_px == int((labels[s.index] > 0).sum())
+
+
+def stored_labels(run: AnalysisRun) -> np.ndarray:
+    """The run's opacity label volume as stored beside its maps."""
+    return np.stack([maps.load_opacity_slice(run.pk, z) for z in range(SLICES)])
 
 
 def png_labels(response) -> np.ndarray:
@@ -71,7 +76,7 @@ def png_labels(response) -> np.ndarray:
 
 def test_the_opacity_png_of_any_lung_slice(analysed, annotator):  # noqa: F811
     study, run = analysed
-    labels = maps.load_opacity_mask(run.pk)
+    labels = stored_labels(run)
     index = max(run.slices.all(), key=lambda s: s.opacity_px).index
     url = f"/api/analysis-runs/{run.pk}/slices/{{}}/maps/opacity.png"
     response = annotator.get(url.format(index))
@@ -91,7 +96,7 @@ def test_the_opacity_png_of_any_lung_slice(analysed, annotator):  # noqa: F811
     # A run stored before the labels were kept (schema /1): measured again on the run's lungs and HU, and kept.
     default_storage.delete(maps.opacity_mask_name(run.pk))
     assert np.array_equal(png_labels(annotator.get(url.format(index))), labels[index])
-    assert np.array_equal(maps.load_opacity_mask(run.pk)[index], labels[index])
+    assert np.array_equal(maps.load_opacity_slice(run.pk, index), labels[index])
 
     missing = annotator.get(url.format(SLICES + 3), HTTP_ACCEPT="image/png")
     assert missing.status_code == 404 and "has no slice" in missing.json()["detail"]

@@ -283,9 +283,9 @@ def slice_opacity(slice_result: SliceResult) -> np.ndarray:
         if labels is not None:
             return labels
     index, run = slice_result.index, slice_result.run
-    mask = maps.load_opacity_mask(run.pk)
-    if mask is not None:
-        return mask[index]
+    labels = maps.load_opacity_slice(run.pk, index)
+    if labels is not None:
+        return labels
     from inference.opacity import opacity_labels
 
     volume = readable_volume(run)
