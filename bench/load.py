@@ -35,7 +35,8 @@ WORKLIST_URL = "/api/studies/?limit=50&ordering=-ai_uncertainty"
 
 def bulk_worklist(total: int, decided_by) -> None:
     """Add bulk-created studies until there are ``total``: each with two succeeded runs (the worklist shows the
-    latest) and every other one with a decision, so every worklist column has something to join."""
+    latest; one study in 20 outside the model's experience) and every other one with a decision, so every worklist
+    column has something to join."""
     from django.db import connection
 
     from webapp.analysis.models import AnalysisRun
@@ -50,7 +51,8 @@ def bulk_worklist(total: int, decided_by) -> None:
         (Study(study_instance_uid=f"2.25.{9000000 + i}", patient=p, study_date="20240101", status="ai_done",
                accession_number=f"B{i}") for i, p in enumerate(patients, start=start)), batch_size=2000)
     AnalysisRun.objects.bulk_create(
-        (AnalysisRun(study=s, model_name="bulk", status="succeeded", label=label, probability=p, uncertainty=1 - p)
+        (AnalysisRun(study=s, model_name="bulk", status="succeeded", label=label, probability=p, uncertainty=1 - p,
+                     opacity_percent=(n % 40) / 2, domain_outside=n % 20 == 0)
          for n, s in enumerate(studies) for label, p in (("CAP", 0.6), ("COVID", 0.5 + (n % 50) / 100))),
         batch_size=4000)
     Decision.objects.bulk_create((Decision(study=s, label="np", decided_by=decided_by) for s in studies[::2]),

@@ -110,7 +110,8 @@ def analysed_study(var: Path, slices: int, size: int) -> int:
         lesion = phantom.lesion_mask[result.index].astype(np.float32)
         heat = lesion + 0.2 * phantom.lung_mask[result.index]
         fake = SliceMaps(joint=heat, ig=[heat] * 3, cams=[heat] * 3, target="COVID")
-        name = maps.save_slice_maps(run.pk, result.index, maps.pack(fake, phantom.lung_mask[result.index]))
+        packed = maps.pack(fake, phantom.lung_mask[result.index], phantom.lesion_mask[result.index].astype(np.uint8))
+        name = maps.save_slice_maps(run.pk, result.index, packed)
         SliceResult.objects.filter(pk=result.pk).update(maps=name)
     print(f"prepared study {study.pk}: {slices} slices of {size}x{size} in {time.perf_counter() - t:.0f} s", flush=True)
     return study.pk

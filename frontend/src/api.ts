@@ -21,6 +21,9 @@ export interface StudyRow {
   ai_probability: number | null;
   ai_uncertainty: number | null;
   infection_percent: number | null;
+  opacity_percent: number | null;
+  /** The latest AI run found the study outside the model's experience: its result is unreliable. */
+  ai_outside: boolean;
   reviewer: string | null;
   decision_label: DecisionLabel | null;
   updated_at: string;
@@ -39,8 +42,11 @@ export interface SliceInfo {
   probabilities: Record<string, number>;
   lung_area_px: number;
   infected_area_px: number;
+  opacity_px: number;
   has_maps: boolean;
 }
+
+export interface Opacity { percent: number; high_percent: number; per_lung: { left: number; right: number } }
 
 export interface Analysis {
   id: number;
@@ -50,6 +56,9 @@ export interface Analysis {
   label: string;
   probabilities: Record<string, number>;
   infection_percent: number | null;
+  /** lungscope.analysis/2; null for older runs. */
+  opacity: Opacity | null;
+  domain: { score: number; threshold: number; outside: boolean } | null;
   lung_volume_ml: number | null;
   series_instance_uid: string;
   created_at: string;

@@ -66,8 +66,11 @@ def test_worker_analyses_a_study_and_a_redelivery_duplicates_nothing(start_worke
     run = AnalysisRun.objects.get(job=job)
     study.refresh_from_db()
     assert (run.status, study.status) == (AnalysisRun.Status.SUCCEEDED, Study.Status.AI_DONE)
-    assert (study.ai_label, study.ai_probability, study.ai_uncertainty, study.infection_percent) == (
-        run.label, run.probability, run.uncertainty, run.infection_percent)  # the worklist's columns
+    assert (study.ai_label, study.ai_probability, study.ai_uncertainty, study.infection_percent,
+            study.opacity_percent, study.ai_outside) == (
+        run.label, run.probability, run.uncertainty, run.infection_percent, run.opacity_percent,
+        bool(run.domain_outside))  # the worklist's columns
+    assert run.opacity_percent == run.result["opacity"]["percent"]
     assert run.model_sha256 == file_sha256(tiny_bundle / WEIGHTS_FILE)
     assert set(run.probabilities) == {"NP", "CAP", "COVID"} and run.label in run.probabilities
     assert run.uncertainty == pytest.approx(1 - max(run.probabilities.values()))
@@ -284,4 +287,5 @@ def test_schema_describes_the_analysis_endpoints():
     png = paths["/api/analysis-runs/{id}/slices/{index}/maps/{kind}.png"]["get"]
     assert "image/png" in png["responses"]["200"]["content"]
     kind = next(p for p in png["parameters"] if p["name"] == "kind")
-    assert set(kind["schema"]["enum"]) == {"joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung"}
+    assert set(kind["schema"]["enum"]) == {"joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung",
+                                           "opacity"}

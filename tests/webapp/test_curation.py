@@ -151,9 +151,11 @@ COCO_SCHEMA = {
 @pytest.fixture
 def corpus(people, tmp_path, storage_dir):  # noqa: F811
     """Three reviewed phantoms (one where the clinician overrules the AI) and one still unreviewed."""
-    covid, covid_id = reviewed_study(tmp_path, people, "COVID", final="covid", ai_label="COVID")
-    cap, cap_id = reviewed_study(tmp_path, people, "CAP", final="cap", ai_label="COVID")  # AI was wrong
-    normal, normal_id = reviewed_study(tmp_path, people, "NP", final="np", ai_label="NP")
+    covid, covid_id = reviewed_study(tmp_path, people, "COVID", final="covid", ai_label="COVID", opacity=22.5,
+                                     outside=False)
+    cap, cap_id = reviewed_study(tmp_path, people, "CAP", final="cap", ai_label="COVID", opacity=7.25,
+                                 outside=True)  # AI was wrong, and said it could not judge
+    normal, normal_id = reviewed_study(tmp_path, people, "NP", final="np", ai_label="NP")  # a /1 run: no figures
     pending, _ = ingest_phantom(tmp_path, "COVID")
     decide(pending, "covid", people.clinician, reviewed=False)
     return {"studies": [covid, cap, normal], "pending": pending, "identities": [covid_id, cap_id, normal_id]}
@@ -167,6 +169,9 @@ def test_dataset_version_freezes_clinician_labels_and_reviewed_boxes(people, cor
     assert set(items) == {s.pk for s in corpus["studies"]}  # the unreviewed study is out by default
     cap = corpus["studies"][1]
     assert items[cap.pk]["final_label"] == "cap" and items[cap.pk]["ai_label"] == "COVID"
+    assert (items[cap.pk]["ai_opacity_percent"], items[cap.pk]["ai_outside"]) == (7.25, True)
+    assert (items[corpus["studies"][2].pk]["ai_opacity_percent"], items[corpus["studies"][2].pk]["ai_outside"]) == \
+        (None, None)
     assert body["summary"]["per_class"] == {"cap": 1, "covid": 1, "np": 1}
     event = AuditEvent.objects.get(action="dataset_version.create", object_id=str(body["id"]))
     assert event.actor == people.admin and event.before is None
@@ -363,8 +368,9 @@ def test_csv_export_identified_and_deidentified(corpus):
     version = create_dataset_version(Criteria(), name="v")
     plain = list(csv.DictReader(io.StringIO(_export(version, "csv", deidentify=False).read("labels.csv").decode())))
     assert {r["patient_id"] for r in plain} == {i.patient_id for i in corpus["identities"]}
-    assert {(r["label"], r["ai_label"], r["agrees_with_ai"]) for r in plain} == {
-        ("covid", "COVID", "true"), ("cap", "COVID", "false"), ("np", "NP", "true")}
+    assert {(r["label"], r["ai_label"], r["agrees_with_ai"], r["ai_opacity_percent"], r["ai_outside"])
+            for r in plain} == {("covid", "COVID", "true", "22.5", "false"), ("cap", "COVID", "false", "7.25", "true"),
+                                ("np", "NP", "true", "", "")}
     archive = _export(version, "csv")
     assert_no_identity(archive, corpus["identities"])
     rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))

@@ -91,11 +91,13 @@ def slices_of(study: Study) -> list[Instance]:
     return list(Instance.objects.filter(series__study=study).order_by("instance_number"))
 
 
-def fake_run(study: Study, label: str = "COVID") -> AnalysisRun:
+def fake_run(study: Study, label: str = "COVID", opacity: float | None = None,
+             outside: bool | None = None) -> AnalysisRun:
     """A finished AI run on the study's series, for tests that do not run the model."""
     series = study.series.get()
     run = AnalysisRun.objects.create(study=study, series=series, model_name="tiny", status=AnalysisRun.Status.SUCCEEDED,
-                                     label=label, probability=0.9, uncertainty=0.1)
+                                     label=label, probability=0.9, uncertainty=0.1, opacity_percent=opacity,
+                                     domain_outside=outside)
     refresh_ai_columns([study.pk])  # what analysis.services does when it writes a result
     return run
 
@@ -121,10 +123,11 @@ def decide(study: Study, label: str, user, reviewed: bool = True) -> Decision:
     return decision
 
 
-def reviewed_study(tmp_path: Path, people: People, label: str, final: str, ai_label: str) -> tuple[Study, Identity]:
+def reviewed_study(tmp_path: Path, people: People, label: str, final: str, ai_label: str,
+                   opacity: float | None = None, outside: bool | None = None) -> tuple[Study, Identity]:
     """A phantom with an AI run, boxes of every provenance/status, and the clinician's decision ``final``."""
     study, identity = ingest_phantom(tmp_path, label)
-    run = fake_run(study, ai_label)
+    run = fake_run(study, ai_label, opacity, outside)
     P, S = Box.Provenance, Box.Status
     add_box(study, 1, P.AI, S.PROPOSED, run=run)  # nobody looked: excluded as unreviewed
     d = study.pk % 7  # boxes differ between studies, so a mix-up between studies shows

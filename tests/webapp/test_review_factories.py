@@ -68,10 +68,11 @@ def make_study(*, patient_id: str | None = None, name: str = "DOE^JANE", accessi
 
 
 def make_run(study: Study, label: str = "COVID", probability: float = 0.9, *, infection: float | None = 12.5,
+             opacity: float | None = None, outside: bool | None = None,
              status: str = AnalysisRun.Status.SUCCEEDED) -> AnalysisRun:
     run = AnalysisRun.objects.create(study=study, model_name="tiny", status=status, label=label,
                                      probability=probability, uncertainty=round(1 - probability, 6),
-                                     infection_percent=infection)
+                                     infection_percent=infection, opacity_percent=opacity, domain_outside=outside)
     refresh_ai_columns([study.pk])  # what analysis.services does when it writes a result
     return run
 

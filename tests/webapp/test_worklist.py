@@ -35,7 +35,8 @@ def test_row_shows_latest_succeeded_run_decision_and_reviewer(users):
                    "decision_label": "covid"}
     assert set(row) == {"id", "study_instance_uid", "patient_id", "patient_name", "study_date", "accession_number",
                         "study_description", "status", "ai_label", "ai_probability", "ai_uncertainty",
-                        "infection_percent", "reviewer", "decision_label", "updated_at"}
+                        "infection_percent", "opacity_percent", "ai_outside", "reviewer", "decision_label",
+                        "updated_at"}
 
 
 def test_study_without_run_or_decision_has_null_ai_and_review_columns(users):

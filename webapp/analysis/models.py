@@ -38,9 +38,17 @@ class AnalysisRun(models.Model):
     probability = models.FloatField(null=True, blank=True)  # probability of ``label``
     uncertainty = models.FloatField(null=True, blank=True, db_index=True)  # 1 - max probability
     infection_percent = models.FloatField(null=True, blank=True)
+    # lungscope.analysis/2: opacity measured in HU inside the lungs (percent of lung volume; high = consolidation),
+    # the severity figure the worklist shows; null for runs of the /1 schema.
+    opacity_percent = models.FloatField(null=True, blank=True)
+    high_opacity_percent = models.FloatField(null=True, blank=True)
+    # The domain model's verdict: outside = the study is unlike what the model was trained on, so its AI result is
+    # unreliable. Null when the bundle has no domain model.
+    domain_score = models.FloatField(null=True, blank=True)
+    domain_outside = models.BooleanField(null=True, blank=True, db_index=True)
     lung_volume_ml = models.FloatField(null=True, blank=True)
     timings_s = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/2 object
+    result = models.JSONField(default=dict, blank=True)  # the lungscope.analysis/2 object (/1 for older runs)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -62,7 +70,8 @@ class SliceResult(models.Model):
     probabilities = models.JSONField(default=dict)
     lung_area_px = models.PositiveIntegerField(default=0)
     infected_area_px = models.PositiveIntegerField(default=0)
-    # npz of float16 maps at original resolution: joint, conv3..5 (IG), cam3..5, lung.
+    opacity_px = models.PositiveIntegerField(default=0)  # GGO + consolidation pixels (schema /2; 0 before)
+    # npz of float16 maps at original resolution: joint, conv3..5 (IG), cam3..5, lung, opacity labels.
     maps = models.FileField(max_length=255, blank=True)
 
     class Meta:

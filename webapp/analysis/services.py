@@ -185,9 +185,11 @@ def execute(run: AnalysisRun, report: Progress) -> None:
                      progress=lambda fraction, message="": report(5 + 85 * fraction, message))
     analysed = time.perf_counter()
     report(90, "storing maps")
-    map_names = {index: maps.save_slice_maps(run.pk, index, maps.pack(slice_maps, result.lung_mask[index]))
+    map_names = {index: maps.save_slice_maps(run.pk, index, maps.pack(slice_maps, result.lung_mask[index],
+                                                                      result.opacity_mask[index]))
                  for index, slice_maps in result.maps.items()}
     maps.save_lung_mask(run.pk, result.lung_mask)
+    maps.save_opacity_mask(run.pk, result.opacity_mask)
     timings = {"load": loaded - started, "analyze": analysed - loaded, "store": time.perf_counter() - analysed}
     store_result(run, series, bundle, volume, result.to_json(), map_names, timings)
     report(100, "done")
@@ -227,6 +229,9 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
         locked.probability = probabilities[prediction["label"]]
         locked.uncertainty = 1.0 - max(probabilities.values())
         locked.infection_percent, locked.lung_volume_ml = doc["infection_percent"], doc["lung_volume_ml"]
+        opacity, domain = doc.get("opacity") or {}, doc.get("domain") or {}  # absent in a /1 document
+        locked.opacity_percent, locked.high_opacity_percent = opacity.get("percent"), opacity.get("high_percent")
+        locked.domain_score, locked.domain_outside = domain.get("score"), domain.get("outside")
         locked.timings_s = {**doc["timings_s"], **{k: round(v, 3) for k, v in timings.items()}}
         locked.result, locked.status, locked.error = doc, AnalysisRun.Status.SUCCEEDED, ""
         locked.finished_at = timezone.now()
@@ -236,7 +241,7 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
             SliceResult(run=locked, index=s["index"], sop_instance_uid=s["sop_instance_uid"] or "",
                         instance_number=s["instance_number"], z_mm=s["z_mm"], probabilities=s["probabilities"],
                         lung_area_px=s["lung_area_px"], infected_area_px=s["infected_area_px"],
-                        maps=map_names.get(s["index"], ""))
+                        opacity_px=s.get("opacity_px", 0), maps=map_names.get(s["index"], ""))
             for s in doc["slices"]
         )
         by_index = {s.index: s for s in slices}
@@ -271,8 +276,53 @@ def slice_map(slice_result: SliceResult, kind: str) -> np.ndarray:
     return maps.unpack(compute_slice_maps(slice_result), kind)
 
 
+def slice_opacity(slice_result: SliceResult) -> np.ndarray:
+    """The opacity labels of any lung slice, without running the model: from the slice's maps file, else the run's
+    opacity mask (zero on the slices the classifier called normal: the pipeline counts opacity only where it sees
+    disease), else, for a run from before the opacity mask existed, measured now on the run's lungs in every slice
+    and stored (the viewer asks for slice after slice, and reading the series once serves them all)."""
+    if slice_result.maps and default_storage.exists(slice_result.maps.name):
+        labels = maps.load_labels(slice_result.maps.name, "opacity")
+        if labels is not None:
+            return labels
+    index, run = slice_result.index, slice_result.run
+    labels = maps.load_opacity_slice(run.pk, index)
+    if labels is not None:
+        return labels
+    from inference.opacity import opacity_labels
+
+    volume = readable_volume(run)
+    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7  # as inference.pipeline
+    mask = opacity_labels(volume.array, run_lungs(run, volume), pixel_mm)
+    maps.save_opacity_mask(run.pk, mask)
+    return mask[index]
+
+
 def map_png(slice_result: SliceResult, kind: str) -> tuple[bytes, float]:
+    """The PNG of one map and its raw maximum: opacity labels in colour, saliency maps as grayscale."""
+    if kind == "opacity":
+        return maps.render_labels_png(slice_opacity(slice_result))
     return maps.render_png(slice_map(slice_result, kind))
+
+
+def run_lungs(run: AnalysisRun, volume: Volume) -> np.ndarray:
+    """The lung mask the run used (stored with it), or the lungs segmented now for a run stored without one."""
+    from inference.lungs import segment_lungs
+
+    lung_mask = maps.load_lung_mask(run.pk)
+    if lung_mask is None or lung_mask.shape != volume.array.shape:
+        lung_mask = segment_lungs(volume)
+    return lung_mask
+
+
+def readable_volume(run: AnalysisRun) -> Volume:
+    """The run's series as a volume, for maps computed after the run; MapsUnavailable when it cannot be read."""
+    if run.series is None:
+        raise MapsUnavailable(f"the series of analysis run {run.pk} has been deleted")
+    try:
+        return load_volume(run.series)
+    except (AnalysisError, FileNotFoundError) as exc:
+        raise MapsUnavailable(f"the images of analysis run {run.pk} cannot be read: {exc}") from exc
 
 
 def compute_slice_maps(slice_result: SliceResult) -> dict[str, np.ndarray]:
@@ -281,7 +331,6 @@ def compute_slice_maps(slice_result: SliceResult) -> dict[str, np.ndarray]:
     Returns the packed maps, so the request that computed them serves them without reading the file back.
     """
     from inference.bundle import BundleError
-    from inference.lungs import segment_lungs
     from inference.pipeline import slice_maps
 
     run = slice_result.run
@@ -289,17 +338,10 @@ def compute_slice_maps(slice_result: SliceResult) -> dict[str, np.ndarray]:
         bundle = bundle_at(run.bundle_path, run.model_sha256)
     except BundleError as exc:
         raise MapsUnavailable(f"the model of analysis run {run.pk} is no longer available: {exc}") from exc
-    if run.series is None:
-        raise MapsUnavailable(f"the series of analysis run {run.pk} has been deleted")
-    try:
-        volume = load_volume(run.series)
-    except (AnalysisError, FileNotFoundError) as exc:
-        raise MapsUnavailable(f"the images of analysis run {run.pk} cannot be read: {exc}") from exc
-    lung_mask = maps.load_lung_mask(run.pk)
-    if lung_mask is None or lung_mask.shape != volume.array.shape:
-        lung_mask = segment_lungs(volume)
+    volume = readable_volume(run)
+    lung_mask = run_lungs(run, volume)
     index = slice_result.index
-    packed = maps.pack(slice_maps(volume, bundle, index, lung_mask), lung_mask[index])
+    packed = maps.pack(slice_maps(volume, bundle, index, lung_mask), lung_mask[index], slice_opacity(slice_result))
     name = maps.save_slice_maps(run.pk, index, packed)
     SliceResult.objects.filter(pk=slice_result.pk).update(maps=name)
     slice_result.maps = name

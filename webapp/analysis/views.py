@@ -111,7 +111,8 @@ class JSONErrorsNegotiation(BaseContentNegotiation):
 
 
 class SliceMapView(generics.GenericAPIView):
-    """One map of one slice as an 8-bit PNG at the slice's size; computed and stored on the first request."""
+    """One map of one slice as a PNG at the slice's size; computed and stored on the first request (the opacity
+    labels of any lung slice without running the model)."""
 
     queryset = AnalysisRun.objects.all()
     content_negotiation_class = JSONErrorsNegotiation
@@ -121,7 +122,9 @@ class SliceMapView(generics.GenericAPIView):
         parameters=[OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=list(MAP_KINDS)),
                     OpenApiParameter("index", int, OpenApiParameter.PATH, description="Slice index in the run.")],
         responses={(200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY, description=(
-            "Grayscale PNG scaled to 0..255 by the map's own maximum, which the X-Map-Max header gives.")),
+            "Grayscale PNG scaled to 0..255 by the map's own maximum, which the X-Map-Max header gives; for kind "
+            "opacity an RGBA PNG of the labels (ground-glass amber, consolidation red, the rest transparent), "
+            "X-Map-Max the largest label.")),
             404: OpenApiResponse(description="Unknown run, slice or map kind, or a run without results."),
             410: OpenApiResponse(description="The model that produced the run is gone; maps cannot be computed.")},
     )

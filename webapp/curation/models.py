@@ -59,6 +59,10 @@ class DatasetItem(_Frozen):
     study_date = models.CharField(max_length=8, blank=True)
     final_label = models.CharField(max_length=16)  # the clinician's Decision label
     ai_label = models.CharField(max_length=16, blank=True)  # the AI's study label, for agreement statistics
+    # The AI's opacity % (lungscope.analysis/2) and whether it found the study outside its experience: a training
+    # set can leave out or weigh the studies the model could not judge. Null when the run did not say.
+    ai_opacity_percent = models.FloatField(null=True, blank=True)
+    ai_outside = models.BooleanField(null=True, blank=True)
     reviewer = models.CharField(max_length=150, blank=True)
     boxes = models.JSONField(default=list)  # surviving boxes: id, sop_instance_uid, x0..y1, label, provenance
     excluded_boxes = models.JSONField(default=dict)  # {"rejected": n, "deleted": n, "unreviewed": n}

@@ -21,7 +21,7 @@ class DatasetItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = DatasetItem
         fields = ["study", "study_instance_uid", "series_instance_uid", "patient_id", "study_date", "final_label",
-                  "ai_label", "reviewer", "boxes", "excluded_boxes"]
+                  "ai_label", "ai_opacity_percent", "ai_outside", "reviewer", "boxes", "excluded_boxes"]
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):

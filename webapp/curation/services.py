@@ -127,6 +127,8 @@ def freeze_study(study: Study) -> dict[str, Any]:
         "study_date": study.study_date,
         "final_label": decision.label,
         "ai_label": run.label if run else "",
+        "ai_opacity_percent": run.opacity_percent if run else None,
+        "ai_outside": run.domain_outside if run else None,
         "reviewer": decision.decided_by.username if decision.decided_by else "",
         "boxes": kept,
         "excluded_boxes": dict(excluded),

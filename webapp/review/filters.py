@@ -20,10 +20,14 @@ class StudyFilter(django_filters.FilterSet):
     ai_label = django_filters.CharFilter(lookup_expr="iexact", help_text="Label of the latest succeeded AI run.")
     reviewer = django_filters.CharFilter(field_name="decision__decided_by__username",
                                          help_text="Username of the clinician who decided the diagnosis.")
+    # A choice rather than a BooleanFilter, whose widget reads any other value as "no filter": ?outside=yes is a 400.
+    outside = django_filters.TypedChoiceFilter(
+        field_name="ai_outside", choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true",
+        help_text="true: studies the latest AI run found outside the model's experience (its result is unreliable).")
 
     class Meta:
         model = Study
-        fields = ["status", "ai_label", "reviewer"]
+        fields = ["status", "ai_label", "reviewer", "outside"]
 
 
 class WorklistSearch(SearchFilter):
@@ -42,11 +46,15 @@ class NullsLastOrdering(OrderingFilter):
     """Rows without a value (no AI run yet) sort last either way, and the primary key breaks ties.
 
     The tie-breaker keeps LimitOffset pages stable; nulls last keeps "least certain first" from opening with
-    studies that have no AI result at all.
+    studies that have no AI result at all. A term in ``view.ordering_leaders`` sorts by its leader first: "least
+    certain first" opens with the studies outside the model's experience, whose result is the least trustworthy
+    of all, and its reverse ends with them.
     """
 
     def filter_queryset(self, request, queryset, view):
         terms = self.get_ordering(request, queryset, view) or ()
+        leaders = getattr(view, "ordering_leaders", {})
+        terms = [key for t in terms for key in (*leaders.get(t, ()), t)]
         ordering = [F(t[1:]).desc(nulls_last=True) if t.startswith("-") else F(t).asc(nulls_last=True)
                     for t in terms]
         return queryset.order_by(*ordering, "-pk")

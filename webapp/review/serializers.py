@@ -22,6 +22,7 @@ class WorklistRowSerializer(serializers.ModelSerializer):
     ai_probability = serializers.FloatField(allow_null=True)
     ai_uncertainty = serializers.FloatField(allow_null=True)
     infection_percent = serializers.FloatField(allow_null=True)
+    opacity_percent = serializers.FloatField(allow_null=True)
     reviewer = serializers.CharField(source="decision.decided_by.username", default=None, allow_null=True)
     decision_label = serializers.CharField(source="decision.label", default=None, allow_null=True)
 
@@ -29,7 +30,7 @@ class WorklistRowSerializer(serializers.ModelSerializer):
         model = Study
         fields = ["id", "study_instance_uid", "patient_id", "patient_name", "study_date", "accession_number",
                   "study_description", "status", "ai_label", "ai_probability", "ai_uncertainty",
-                  "infection_percent", "reviewer", "decision_label", "updated_at"]
+                  "infection_percent", "opacity_percent", "ai_outside", "reviewer", "decision_label", "updated_at"]
         read_only_fields = fields
 
     def to_representation(self, study: Study) -> dict[str, Any]:
@@ -68,7 +69,8 @@ class AnalysisSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisRun
         fields = ["id", "status", "model_name", "model_version", "label", "probability", "probabilities",
-                  "uncertainty", "infection_percent", "lung_volume_ml", "error", "created_at", "finished_at"]
+                  "uncertainty", "infection_percent", "opacity_percent", "high_opacity_percent", "domain_outside",
+                  "lung_volume_ml", "error", "created_at", "finished_at"]
 
 
 class DecisionSerializer(serializers.ModelSerializer):

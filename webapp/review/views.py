@@ -44,7 +44,9 @@ class WorklistMixin:
     filter_backends = [DjangoFilterBackend, WorklistSearch, NullsLastOrdering]
     filterset_class = StudyFilter
     search_fields = ["patient__patient_id", "patient__name", "accession_number"]
-    ordering_fields = ["updated_at", "study_date", "ai_probability", "ai_uncertainty", "infection_percent"]
+    ordering_fields = ["updated_at", "study_date", "ai_probability", "ai_uncertainty", "opacity_percent",
+                       "infection_percent"]
+    ordering_leaders = {"-ai_uncertainty": ("-ai_outside",), "ai_uncertainty": ("ai_outside",)}
     ordering = ["-study_date"]
 
     def get_queryset(self):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -21,7 +22,10 @@ from webapp.studies.models import Study
 
 #: Study column (worklist column) -> AnalysisRun field of the latest succeeded run.
 AI_COLUMNS = {"ai_label": "label", "ai_probability": "probability", "ai_uncertainty": "uncertainty",
-              "infection_percent": "infection_percent"}
+              "infection_percent": "infection_percent", "opacity_percent": "opacity_percent",
+              "ai_outside": "domain_outside"}
+#: Columns that are never null on the study: a run without the figure (no domain model) counts as this value.
+AI_COLUMN_DEFAULTS = {"ai_outside": False}
 
 #: A clinician starting the review (``POST .../start-review/``) of a study in these states moves it to in review.
 OPENABLE = (Study.Status.NEW, Study.Status.AI_DONE)
@@ -38,7 +42,9 @@ def refresh_ai_columns(study_ids: Iterable[int] | None = None) -> int:
     latest = AnalysisRun.objects.filter(study=OuterRef("pk"), status=AnalysisRun.Status.SUCCEEDED).order_by(
         "-created_at", "-pk")
     studies = Study.objects.all() if study_ids is None else Study.objects.filter(pk__in=list(study_ids))
-    return studies.update(**{column: Subquery(latest.values(field)[:1]) for column, field in AI_COLUMNS.items()})
+    values = {column: Subquery(latest.values(field)[:1]) for column, field in AI_COLUMNS.items()}
+    values.update({column: Coalesce(values[column], Value(default)) for column, default in AI_COLUMN_DEFAULTS.items()})
+    return studies.update(**values)
 
 
 @receiver(post_delete, sender=AnalysisRun, dispatch_uid="worklist-run-deleted")

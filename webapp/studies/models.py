@@ -46,14 +46,19 @@ class Study(models.Model):
     ai_probability = models.FloatField(null=True, blank=True)
     ai_uncertainty = models.FloatField(null=True, blank=True)  # 1 - max probability
     infection_percent = models.FloatField(null=True, blank=True)
+    opacity_percent = models.FloatField(null=True, blank=True)  # the severity shown: opacity % of lung volume
+    # The latest succeeded run found the study outside the model's experience (False without a domain verdict), so
+    # "least certain first" can put such studies at the top.
+    ai_outside = models.BooleanField(default=False)  # indexed with ai_uncertainty by migration 0003 (PostgreSQL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
-        # The worklist's "least certain first" indexes (ai_uncertainty DESC/ASC NULLS LAST, id DESC) are created by
-        # migration 0002 on PostgreSQL only: SQLite (the demo's database) cannot index with NULLS LAST.
+        # The worklist's "least certain first" indexes (ai_outside DESC/ASC, ai_uncertainty DESC/ASC NULLS LAST,
+        # id DESC) and opacity indexes (opacity_percent DESC/ASC NULLS LAST, id DESC) are created by migration 0003
+        # on PostgreSQL only: SQLite (the demo's database) cannot index with NULLS LAST.
 
     def __str__(self) -> str:
         return self.study_instance_uid

@@ -18,7 +18,10 @@ export function percent(value: number | null | undefined, digits = 0): string {
   return value == null ? '—' : `${(value * 100).toFixed(digits)}%`;
 }
 
-/** infection_percent is already in percent. */
+/** What the viewer's banner and the worklist's marker say of a study outside the model's experience. */
+export const OUTSIDE_TEXT = "Outside the model's experience: the AI result is unreliable";
+
+/** infection_percent and opacity figures are already in percent. */
 export function infection(value: number | null | undefined): string {
   return value == null ? '—' : `${value.toFixed(1)}%`;
 }

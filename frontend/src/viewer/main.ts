@@ -8,7 +8,8 @@ import { el, toast } from '../ui/toast';
 import { BoxLayer } from './boxes';
 import { initCornerstone } from './cornerstone';
 import { DecisionPanel } from './decision';
-import { legendGradient, MAP_KINDS, MapOverlays, type MapKind } from './overlays';
+import { renderOpacityPanel, renderOutsideBanner } from './measures';
+import { legendGradient, MAP_KINDS, MapOverlays, OPACITY_LEGEND, type MapKind } from './overlays';
 import { bindShortcuts, type Shortcut } from './shortcuts';
 import { SliceStrip } from './strip';
 import { CtViewport, PRESETS, type LeftTool, type PresetName } from './viewport';
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
   const canDecide = roles.has('clinician') || roles.has('admin');
   const worklist = worklistQuery(location.search);
   renderHeader(study, me, worklist);
+  renderOutsideBanner($('#outside-banner'), analysis);
+  renderOpacityPanel($('#opacity-panel'), analysis);
 
   const series = pickSeries(study, analysis);
   if (!series?.instances.length) {
@@ -46,7 +49,7 @@ async function main(): Promise<void> {
   await view.load(start);
   bindSliceControls(view);
 
-  const maps = analysis ? new MapOverlays(view, analysis.id, slices, viewportEl) : null;
+  const maps = analysis ? new MapOverlays(view, analysis.id, slices, viewportEl, analysis.opacity != null) : null;
   const boxes = new BoxLayer(view, studyId, canBoxes);
   const strip = analysis ? new SliceStrip($<HTMLCanvasElement>('#slice-strip'), view, slices, analysis.label) : null;
   const decision = new DecisionPanel($('#decision-panel'), studyId, analysis, study.decision, canDecide, worklist,
@@ -72,6 +75,7 @@ async function main(): Promise<void> {
     shortcuts.push(
       { keys: ['h'], help: 'Toggle the saliency heatmap', run: () => toggleMap(maps, 'joint') },
       { keys: ['g'], help: 'Toggle the lung outline', run: () => toggleMap(maps, 'lung') },
+      { keys: ['o'], help: 'Toggle the opacity overlay (GGO / consolidation)', run: () => toggleMap(maps, 'opacity') },
     );
   }
   if (canBoxes) {
@@ -216,6 +220,13 @@ function renderOverlayControls(panel: HTMLElement, maps: MapOverlays): void {
       const legend = panel.appendChild(el('div', 'legend'));
       legend.append(el('span', 'muted', 'low'), el('span', 'ramp'), el('span', 'muted', 'high saliency'));
       (legend.querySelector('.ramp') as HTMLElement).style.background = legendGradient();
+    }
+    if (kind === 'opacity') {
+      const legend = panel.appendChild(el('div', 'legend opacity-legend'));
+      for (const { label: text, colour } of OPACITY_LEGEND) {
+        legend.appendChild(el('span', 'swatch')).style.background = colour;
+        legend.appendChild(el('span', 'muted', text));
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
-// Saliency overlays: the joint heatmap, each scale's IG map and CAM, and the lung outline. Maps come from the
-// server as 8-bit grayscale PNGs at the slice's size, are colourised once into canvases, cached, and drawn over
-// the image with the viewport's pixel transform, so they follow zoom and pan.
+// Saliency overlays: the joint heatmap, each scale's IG map and CAM, the lung outline, and the opacity labels. Maps
+// come from the server as 8-bit grayscale PNGs at the slice's size (the opacity labels already in colour), are
+// colourised once into canvases, cached, and drawn over the image with the viewport's pixel transform, so they follow
+// zoom and pan.
 
 import type { SliceInfo } from '../api';
 import { el } from '../ui/toast';
@@ -9,6 +10,7 @@ import type { CtViewport } from './viewport';
 
 export const MAP_KINDS = [
   { kind: 'joint', label: 'Saliency (joint)', opacity: 0.5 },
+  { kind: 'opacity', label: 'Opacity (GGO / consolidation)', opacity: 0.45 },
   { kind: 'conv3', label: 'IG conv3', opacity: 0.5 },
   { kind: 'conv4', label: 'IG conv4', opacity: 0.5 },
   { kind: 'conv5', label: 'IG conv5', opacity: 0.5 },
@@ -18,6 +20,12 @@ export const MAP_KINDS = [
   { kind: 'lung', label: 'Lung outline', opacity: 0.8 },
 ] as const;
 export type MapKind = (typeof MAP_KINDS)[number]['kind'];
+
+/** The server's colours of the opacity labels (webapp/analysis/maps.py OPACITY_COLOURS), for the legend. */
+export const OPACITY_LEGEND = [
+  { label: 'Ground-glass (GGO)', colour: '#ffc400' },
+  { label: 'Consolidation', colour: '#e61e3c' },
+] as const;
 
 const CACHE_LIMIT = 600;
 const PREFETCH_PARALLEL = 4;
@@ -37,6 +45,8 @@ export class MapOverlays {
     private readonly runId: number,
     private readonly slices: (SliceInfo | undefined)[],
     host: HTMLElement,
+    /** The run measured opacity (schema /2): a slice with opacity_px 0 has nothing to fetch. */
+    private readonly opacityMeasured = false,
   ) {
     this.layer = new OverlayCanvas(host, 'maps-layer');
     this.spinner = host.appendChild(el('div', 'map-spinner', 'computing maps…'));
@@ -64,7 +74,8 @@ export class MapOverlays {
     let entry = this.cache.get(key);
     if (!entry) {
       const slice = this.slices[index];
-      entry = slice ? fetchMap(this.runId, slice.index, kind) : Promise.resolve(null);
+      const blank = kind === 'opacity' && this.opacityMeasured && slice?.opacity_px === 0;
+      entry = slice && !blank ? fetchMap(this.runId, slice.index, kind) : Promise.resolve(null);
       entry.then((canvas) => { this.ready.set(key, canvas); }, () => { this.cache.delete(key); });
       this.cache.set(key, entry);
       if (this.cache.size > CACHE_LIMIT) {
@@ -76,10 +87,11 @@ export class MapOverlays {
     return entry;
   }
 
-  /** Fetch the maps the server already holds, nearest to the current slice first. */
+  /** Fetch the maps the server already holds (opacity: the slices with some), nearest to the current slice first. */
   private async prefetch(kind: MapKind): Promise<void> {
     const here = this.view.index;
-    const order = this.slices.map((s, i) => ({ s, i })).filter(({ s }) => s?.has_maps)
+    const held = (s: SliceInfo | undefined) => (kind === 'opacity' ? (s?.opacity_px ?? 0) > 0 : s?.has_maps);
+    const order = this.slices.map((s, i) => ({ s, i })).filter(({ s }) => held(s))
       .sort((p, q) => Math.abs(p.i - here) - Math.abs(q.i - here)).map(({ i }) => i);
     const worker = async () => {
       while (order.length && this.isOn(kind)) await this.load(kind, order.shift()!).catch(() => null);
@@ -133,6 +145,7 @@ async function fetchMap(runId: number, index: number, kind: MapKind): Promise<HT
   const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
+  if (kind === 'opacity') return canvas; // coloured by the server
   const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
   if (kind === 'lung') outline(image);
   else colourise(image);

@@ -2,7 +2,7 @@
 // carry them to the viewer, whose "next case" asks the server for the next study in that same list and whose way
 // back returns to it.
 
-export const WORKLIST_FILTERS = ['status', 'ai_label', 'reviewer', 'search', 'ordering'] as const;
+export const WORKLIST_FILTERS = ['status', 'ai_label', 'outside', 'reviewer', 'search', 'ordering'] as const;
 
 /** The worklist parameters of a query string (``location.search``), without paging or anything else. */
 export function worklistQuery(search: string): URLSearchParams {

@@ -1,7 +1,7 @@
 // Renders worklist rows; a row opens the viewer, carrying the list's filters and sort (for its "next case").
 
 import type { Job, StudyRow } from '../api';
-import { classText, dicomDate, infection, percent, relativeTime, STATUS_TEXT, DECISION_TEXT } from '../ui/format';
+import { classText, dicomDate, infection, OUTSIDE_TEXT, percent, relativeTime, STATUS_TEXT, DECISION_TEXT } from '../ui/format';
 import { el } from '../ui/toast';
 import { withQuery } from './query';
 
@@ -30,6 +30,10 @@ function renderRow(row: StudyRow, job: Job | undefined, worklist: URLSearchParam
   if (row.ai_label) {
     ai.append(el('span', `label label-${row.ai_label.toLowerCase()}`, classText(row.ai_label)), ' ', el('span', 'muted', percent(row.ai_probability)));
   } else ai.textContent = '—';
+  if (row.ai_outside) {
+    const flag = ai.appendChild(el('span', 'outside-flag', 'outside'));
+    flag.title = OUTSIDE_TEXT;
+  }
 
   const status = el('td');
   status.appendChild(el('span', `badge badge-${row.status}`, STATUS_TEXT[row.status] ?? row.status));
@@ -45,7 +49,7 @@ function renderRow(row: StudyRow, job: Job | undefined, worklist: URLSearchParam
     el('td', '', dicomDate(row.study_date)),
     el('td', 'muted', row.study_description || '—'),
     ai,
-    el('td', 'num', infection(row.infection_percent)),
+    el('td', 'num opacity', infection(row.opacity_percent)),
     status,
     el('td', '', [row.reviewer, row.decision_label && `(${DECISION_TEXT[row.decision_label]})`].filter(Boolean).join(' ') || '—'),
     el('td', 'muted', relativeTime(row.updated_at)),

@@ -1,4 +1,5 @@
-"""Study-level labels as one CSV: the clinician's final label beside the AI's, reviewer and box count.
+"""Study-level labels as one CSV: the clinician's final label beside the AI's (with its opacity % and whether the
+study was outside the model's experience; empty when the AI did not say), reviewer and box count.
 
 The study date is written only for identified exports; de-identified ones leave it empty.
 """
@@ -9,7 +10,8 @@ from typing import Any
 
 from . import ExportContext, Sink
 
-COLUMNS = ["study_id", "patient_id", "study_date", "label", "ai_label", "agrees_with_ai", "reviewer", "boxes"]
+COLUMNS = ["study_id", "patient_id", "study_date", "label", "ai_label", "agrees_with_ai", "ai_opacity_percent",
+           "ai_outside", "reviewer", "boxes"]
 
 
 def write(items, sink: Sink, context: ExportContext) -> dict[str, Any]:
@@ -26,6 +28,8 @@ def write(items, sink: Sink, context: ExportContext) -> dict[str, Any]:
             "label": item.final_label,
             "ai_label": item.ai_label,
             "agrees_with_ai": "" if not item.ai_label else str(item.ai_label.lower() == item.final_label).lower(),
+            "ai_opacity_percent": "" if item.ai_opacity_percent is None else item.ai_opacity_percent,
+            "ai_outside": "" if item.ai_outside is None else str(item.ai_outside).lower(),
             "reviewer": item.reviewer,
             "boxes": len(item.boxes),
         })
