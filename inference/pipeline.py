@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .boxes import BOX_LABELS, Box, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
+from .boxes import BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
 from .bundle import DEFAULT_META, Bundle
 from .domain import assess
 from .io import Volume
@@ -254,9 +254,8 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
                 box_label = BOX_LABELS.get(predicted[i], "other")
                 lesions = extract_lesions(joint224, geometries[k], lung_mask[k], box_label, min_area)
                 slices[i].infected_area_px = lesions.infected_area_px
-                slices[i].boxes = (opacity_boxes(opacity_mask[k], lesions.positive, box_label, min_box_px,
-                                                 1.0 - _np_probability(classes, probs[i]))
-                                   if volume.is_hu else lesions.boxes)
+                slices[i].boxes = _boxes(lesions, opacity_mask[k], box_label, min_box_px,
+                                         1.0 - _np_probability(classes, probs[i]), volume.is_hu)
             report(0.3 + 0.7 * done / len(explain), f"saliency {done}/{len(explain)}")
     t_saliency = time.perf_counter()
 
@@ -293,6 +292,13 @@ def _input_json(volume: Volume) -> dict[str, Any]:
     return {"path": volume.path, "kind": volume.kind, "study_instance_uid": volume.study_instance_uid,
             "series_instance_uid": volume.series_instance_uid, "n_slices": volume.n_slices,
             "spacing_mm": None if volume.spacing_mm is None else [round(float(v), 6) for v in volume.spacing_mm]}
+
+
+def _boxes(lesions: LesionMap, opacity: np.ndarray, label: str, min_px: int, score: float, is_hu: bool) -> list[Box]:
+    """A diseased slice's boxes: the opacity components its saliency points at (HU images); where there is none,
+    the paper's saliency boxes, at half their score, so the annotator still sees where the model looked."""
+    boxes = opacity_boxes(opacity, lesions.positive, label, min_px, score) if is_hu else []
+    return boxes or [Box(b.x0, b.y0, b.x1, b.y1, b.score * (0.5 if is_hu else 1.0), b.label) for b in lesions.boxes]
 
 
 def _np_probability(classes: list[str], vector: np.ndarray) -> float:
