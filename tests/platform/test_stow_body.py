@@ -115,6 +115,7 @@ def gunicorn(transactional_db, settings, storage_dir, tmp_path):
                 time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
 
+    start.servers = servers  # for tests that kill a server
     yield start
     for proc in servers:
         if proc.poll() is None:
@@ -150,3 +151,60 @@ def test_chunked_stow_past_the_size_limit_stops_reading_at_the_limit(gunicorn, t
     assert too_big.status_code == 413, too_big.text
     assert Instance.objects.count() == 2
     assert_no_orphans(storage_dir)
+
+
+def test_a_server_killed_mid_request_leaves_whole_instances_or_none(gunicorn, token, storage_dir, phantom_files):
+    """SIGKILL the server while a STOW body is still arriving: the rows of the first FLUSH_EVERY parts were committed
+    together and are whole (their files hold the bytes sent); the parts after them, written to storage but not yet
+    committed, left no row. Sending the body again stores exactly the missing instances, whole."""
+    import hashlib
+    import threading
+
+    from webapp.studies.ingest import FLUSH_EVERY
+
+    files = [data for _ in range(FLUSH_EVERY // len(phantom_files) + 2) for data in as_new_study(phantom_files)]
+    assert len(files) > FLUSH_EVERY + 4
+    sent = {hashlib.sha256(data).hexdigest() for data in files}
+    base = gunicorn()
+    boundary = uuid.uuid4().hex
+    body = multipart(files, boundary)
+    cut = body.index(f"--{boundary}".encode(), len(multipart(files[:FLUSH_EVERY + 4], boundary)) - 64)
+    release = threading.Event()
+
+    def stalled_body() -> Iterator[bytes]:
+        yield from chunks(body[:cut])  # every part up to FLUSH_EVERY + 4 complete, then the client stalls
+        release.wait(60)
+        yield from chunks(body[cut:])
+
+    def post() -> None:
+        try:
+            requests.post(f"{base}/dicomweb/studies", data=stalled_body(), timeout=60, headers={
+                "Authorization": f"Token {token}", "Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}"})
+        except requests.RequestException:
+            pass  # the server is gone
+
+    client = threading.Thread(target=post)
+    client.start()
+    deadline = time.time() + 60
+    while Instance.objects.count() < FLUSH_EVERY and time.time() < deadline:
+        time.sleep(0.1)
+    deadline = time.time() + 30  # the four parts after the flush reach storage (files only, no rows)
+    while len(list(storage_dir.rglob("*.dcm"))) < FLUSH_EVERY + 4 and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(gunicorn.servers[0].pid, signal.SIGKILL)
+    gunicorn.servers[0].wait(30)
+    release.set()
+    client.join(60)
+
+    def assert_whole() -> None:
+        for instance in Instance.objects.all():
+            data = (storage_dir / instance.file.name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == instance.sha256 and instance.sha256 in sent
+
+    assert Instance.objects.count() == FLUSH_EVERY, "the committed flush stays, nothing after it has a row"
+    assert_whole()
+    response = chunked_stow(f"{gunicorn()}/dicomweb/studies", token, files)
+    assert response.status_code == 200, response.text
+    assert Instance.objects.count() == len(files)
+    assert set(Instance.objects.values_list("sha256", flat=True)) == sent
+    assert_whole()
