@@ -22,6 +22,7 @@ if "pytest" in sys.modules:
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
     os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
+    os.environ.setdefault("LUNGSCOPE_STABLE_STUDY_S", "1")
     # Concurrent test sessions on one machine each get their own test database and broker keys.
     os.environ.setdefault("LUNGSCOPE_TEST_RUN_ID", str(os.getpid()))
 
@@ -138,6 +139,8 @@ LUNGSCOPE_SHARED_DATA = Path(os.environ.get("LUNGSCOPE_SHARED_DATA", BASE_DIR.pa
 # Inference: the active model bundle (a name under models/ or a path) and when to analyse.
 LUNGSCOPE_MODEL = os.environ.get("LUNGSCOPE_MODEL", "default")
 LUNGSCOPE_ANALYZE_ON_INGEST = env_bool("LUNGSCOPE_ANALYZE_ON_INGEST", True)
+# A study is analysed once no instance has arrived for this many seconds (Orthanc's StableAge), however it came.
+LUNGSCOPE_STABLE_STUDY_S = float(os.environ.get("LUNGSCOPE_STABLE_STUDY_S", 10))
 LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | positive | none
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
 
