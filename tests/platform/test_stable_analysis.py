@@ -95,3 +95,29 @@ def test_a_run_asked_for_by_a_person_starts_at_once(storage_dir, phantom_files):
     run = job.analysis_runs.get()
     assert stable.STABLE_AFTER not in job.params
     assert stable.start_when_stable(run) == 0
+
+
+@pytest.mark.worker
+def test_a_real_worker_runs_the_automatic_analysis_once_after_many_deliveries(start_worker, settings, storage_dir,
+                                                                           phantom_files, tmp_path):
+    """Five deliveries, a worker on the gpu queue: the one run waits out the quiet period (1 s here) and succeeds."""
+    from factories import make_tiny_bundle, wait_for_job
+
+    bundle = make_tiny_bundle(tmp_path / "tiny", input_size=[64, 64], saliency={"steps": 4, "min_box_area_px": 4})
+    settings.LUNGSCOPE_ANALYZE_ON_INGEST = True
+    settings.LUNGSCOPE_STABLE_STUDY_S = 1.0
+    settings.LUNGSCOPE_MODEL = str(bundle)
+    files = as_new_study(phantom_files)
+    for start in range(0, len(files), 2):
+        with IngestBatch() as batch:  # transactional_db: on_commit runs at once, as in production
+            for data in files[start:start + 2]:
+                batch.add_file(data, "part.dcm")
+    study = Study.objects.get()
+    (run,) = study.analysis_runs.all()
+    start_worker(queues="gpu", LUNGSCOPE_MODEL=str(bundle), OMP_NUM_THREADS="1")
+    job = wait_for_job(run.job, timeout=240)
+    run.refresh_from_db()
+    assert run.status == AnalysisRun.Status.SUCCEEDED, run.error
+    assert study.analysis_runs.count() == 1
+    assert run.job.started_at >= max(Instance.objects.filter(series__study=study).values_list("created_at", flat=True))
+    assert job.status == "succeeded"
