@@ -190,14 +190,17 @@ _POOL: ProcessPoolExecutor | None = None
 
 
 def _decode_pool() -> ProcessPoolExecutor | None:
-    """The decode processes, started on first use and kept for the next study (forkserver: the children do not
-    inherit the caller's threads, torch's included); None where one process is all there is, or where this process
-    may not have children (a daemonic one, e.g. a Celery prefork child)."""
+    """The decode processes, started on first use and kept for the next study; None where one process is all there
+    is, or where this process may not have children (a daemonic one, e.g. a Celery prefork child).
+
+    Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main module, torch and all, which
+    cost more than the decode saved on a loaded machine; a forked one starts at once, and it only ever runs pydicom
+    and numpy (no torch, no OpenMP), which is what makes forking a threaded process safe here."""
     global _POOL
     if decode_workers() <= 1 or multiprocessing.current_process().daemon:
         return None
     if _POOL is None or _POOL._max_workers != decode_workers():
-        _POOL = ProcessPoolExecutor(decode_workers(), mp_context=multiprocessing.get_context("forkserver"))
+        _POOL = ProcessPoolExecutor(decode_workers(), mp_context=multiprocessing.get_context("fork"))
     return _POOL
 
 
