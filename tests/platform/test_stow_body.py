@@ -208,3 +208,16 @@ def test_a_server_killed_mid_request_leaves_whole_instances_or_none(gunicorn, to
     assert Instance.objects.count() == len(files)
     assert set(Instance.objects.values_list("sha256", flat=True)) == sent
     assert_whole()
+
+    from django.core.management import call_command
+
+    orphans = len(list(storage_dir.rglob("*.dcm"))) - len(files)
+    assert orphans > 0, "the killed request's uncommitted files are still there"
+    out = io.StringIO()
+    call_command("sweep_orphans", stdout=out)  # by default only files an hour old: a delivery may be in progress
+    assert "0 orphan file(s) deleted" in out.getvalue()
+    out = io.StringIO()
+    call_command("sweep_orphans", "--older-than", "0", stdout=out)
+    assert f"{orphans} orphan file(s) deleted" in out.getvalue()
+    assert_no_orphans(storage_dir)
+    assert_whole()
