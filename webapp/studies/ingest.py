@@ -250,8 +250,9 @@ class IngestBatch:
     and are inserted with the others' in one transaction every ``FLUSH_EVERY`` files and when the batch closes
     (one existence query and one multi-row INSERT instead of a query, an INSERT and a commit per file). A file
     lands whole, file and row, or not at all: a crash before the commit leaves no row, and a failed commit
-    deletes the batch's uncommitted files. Results of pending files are final after ``flush``/``close``.
-    Closing queues AI analysis for every study that gained instances (``queue_analysis``).
+    deletes the batch's uncommitted files. Results of pending files are final after ``flush``/``close``: a caller
+    that acknowledges each file on its own before the batch ends (a DIMSE C-STORE response) calls ``flush`` first.
+    Closing hands every study that gained instances to the analysis app, which runs it once it is stable.
     """
 
     def __init__(self, user=None, *, allow_secondary_capture: bool = False, source_label: str = "",
