@@ -177,8 +177,8 @@ def seed(var: Path, phantoms: int, studies: int) -> tuple[dict, dict[str, int]]:
         assert listed == total, (listed, total)
         counts[str(total)] = queries
     plan["worklist_in_process"] = worklist_latency(client, studies)
-    print("worklist in-process at {0} studies: p50 {p50_ms:.1f} ms, p95 {p95_ms:.1f} ms (load average {load_average_1min:.1f})"
-          .format(studies, **plan["worklist_in_process"]), flush=True)
+    print("worklist in-process at {0} studies: p50 {p50_ms:.1f} ms, p95 {p95_ms:.1f} ms "
+          "(load average {load_average_1min:.1f})".format(studies, **plan["worklist_in_process"]), flush=True)
     plan["worklist_count"] = studies
     del os.environ["CELERY_TASK_ALWAYS_EAGER"]  # seeding only: gunicorn inherits this environment
     return plan, counts

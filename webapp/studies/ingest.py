@@ -4,8 +4,9 @@ Every way in (``POST /api/uploads/``, STOW-RS, ``import_dicom``, ``import_images
 to an ``IngestBatch``. A file first passes the checks in ``checks.py`` (from the header out, cheapest first), then
 must agree with the series already stored (hierarchy, rows x columns, orientation). The bytes are then written to
 the storage backend, and the rows of a batch's files are inserted together in one transaction (``FLUSH_EVERY``
-files at a time); files whose rows do not commit are deleted again, so storage files and ``Instance`` rows match. Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate";
-different bytes for a known UID are a "conflict" and never overwrite what is stored.
+files at a time); files whose rows do not commit are deleted again, so storage files and ``Instance`` rows match.
+Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate"; different bytes for a known UID
+are a "conflict" and never overwrite what is stored.
 
 Callers must not wrap ingest in their own transaction: a rollback of an outer block would leave the file behind.
 """
@@ -242,6 +243,7 @@ def _insert_rows(pending: list[Pending], known_series: dict[str, KnownSeries], u
             rows.append(item.instance(series, user))
         Instance.objects.bulk_create(rows)
     return known
+
 
 class IngestBatch:
     """One delivery of files (an upload, a STOW body, an import run, an ingest job, a network association).
