@@ -153,48 +153,57 @@ def test_chunked_stow_past_the_size_limit_stops_reading_at_the_limit(gunicorn, t
     assert_no_orphans(storage_dir)
 
 
-def test_a_server_killed_mid_request_leaves_whole_instances_or_none(gunicorn, token, storage_dir, phantom_files):
+def test_a_server_killed_mid_request_leaves_whole_instances_or_none(gunicorn, token, storage_dir, tmp_path):
     """SIGKILL the server while a STOW body is still arriving: the rows of the first FLUSH_EVERY parts were committed
     together and are whole (their files hold the bytes sent); the parts after them, written to storage but not yet
     committed, left no row. Sending the body again stores exactly the missing instances, whole."""
     import hashlib
     import threading
 
+    from training.phantom import generate_study, write_dicom_series
     from webapp.studies.ingest import FLUSH_EVERY
 
-    files = [data for _ in range(FLUSH_EVERY // len(phantom_files) + 2) for data in as_new_study(phantom_files)]
-    assert len(files) > FLUSH_EVERY + 4
+    # 256 px slices (~130 KB): the server reads the body a MiB at a time, so the parts must outweigh a read
+    series = write_dicom_series(generate_study(7, "COVID", size=256, n_slices=8), tmp_path / "series")
+    files = [data for _ in range(FLUSH_EVERY // len(series) + 2) for data in as_new_study(series)]
+    assert len(files) > FLUSH_EVERY + 8
     sent = {hashlib.sha256(data).hexdigest() for data in files}
     base = gunicorn()
     boundary = uuid.uuid4().hex
     body = multipart(files, boundary)
-    cut = body.index(f"--{boundary}".encode(), len(multipart(files[:FLUSH_EVERY + 4], boundary)) - 64)
+    cut = len(body) - len(f"--{boundary}--\r\n")  # every part sent, the closing delimiter held back
     release = threading.Event()
 
     def stalled_body() -> Iterator[bytes]:
-        yield from chunks(body[:cut])  # every part up to FLUSH_EVERY + 4 complete, then the client stalls
-        release.wait(60)
+        yield from chunks(body[:cut], 256 * 1024)
+        release.wait(300)  # until the server is killed
         yield from chunks(body[cut:])
 
     def post() -> None:
         try:
-            requests.post(f"{base}/dicomweb/studies", data=stalled_body(), timeout=60, headers={
+            requests.post(f"{base}/dicomweb/studies", data=stalled_body(), timeout=300, headers={
                 "Authorization": f"Token {token}", "Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}"})
         except requests.RequestException:
             pass  # the server is gone
 
+    def files_now() -> int:
+        return len(list(storage_dir.rglob("*.dcm")))
+
     client = threading.Thread(target=post)
     client.start()
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while Instance.objects.count() < FLUSH_EVERY and time.time() < deadline:
-        time.sleep(0.1)
-    deadline = time.time() + 30  # the four parts after the flush reach storage (files only, no rows)
-    while len(list(storage_dir.rglob("*.dcm"))) < FLUSH_EVERY + 4 and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.2)
+    seen, steady_since = files_now(), time.time()
+    while time.time() - steady_since < 3 and time.time() < deadline:  # the parts after the flush reach storage
+        time.sleep(0.2)
+        if files_now() != seen:
+            seen, steady_since = files_now(), time.time()
     os.killpg(gunicorn.servers[0].pid, signal.SIGKILL)
     gunicorn.servers[0].wait(30)
     release.set()
     client.join(60)
+    assert files_now() > FLUSH_EVERY, "some parts after the flush were written before the kill"
 
     def assert_whole() -> None:
         for instance in Instance.objects.all():
