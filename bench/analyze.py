@@ -1,9 +1,11 @@
 """Benchmark: end-to-end analysis of a 128-slice 512x512 phantom chest CT on CPU, per stage, per saliency mode.
 
     .venv/bin/python bench/analyze.py [--threads 2] [--slices 128] [--size 512] [--quick N] [--model BUNDLE]
-                                      [--device cpu|cuda]
+                                      [--device cpu|cuda] [--series DIR]
 
-The study is written as DICOM and read back (so ``load`` is real). The model is ``--model`` or a random full-width
+The study is written as DICOM and read back (so ``load`` is real), or ``--series DIR`` reads a real one (e.g. the
+JPEG 2000 LIDC-IDRI scans in ``../shared/data/real-ct/lidc-idri``); ``load`` is then also timed with one decode
+thread, for the parallel decode's gain. The model is ``--model`` or a random full-width
 bundle. ``none`` runs the whole pipeline; ``positive`` and ``all`` run in full unless ``--quick N`` is given, in which
 case the saliency of N slices is timed and multiplied out to the slices that mode would explain (printed as an
 estimate). Not a test; the machine may be shared, so note its load (printed).
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.bundle import load_bundle, save_bundle  # noqa: E402
 from inference.classifier import MultiScaleVGG  # noqa: E402
-from inference.io import load_study  # noqa: E402
+from inference.io import decode_workers, load_study  # noqa: E402
 from inference.pipeline import analyze, positive_classes  # noqa: E402
 from inference.preprocess import prepare_slice  # noqa: E402
 from inference.saliency import SaliencyEngine  # noqa: E402
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--quick", type=int, default=0, metavar="N", help="time saliency on N slices and extrapolate")
     parser.add_argument("--model", help="bundle folder or name (default: a random full-width model)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs")
+    parser.add_argument("--series", type=Path, help="a real DICOM series folder instead of the phantom")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from training.phantom import generate_study, write_dicom_series
@@ -56,13 +59,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bundle = _bundle(args.model, tmp, args.device)
-        study = generate_study(11, "COVID", profile="thin-sharp", size=args.size, n_slices=args.slices)
-        write_dicom_series(study, tmp / "dicom")
+        series = args.series
+        if series is None:
+            study = generate_study(11, "COVID", profile="thin-sharp", size=args.size, n_slices=args.slices)
+            series = write_dicom_series(study, tmp / "dicom")[0].parent
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; torch {torch.__version__}, "
               f"{args.threads} threads; model {bundle.name} width {bundle.model.width} on {bundle.device}")
+        if args.series:
+            os.environ["LUNGSCOPE_DECODE_PROCESSES"] = "1"
+            start = time.perf_counter()
+            load_study(series)
+            one_thread_s = time.perf_counter() - start
+            del os.environ["LUNGSCOPE_DECODE_PROCESSES"]
         start = time.perf_counter()
-        volume = load_study(tmp / "dicom")
+        volume = load_study(series)
         load_s = time.perf_counter() - start
+        if args.series:
+            print(f"load {load_s:.2f} s on {decode_workers()} decode processes, {one_thread_s:.2f} s on one "
+                  f"({one_thread_s / load_s:.2f}x); load average now {os.getloadavg()[0]:.1f}")
         base = analyze(volume, bundle, saliency="none")
         timings = {**base.timings_s, "load": load_s, "total": base.timings_s["total"] + load_s}
         print(f"{volume.n_slices} slices {volume.array.shape[1]}x{volume.array.shape[2]}, "

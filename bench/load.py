@@ -9,7 +9,8 @@ map PNGs, box edits with versions). A 409 from concurrent box edits is an expect
 line. Before the load, the worklist endpoint's query count is measured in-process with 10 and with ``--studies``
 studies; the two must be equal.
 
-Prints per endpoint p50/p95 (ms), requests and errors, the total requests/s, and writes bench/out/load.json.
+Prints the worklist's in-process p50/p95 at ``--studies`` (random offsets, no HTTP), then per endpoint p50/p95 (ms),
+requests and errors, the total requests/s, and writes bench/out/load.json (``--no-locust``: the in-process part only).
 Exit status 1 when a request failed or the query counts differ.
 
     python bench/load.py [--users 50 --spawn-rate 10 --run-time 60s --studies 10000 --phantoms 4]
@@ -74,6 +75,24 @@ def worklist_queries(client) -> tuple[int, int]:
         response = client.get(WORKLIST_URL)
     assert response.status_code == 200, response.content[:300]
     return len(queries), response.json()["count"]
+
+
+def worklist_latency(client, total: int, pages: int = 100) -> dict[str, float]:
+    """p50/p95 (ms) of worklist pages at random offsets, in-process (no HTTP, no locust on the same cores): the
+    query plan and serializer cost alone."""
+    import random
+    import statistics
+
+    rng = random.Random(0)
+    times = []
+    for _ in range(pages):
+        started = time.perf_counter()
+        response = client.get(f"{WORKLIST_URL}&offset={rng.randrange(0, max(total - 50, 1))}")
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.content[:300]
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))],
+            "load_average_1min": os.getloadavg()[0]}
 
 
 def free_port() -> int:
@@ -159,6 +178,9 @@ def seed(var: Path, phantoms: int, studies: int) -> tuple[dict, dict[str, int]]:
         queries, listed = worklist_queries(client)
         assert listed == total, (listed, total)
         counts[str(total)] = queries
+    plan["worklist_in_process"] = worklist_latency(client, studies)
+    print("worklist in-process at {0} studies: p50 {p50_ms:.1f} ms, p95 {p95_ms:.1f} ms "
+          "(load average {load_average_1min:.1f})".format(studies, **plan["worklist_in_process"]), flush=True)
     plan["worklist_count"] = studies
     del os.environ["CELERY_TASK_ALWAYS_EAGER"]  # seeding only: gunicorn inherits this environment
     return plan, counts
@@ -225,6 +247,9 @@ def main() -> int:
     parser.add_argument("--studies", type=int, default=10000)
     parser.add_argument("--phantoms", type=int, default=4)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/lungscope_load")
+    parser.add_argument("--no-locust", action="store_true",
+                        help="seed, count queries and time the worklist in-process only (a shared machine's load "
+                             "swamps locust's figures)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lungscope-load-") as tmp:
@@ -239,6 +264,8 @@ def main() -> int:
               f"in {time.monotonic() - started:.0f} s")
         plan_path = var / "plan.json"
         plan_path.write_text(json.dumps(plan))
+        if args.no_locust:
+            return 0 if len(set(counts.values())) == 1 else 1
         port = free_port()
         server = serve(env, var, port)
         try:
@@ -248,7 +275,8 @@ def main() -> int:
             server.wait(30)
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "load.json").write_text(json.dumps({"args": vars(args), **figures}, indent=2))
+    (out / "load.json").write_text(json.dumps({"args": vars(args), **figures,
+                                               "worklist_in_process": plan["worklist_in_process"]}, indent=2))
     equal = len(set(counts.values())) == 1
     print("worklist query count constant: " + ("yes" if equal else "NO"))
     return 0 if equal and not figures["failures"] else 1

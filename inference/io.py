@@ -4,6 +4,9 @@ Slices are put in spatial order by projecting ImagePositionPatient on the slice 
 ImageOrientationPatient row and column directions): file names and InstanceNumbers are often out of order or
 reused, positions are not. InstanceNumber is the fallback when positions are missing. Pixel values become HU through
 the modality LUT (RescaleSlope/Intercept); compressed transfer syntaxes are decoded by pydicom's pylibjpeg plugins.
+Compressed slices are decoded in parallel on ``decode_workers()`` processes (pylibjpeg's codecs hold the GIL, so
+threads would not help), each slice written straight into its place in the volume; a decoded slice's source bytes
+are dropped at once, so the series is never held twice.
 
 Each slice keeps its own position/orientation/spacing so a pixel box can be turned into patient coordinates (mm),
 which is what the review UI stores next to the pixel box.
@@ -11,8 +14,12 @@ which is what the review UI stores next to the pixel box.
 from __future__ import annotations
 
 import io
+import multiprocessing
+import os
 import zipfile
 from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -169,6 +176,70 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
     return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
 
 
+def _frame_count(ds: pydicom.Dataset) -> int:
+    return max(1, _int_or_none(getattr(ds, "NumberOfFrames", 1)) or 1)
+
+
+def decode_workers() -> int:
+    """Processes for decoding compressed slices: ``LUNGSCOPE_DECODE_PROCESSES``, else the CPUs this process may use."""
+    configured = os.environ.get("LUNGSCOPE_DECODE_PROCESSES")
+    return max(1, int(configured) if configured else len(os.sched_getaffinity(0)))
+
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _decode_pool() -> ProcessPoolExecutor | None:
+    """The decode processes, started on first use and kept for the next study; None where one process is all there
+    is, or where this process may not have children (a daemonic one, e.g. a Celery prefork child).
+
+    Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main module, torch and all, which
+    cost more than the decode saved on a loaded machine; a forked one starts at once, and it only ever runs pydicom
+    and numpy (no torch, no OpenMP), which is what makes forking a threaded process safe here."""
+    global _POOL
+    if decode_workers() <= 1 or multiprocessing.current_process().daemon:
+        return None
+    if _POOL is None or _POOL._max_workers != decode_workers():
+        _POOL = ProcessPoolExecutor(decode_workers(), mp_context=multiprocessing.get_context("fork"))
+    return _POOL
+
+
+def _is_compressed(ds: pydicom.Dataset) -> bool:
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return bool(syntax is not None and syntax.is_compressed)
+
+
+def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.ndarray:
+    """(frames, rows, cols) float32 of ``series`` in the given order, each dataset's frames written into their place
+    (compressed ones decoded on the decode processes); the dataset's pixel bytes are released once decoded."""
+    global _POOL
+    counts = [_frame_count(ds) for ds in series]
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    array = np.empty((int(starts[-1]), *shape), dtype=np.float32)
+
+    def place(k: int, frames: np.ndarray) -> None:
+        if frames.shape != (counts[k], *shape):
+            raise LoadError(f"slice {k}: decoded {frames.shape[0]} frames of {frames.shape[1:]} where the header "
+                            f"says {counts[k]} of {shape}")
+        array[starts[k]:starts[k + 1]] = frames
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in series[k]:
+                delattr(series[k], keyword)  # the encoded bytes and pydicom's cached decode: the volume has them
+
+    done = 0
+    pool = _decode_pool() if len(series) > 1 and any(_is_compressed(ds) for ds in series) else None
+    if pool is not None:
+        try:
+            for frames in pool.map(_pixels, series, chunksize=4):
+                place(done, frames)
+                done += 1
+        except BrokenProcessPool:  # a decode process died (killed; a script without a main guard): go on here
+            _POOL = None
+    for k in range(done, len(series)):
+        place(k, _pixels(series[k]))
+    return array
+
+
 def _is_ct(ds: pydicom.Dataset) -> bool:
     return getattr(ds, "Modality", None) == "CT" or str(getattr(ds, "SOPClassUID", "")) in CT_SOP_CLASSES
 
@@ -195,8 +266,7 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
         numbers = [_int_or_none(getattr(ds, "InstanceNumber", None)) for ds in series]
         order = sorted(range(len(series)), key=lambda i: (numbers[i] is None, numbers[i] or 0))
 
-    frames = [_pixels(series[i]) for i in order]
-    array = np.concatenate(frames, axis=0).astype(np.float32, copy=False)
+    array = _decode_series([series[i] for i in order], shape)
     multi = array.shape[0] != len(order)
     first = series[order[0]]
     is_hu = _is_ct(first)

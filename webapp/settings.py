@@ -28,6 +28,7 @@ if "pytest" in sys.modules:
     # the live server and the browser; DEBUG stays off.
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("LUNGSCOPE_PLAIN_HTTP", "true")
+    os.environ.setdefault("LUNGSCOPE_STABLE_STUDY_S", "1")
     # Concurrent test sessions on one machine each get their own test database and broker keys.
     os.environ.setdefault("LUNGSCOPE_TEST_RUN_ID", str(os.getpid()))
 
@@ -152,6 +153,8 @@ LUNGSCOPE_SHARED_DATA = Path(os.environ.get("LUNGSCOPE_SHARED_DATA", BASE_DIR.pa
 # Inference: the active model bundle (a name under models/ or a path) and when to analyse.
 LUNGSCOPE_MODEL = os.environ.get("LUNGSCOPE_MODEL", "default")
 LUNGSCOPE_ANALYZE_ON_INGEST = env_bool("LUNGSCOPE_ANALYZE_ON_INGEST", True)
+# A study is analysed once no instance has arrived for this many seconds (Orthanc's StableAge), however it came.
+LUNGSCOPE_STABLE_STUDY_S = float(os.environ.get("LUNGSCOPE_STABLE_STUDY_S", 10))
 LUNGSCOPE_SALIENCY = os.environ.get("LUNGSCOPE_SALIENCY", "positive")  # all | positive | none
 LUNGSCOPE_DEVICE = os.environ.get("LUNGSCOPE_DEVICE", "auto")
 # `migrate` registers LUNGSCOPE_MODEL as the registry's first, active version (webapp/registry/apps.py).

@@ -116,6 +116,7 @@ def gunicorn(transactional_db, settings, storage_dir, tmp_path):
                 time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
 
+    start.servers = servers  # for tests that kill a server
     yield start
     for proc in servers:
         if proc.poll() is None:
@@ -213,3 +214,80 @@ def test_stow_with_session_or_token_with_or_without_content_length(gunicorn, cli
                                 headers={"Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}"}, timeout=60)
     assert refused.status_code == 403 and "CSRF" in refused.text  # the session still needs its CSRF token
     assert Instance.objects.count() == stored
+def test_a_server_killed_mid_request_leaves_whole_instances_or_none(gunicorn, token, storage_dir, tmp_path):
+    """SIGKILL the server while a STOW body is still arriving: the rows of the first FLUSH_EVERY parts were committed
+    together and are whole (their files hold the bytes sent); the parts after them, written to storage but not yet
+    committed, left no row. Sending the body again stores exactly the missing instances, whole."""
+    import hashlib
+    import threading
+
+    from training.phantom import generate_study, write_dicom_series
+    from webapp.studies.ingest import FLUSH_EVERY
+
+    # 256 px slices (~130 KB): the server reads the body a MiB at a time, so the parts must outweigh a read
+    series = write_dicom_series(generate_study(7, "COVID", size=256, n_slices=8), tmp_path / "series")
+    files = [data for _ in range(FLUSH_EVERY // len(series) + 2) for data in as_new_study(series)]
+    assert len(files) > FLUSH_EVERY + 8
+    sent = {hashlib.sha256(data).hexdigest() for data in files}
+    base = gunicorn()
+    boundary = uuid.uuid4().hex
+    body = multipart(files, boundary)
+    cut = len(body) - len(f"--{boundary}--\r\n")  # every part sent, the closing delimiter held back
+    release = threading.Event()
+
+    def stalled_body() -> Iterator[bytes]:
+        yield from chunks(body[:cut], 256 * 1024)
+        release.wait(300)  # until the server is killed
+        yield from chunks(body[cut:])
+
+    def post() -> None:
+        try:
+            requests.post(f"{base}/dicomweb/studies", data=stalled_body(), timeout=300, headers={
+                "Authorization": f"Token {token}", "Content-Type": f"{DICOM_MULTIPART}; boundary={boundary}"})
+        except requests.RequestException:
+            pass  # the server is gone
+
+    def files_now() -> int:
+        return len(list(storage_dir.rglob("*.dcm")))
+
+    client = threading.Thread(target=post)
+    client.start()
+    deadline = time.time() + 180
+    while Instance.objects.count() < FLUSH_EVERY and time.time() < deadline:
+        time.sleep(0.2)
+    seen, steady_since = files_now(), time.time()
+    while time.time() - steady_since < 3 and time.time() < deadline:  # the parts after the flush reach storage
+        time.sleep(0.2)
+        if files_now() != seen:
+            seen, steady_since = files_now(), time.time()
+    os.killpg(gunicorn.servers[0].pid, signal.SIGKILL)
+    gunicorn.servers[0].wait(30)
+    release.set()
+    client.join(60)
+    assert files_now() > FLUSH_EVERY, "some parts after the flush were written before the kill"
+
+    def assert_whole() -> None:
+        for instance in Instance.objects.all():
+            data = (storage_dir / instance.file.name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == instance.sha256 and instance.sha256 in sent
+
+    assert Instance.objects.count() == FLUSH_EVERY, "the committed flush stays, nothing after it has a row"
+    assert_whole()
+    response = chunked_stow(f"{gunicorn()}/dicomweb/studies", token, files)
+    assert response.status_code == 200, response.text
+    assert Instance.objects.count() == len(files)
+    assert set(Instance.objects.values_list("sha256", flat=True)) == sent
+    assert_whole()
+
+    from django.core.management import call_command
+
+    orphans = len(list(storage_dir.rglob("*.dcm"))) - len(files)
+    assert orphans > 0, "the killed request's uncommitted files are still there"
+    out = io.StringIO()
+    call_command("sweep_orphans", stdout=out)  # by default only files an hour old: a delivery may be in progress
+    assert "0 orphan file(s) deleted" in out.getvalue()
+    out = io.StringIO()
+    call_command("sweep_orphans", "--older-than", "0", stdout=out)
+    assert f"{orphans} orphan file(s) deleted" in out.getvalue()
+    assert_no_orphans(storage_dir)
+    assert_whole()

@@ -9,6 +9,7 @@ transient ones (storage or database away, GPU memory) are retried with exponenti
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 
 from celery import shared_task
@@ -19,7 +20,7 @@ from webapp.jobs.models import Job
 from webapp.registry.models import ModelVersion
 from webapp.studies.models import Study
 
-from . import services
+from . import services, stable
 from .models import AnalysisRun
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return (*TRANSIENT_ERRORS, torch.cuda.OutOfMemoryError)
 
 
-def enqueue_analysis(study: Study, user=None, model_version: ModelVersion | None = None) -> Job:
+def enqueue_analysis(study: Study, user=None, model_version: ModelVersion | None = None,
+                     stable_after_s: float | None = None) -> Job:
     """Create the Job and a queued AnalysisRun, and send the task once they are committed.
 
     Without ``model_version`` the worker runs whichever model is active when it starts. Every call adds a run:
-    re-analysis never overwrites earlier results.
+    re-analysis never overwrites earlier results. ``stable_after_s`` (automatic runs, see ``stable``) holds the
+    run until no instance of the study has arrived for that many seconds.
     """
     with transaction.atomic():
         job = Job.objects.create(kind=Job.Kind.ANALYZE, created_by=user if user and user.is_authenticated else None,
@@ -54,10 +57,26 @@ def enqueue_analysis(study: Study, user=None, model_version: ModelVersion | None
         )
         job.params = {"study_id": study.pk, "analysis_run_id": run.pk,
                       "model_version_id": model_version.pk if model_version else None}
+        if stable_after_s is not None:
+            job.params[stable.STABLE_AFTER] = stable_after_s
         job.save(update_fields=["params"])
         services.settle_study_status(study.pk)
-        transaction.on_commit(lambda: analyze_study.delay(run.pk))
+        transaction.on_commit(lambda: analyze_study.apply_async((run.pk,), countdown=stable_after_s or None))
     return job
+
+
+def study_received(study_id: int) -> Job | None:
+    """Queue the study's automatic analysis unless one is already waiting to start (``stable``: one run per
+    study once it is stable, for every way in); returns the new job, if any."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().filter(pk=study_id).first()
+        if study is None:  # deleted since its instances were stored
+            return None
+        waiting = AnalysisRun.objects.filter(study_id=study_id, status=AnalysisRun.Status.QUEUED,
+                                             job__params__has_key=stable.STABLE_AFTER)
+        if waiting.exists():
+            return None
+        return enqueue_analysis(study, stable_after_s=settings.LUNGSCOPE_STABLE_STUDY_S)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=3)
@@ -69,7 +88,11 @@ def analyze_study(self, run_id: int) -> str:
         return "missing"
     if run.status in {AnalysisRun.Status.SUCCEEDED, AnalysisRun.Status.FAILED}:
         return run.status  # a redelivery of a finished run
-    services.mark_running(run)
+    while (wait := stable.start_when_stable(run)) > 0:  # instances still arriving: come back when it may be stable
+        if not self.request.is_eager:
+            analyze_study.apply_async((run_id,), countdown=wait)
+            return "waiting"
+        time.sleep(wait)  # an eager call (make_demo --sync, tests) has no broker to come back through
     try:
         services.execute(run, report=run.job.report if run.job else lambda progress, message="": None)
     except services.AnalysisError as exc:

@@ -22,6 +22,7 @@ from . import audit
 from .concurrency import ETagMixin, StaleVersion, ensure_current, etag, required_version, requested_version
 from .filters import AuditEventFilter, BoxFilter, NullsLastOrdering, StudyFilter, WorklistSearch
 from .models import AuditEvent, Box, Decision
+from .pagination import KeysFirstPagination
 from .serializers import (AuditEventSerializer, BoxSerializer, DecisionSerializer, MarkReviewedSerializer,
                           StartReviewSerializer, StudyDetailSerializer, WorklistRowSerializer, decision_or_placeholder)
 from .worklist import OPENABLE, next_study_id, set_status, worklist_queryset
@@ -55,6 +56,7 @@ class WorklistMixin:
 
 class WorklistView(WorklistMixin, generics.ListAPIView):
     serializer_class = WorklistRowSerializer
+    pagination_class = KeysFirstPagination
 
 
 class StudyDetailView(generics.RetrieveAPIView):

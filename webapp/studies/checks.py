@@ -16,6 +16,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
+from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.uid import UID
 
 from .dicom_tags import CT_SOP_CLASSES, PIXEL_DATA_KEYWORDS, SECONDARY_CAPTURE_IMAGE_STORAGE, IndexedAttributes
@@ -111,8 +112,21 @@ def check_dataset(ds: pydicom.Dataset, attrs: IndexedAttributes, *, allow_second
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            pixel_array(ds, index=0)
+            _check_pixels(ds, attrs)
         except Exception as exc:  # decoders raise anything from ValueError to RuntimeError and plugin errors
             syntax = UID(attrs.transfer_syntax_uid).name if attrs.transfer_syntax_uid else "unknown transfer syntax"
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise Rejected(f"pixel data cannot be decoded ({syntax}): {first_line}") from None
+
+
+def _check_pixels(ds: pydicom.Dataset, attrs: IndexedAttributes) -> None:
+    """Raise when the pixel data cannot be read: compressed frames are decoded (the first one), while native
+    (uncompressed) data only needs pydicom's checks of the pixel description and the buffer length, which is all
+    a decode of it could find wrong, without copying half a megabyte per slice on the ingest path."""
+    syntax = UID(attrs.transfer_syntax_uid or "1.2.840.10008.1.2.1")
+    if syntax.is_compressed or "PixelData" not in ds:
+        pixel_array(ds, index=0)
+        return
+    runner = DecodeRunner(syntax)
+    runner.set_source(ds)
+    runner.validate()

@@ -3,9 +3,10 @@
 Every way in (``POST /api/uploads/``, STOW-RS, ``import_dicom``, ``import_images``, the ingest job) hands files
 to an ``IngestBatch``. A file first passes the checks in ``checks.py`` (from the header out, cheapest first), then
 must agree with the series already stored (hierarchy, rows x columns, orientation). The bytes are then written to
-the storage backend and the rows created atomically; if that fails the file is deleted again, so storage files and
-``Instance`` rows always match. Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate";
-different bytes for a known UID are a "conflict" and never overwrite what is stored.
+the storage backend, and the rows of a batch's files are inserted together in one transaction (``FLUSH_EVERY``
+files at a time); files whose rows do not commit are deleted again, so storage files and ``Instance`` rows match.
+Re-sending the same bytes for a SOP Instance UID is an idempotent "duplicate"; different bytes for a known UID
+are a "conflict" and never overwrite what is stored.
 
 Callers must not wrap ingest in their own transaction: a rollback of an outer block would leave the file behind.
 """
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines written by different tools differ in the last digits
+FLUSH_EVERY = 64  # files whose rows are inserted together, in one transaction
+FLUSH_ATTEMPTS = 3  # a flush that lost a unique race to a concurrent delivery judges its files again
 
 
 class Outcome(StrEnum):
@@ -126,26 +129,10 @@ class KnownSeries:
                            FailureReason.DATASET_DOES_NOT_MATCH)
 
 
-def _existing_outcome(name: str, attrs: IndexedAttributes, sha256: str) -> IngestResult | None:
-    """Duplicate or conflict when the SOP Instance UID is already stored; None when it is new."""
-    existing = (Instance.objects.filter(sop_instance_uid=attrs.sop_instance_uid)
-                .values("sha256", "series__study_id").first())
-    if existing is None:
-        return None
-    common = dict(name=name, sop_instance_uid=attrs.sop_instance_uid, study_instance_uid=attrs.study_instance_uid,
-                  sop_class_uid=attrs.sop_class_uid, study_id=existing["series__study_id"])
-    if existing["sha256"] == sha256:
-        return IngestResult(status=Outcome.DUPLICATE, reason="already stored with identical bytes", **common)
-    return IngestResult(status=Outcome.CONFLICT, failure=FailureReason.DUPLICATE_SOP_INSTANCE,
-                        reason="this SOP Instance UID is already stored with different content", **common)
+def _hierarchy(attrs: IndexedAttributes, source_label: str) -> tuple[Study, Series]:
+    """Create or reuse the file's Patient, Study and Series rows.
 
-
-def _look_up_series(attrs: IndexedAttributes, source_label: str) -> KnownSeries:
-    """Create or reuse Patient, Study and Series, lock the series row and read its reference geometry.
-
-    get_or_create retries a lost unique race in a savepoint, so concurrent deliveries of one study cannot crash;
-    the row lock serialises the first instances of a new series, so two files of different sizes cannot both
-    become its reference.
+    get_or_create retries a lost unique race in a savepoint, so concurrent deliveries of one study cannot crash.
     """
     patient, _ = Patient.objects.get_or_create(
         patient_id=attrs.patient_id,
@@ -164,9 +151,17 @@ def _look_up_series(attrs: IndexedAttributes, source_label: str) -> KnownSeries:
                       series_description=attrs.series_description, body_part_examined=attrs.body_part_examined,
                       frame_of_reference_uid=attrs.frame_of_reference_uid),
     )
-    series = Series.objects.select_for_update().select_related("study__patient").get(pk=series.pk)
+    return study, series
+
+
+def _lock_series(series_pk: int, attrs: IndexedAttributes) -> KnownSeries:
+    """Lock the series row and read its reference geometry (``attrs``' own for a series without instances yet).
+
+    The lock, held until the batch's rows commit, serialises the first instances of a new series, so two files of
+    different sizes cannot both become its reference.
+    """
+    series = Series.objects.select_for_update().select_related("study__patient").get(pk=series_pk)
     reference = series.instances.only("rows", "columns", "image_orientation_patient").first()
-    study.save(update_fields=["updated_at"])  # the worklist orders by recent activity
     return KnownSeries(
         patient_id=series.study.patient.patient_id, study_instance_uid=series.study.study_instance_uid,
         study_pk=series.study_id, series_pk=series.pk,
@@ -175,100 +170,101 @@ def _look_up_series(attrs: IndexedAttributes, source_label: str) -> KnownSeries:
     )
 
 
-def _save_rows(attrs: IndexedAttributes, path: str, spooled: Spooled, user, source_label: str,
-               known: KnownSeries | None) -> KnownSeries:
-    """The rows for one file. A series seen before in this batch needs a single INSERT, atomic on its own; a new
-    one needs the hierarchy looked up and the row lock, in one transaction with the INSERT."""
-    if known is not None:
-        known.check(attrs)
-        _create_instance(attrs, known, path, spooled, user)
-        return known
-    with transaction.atomic():
-        known = _look_up_series(attrs, source_label)
-        known.check(attrs)
-        _create_instance(attrs, known, path, spooled, user)
-    return known
+@dataclass
+class Pending:
+    """A file that passed the checks and lies whole in storage, its rows not yet inserted (see ``IngestBatch``)."""
 
+    result: IngestResult
+    attrs: IndexedAttributes
+    path: str
+    size: int
+    sha256: str
 
-def _create_instance(attrs: IndexedAttributes, known: KnownSeries, path: str, spooled: Spooled, user) -> None:
-    Instance.objects.create(
-        sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series_id=known.series_pk,
-        instance_number=attrs.instance_number, image_position_patient=attrs.image_position_patient,
-        image_orientation_patient=attrs.image_orientation_patient, pixel_spacing=attrs.pixel_spacing,
-        slice_thickness=attrs.slice_thickness, slice_location=attrs.slice_location, rows=attrs.rows,
-        columns=attrs.columns, number_of_frames=attrs.number_of_frames, transfer_syntax_uid=attrs.transfer_syntax_uid,
-        file=path, size=spooled.size, sha256=spooled.sha256, uploaded_by=user,
-    )
+    def settle(self, status: Outcome, reason: str = "", failure: FailureReason | None = None,
+               study_id: int | None = None) -> None:
+        self.result.status, self.result.reason, self.result.failure = status, reason, failure
+        self.result.study_id = study_id
 
-
-def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, allow_secondary_capture: bool = False,
-                source_label: str = "", expected_study_uid: str | None = None,
-                known_series: dict[str, KnownSeries] | None = None) -> IngestResult:
-    """Store one file or say why not. Never raises for bad input; database and storage errors propagate.
-
-    ``known_series`` is a batch's memory of series it has already stored into (see ``KnownSeries``).
-    """
-    attrs: IndexedAttributes | None = None
-    try:
-        spooled = source if isinstance(source, Spooled) else spool(source)
-        try:
-            ds = read_dataset(spooled.file)
-            attrs = IndexedAttributes.from_dataset(ds)
-            check_dataset(ds, attrs, allow_secondary_capture=allow_secondary_capture)
-            del ds
-            if expected_study_uid and attrs.study_instance_uid != expected_study_uid:
-                raise Rejected(f"Study Instance UID {attrs.study_instance_uid} does not match the target study "
-                               f"{expected_study_uid}", FailureReason.DATASET_DOES_NOT_MATCH)
-            return (_existing_outcome(name, attrs, spooled.sha256)
-                    or _store(name, attrs, spooled, user, source_label, known_series))
-        finally:
-            spooled.file.close()
-    except Rejected as rejection:
-        return IngestResult(
-            name=name, status=Outcome.REJECTED, reason=rejection.reason, failure=rejection.failure,
-            sop_instance_uid=attrs.sop_instance_uid if attrs else rejection.identifier("SOPInstanceUID"),
-            study_instance_uid=attrs.study_instance_uid if attrs else rejection.identifier("StudyInstanceUID"),
-            sop_class_uid=attrs.sop_class_uid if attrs else rejection.identifier("SOPClassUID"),
+    def instance(self, series: KnownSeries, user) -> Instance:
+        attrs = self.attrs
+        return Instance(
+            sop_instance_uid=attrs.sop_instance_uid, sop_class_uid=attrs.sop_class_uid, series_id=series.series_pk,
+            instance_number=attrs.instance_number, image_position_patient=attrs.image_position_patient,
+            image_orientation_patient=attrs.image_orientation_patient, pixel_spacing=attrs.pixel_spacing,
+            slice_thickness=attrs.slice_thickness, slice_location=attrs.slice_location, rows=attrs.rows,
+            columns=attrs.columns, number_of_frames=attrs.number_of_frames,
+            transfer_syntax_uid=attrs.transfer_syntax_uid, file=self.path, size=self.size, sha256=self.sha256,
+            uploaded_by=user,
         )
 
 
-def _store(name: str, attrs: IndexedAttributes, spooled: Spooled, user, source_label: str,
-           known_series: dict[str, KnownSeries] | None) -> IngestResult:
-    known_series = {} if known_series is None else known_series
-    spooled.file.seek(0)
-    path = default_storage.save(storage_path(attrs), File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
-    try:
-        known = _save_rows(attrs, path, spooled, user, source_label, known_series.get(attrs.series_instance_uid))
-    except IntegrityError:
-        default_storage.delete(path)
-        # Another request stored this SOP instance between our check and our insert: judge against its bytes.
-        outcome = _existing_outcome(name, attrs, spooled.sha256)
-        if outcome is None:
-            raise
-        return outcome
-    except BaseException:
-        default_storage.delete(path)
-        raise
-    known_series[attrs.series_instance_uid] = known
-    return IngestResult(name=name, status=Outcome.STORED, sop_instance_uid=attrs.sop_instance_uid,
-                        study_instance_uid=attrs.study_instance_uid, sop_class_uid=attrs.sop_class_uid,
-                        study_id=known.study_pk)
+def _stored_versions(pending: list[Pending]) -> dict[str, tuple[str, int]]:
+    """SHA-256 and study of the pending SOP instances already in the archive, in one query."""
+    rows = (Instance.objects.filter(sop_instance_uid__in=[p.attrs.sop_instance_uid for p in pending])
+            .values_list("sop_instance_uid", "sha256", "series__study_id"))
+    return {uid: (sha256, study_id) for uid, sha256, study_id in rows}
+
+
+def _insert_rows(pending: list[Pending], known_series: dict[str, KnownSeries], user,
+                 source_label: str) -> dict[str, KnownSeries]:
+    """Judge every pending file against the archive and insert the rows of the new ones in one transaction.
+
+    Settles each pending result (stored, duplicate, conflict, or rejected by the series it would join) and returns
+    the batch's series memory with the series looked up here; raises IntegrityError when another delivery inserted
+    one of these SOP instances after the look-up (nothing is committed then, and the caller judges again).
+    """
+    stored = _stored_versions(pending)
+    known = dict(known_series)
+    rows: list[Instance] = []
+    with transaction.atomic():
+        new_series = {p.attrs.series_instance_uid: p.attrs for p in pending
+                      if p.attrs.sop_instance_uid not in stored and p.attrs.series_instance_uid not in known}
+        rows_of = {uid: _hierarchy(attrs, source_label) for uid, attrs in new_series.items()}  # in arrival order
+        for uid, (study, series) in sorted(rows_of.items(), key=lambda item: item[1][1].pk):  # one lock order
+            known[uid] = _lock_series(series.pk, new_series[uid])
+            study.save(update_fields=["updated_at"])  # the worklist orders by recent activity
+        for item in pending:
+            previous = stored.get(item.attrs.sop_instance_uid)
+            if previous is not None:
+                sha256, study_id = previous
+                if sha256 == item.sha256:
+                    item.settle(Outcome.DUPLICATE, "already stored with identical bytes", study_id=study_id)
+                else:
+                    item.settle(Outcome.CONFLICT, "this SOP Instance UID is already stored with different content",
+                                FailureReason.DUPLICATE_SOP_INSTANCE, study_id=study_id)
+                continue
+            series = known[item.attrs.series_instance_uid]
+            try:
+                series.check(item.attrs)
+            except Rejected as rejection:
+                item.settle(Outcome.REJECTED, rejection.reason, rejection.failure)
+                continue
+            item.settle(Outcome.STORED, study_id=series.study_pk)
+            rows.append(item.instance(series, user))
+        Instance.objects.bulk_create(rows)
+    return known
 
 
 class IngestBatch:
-    """One delivery of files (an upload, a STOW body, an import run, an ingest job).
+    """One delivery of files (an upload, a STOW body, an import run, an ingest job, a network association).
 
-    Collects the per-file results and, when it is closed, queues AI analysis once for every study that received
-    new instances (not once per file), after the rows are committed.
+    Each file is parsed once, checked and written whole to storage as it arrives; its rows wait in ``pending``
+    and are inserted with the others' in one transaction every ``FLUSH_EVERY`` files and when the batch closes
+    (one existence query and one multi-row INSERT instead of a query, an INSERT and a commit per file). A file
+    lands whole, file and row, or not at all: a crash before the commit leaves no row, and a failed commit
+    deletes the batch's uncommitted files. Results of pending files are final after ``flush``/``close``: a caller
+    that acknowledges each file on its own before the batch ends (a DIMSE C-STORE response) calls ``flush`` first.
+    Closing hands every study that gained instances to the analysis app, which runs it once it is stable.
     """
 
     def __init__(self, user=None, *, allow_secondary_capture: bool = False, source_label: str = "",
-                 expected_study_uid: str | None = None) -> None:
+                 expected_study_uid: str | None = None, analyze: bool = True) -> None:
         self.user = user if user is not None and getattr(user, "is_authenticated", False) else None
-        self.options = dict(allow_secondary_capture=allow_secondary_capture, source_label=source_label,
-                            expected_study_uid=expected_study_uid)
+        self.allow_secondary_capture, self.source_label = allow_secondary_capture, source_label
+        self.expected_study_uid, self.analyze = expected_study_uid, analyze
         self.results: list[IngestResult] = []
         self.known_series: dict[str, KnownSeries] = {}
+        self.pending: list[Pending] = []
 
     def __enter__(self) -> IngestBatch:
         return self
@@ -276,10 +272,67 @@ class IngestBatch:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def add_file(self, source: BinaryIO | bytes, name: str) -> IngestResult:
-        result = ingest_file(source, name, user=self.user, known_series=self.known_series, **self.options)
+    def add_file(self, source: BinaryIO | bytes | Spooled, name: str) -> IngestResult:
+        """Check and store one file; the result is final for a refusal, and after the next flush otherwise."""
+        result = self._write(source, name)
         self.results.append(result)
+        if len(self.pending) >= FLUSH_EVERY:
+            self.flush()
         return result
+
+    def _write(self, source: BinaryIO | bytes | Spooled, name: str) -> IngestResult:
+        attrs: IndexedAttributes | None = None
+        try:
+            spooled = source if isinstance(source, Spooled) else spool(source)
+            try:
+                ds = read_dataset(spooled.file)
+                attrs = IndexedAttributes.from_dataset(ds)
+                check_dataset(ds, attrs, allow_secondary_capture=self.allow_secondary_capture)
+                del ds
+                if self.expected_study_uid and attrs.study_instance_uid != self.expected_study_uid:
+                    raise Rejected(f"Study Instance UID {attrs.study_instance_uid} does not match the target study "
+                                   f"{self.expected_study_uid}", FailureReason.DATASET_DOES_NOT_MATCH)
+                if any(p.attrs.sop_instance_uid == attrs.sop_instance_uid for p in self.pending):
+                    self.flush()  # the same instance twice in one delivery: the second is judged against the first
+                spooled.file.seek(0)
+                path = default_storage.save(storage_path(attrs),
+                                            File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
+            finally:
+                spooled.file.close()
+        except Rejected as rejection:
+            return IngestResult(
+                name=name, status=Outcome.REJECTED, reason=rejection.reason, failure=rejection.failure,
+                sop_instance_uid=attrs.sop_instance_uid if attrs else rejection.identifier("SOPInstanceUID"),
+                study_instance_uid=attrs.study_instance_uid if attrs else rejection.identifier("StudyInstanceUID"),
+                sop_class_uid=attrs.sop_class_uid if attrs else rejection.identifier("SOPClassUID"),
+            )
+        result = IngestResult(name=name, status=Outcome.STORED, sop_instance_uid=attrs.sop_instance_uid,
+                              study_instance_uid=attrs.study_instance_uid, sop_class_uid=attrs.sop_class_uid)
+        self.pending.append(Pending(result, attrs, path, spooled.size, spooled.sha256))
+        return result
+
+    def flush(self) -> None:
+        """Insert the pending files' rows in one transaction and settle their results; files that did not become
+        instances (duplicates, conflicts, refusals, a failed commit) are deleted from storage."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            for attempt in range(FLUSH_ATTEMPTS):
+                try:
+                    self.known_series = _insert_rows(pending, self.known_series, self.user, self.source_label)
+                    break
+                except IntegrityError:
+                    # Another delivery stored one of these SOP instances since the look-up: judge them again.
+                    if attempt == FLUSH_ATTEMPTS - 1:
+                        raise
+        except BaseException:
+            for item in pending:
+                default_storage.delete(item.path)
+            raise
+        for item in pending:
+            if item.result.status != Outcome.STORED:
+                default_storage.delete(item.path)
 
     def reject(self, name: str, reason: str) -> IngestResult:
         """Record a file refused before it could be read (archive entry, unreadable path)."""
@@ -312,27 +365,41 @@ class IngestBatch:
         return {outcome.value: counted.get(outcome.value, 0) for outcome in Outcome}
 
     def close(self) -> None:
-        """Queue analysis for the studies that gained instances in this batch."""
+        """Insert what is pending, then queue analysis for the studies that gained instances in this batch."""
+        self.flush()
         new_studies = {r.study_id for r in self.results if r.status == Outcome.STORED}
-        if new_studies and settings.LUNGSCOPE_ANALYZE_ON_INGEST:
-            for study in Study.objects.filter(pk__in=new_studies):
-                transaction.on_commit(lambda study=study: _enqueue_analysis(study))
+        if self.analyze and new_studies and settings.LUNGSCOPE_ANALYZE_ON_INGEST:
+            for study_id in sorted(new_studies):
+                transaction.on_commit(lambda study_id=study_id: _queue_analysis(study_id))
 
 
-def _enqueue_analysis(study: Study) -> None:
-    """Hand a new study to the analysis app when it is installed (it is developed alongside this one).
+def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, allow_secondary_capture: bool = False,
+                source_label: str = "", expected_study_uid: str | None = None) -> IngestResult:
+    """Store one file on its own, or say why not; queues no analysis (callers that want one ask for it).
 
-    The files are stored whatever happens here: a broker outage must not turn a successful upload into an error,
-    so a failure is logged and the study stays "new", to be analysed on request.
+    Never raises for bad input; database and storage errors propagate.
+    """
+    batch = IngestBatch(user, allow_secondary_capture=allow_secondary_capture, source_label=source_label,
+                        expected_study_uid=expected_study_uid, analyze=False)
+    with batch:
+        return batch.add_file(source, name)
+
+
+def _queue_analysis(study_id: int) -> None:
+    """Tell the analysis app that a study gained instances (it is developed alongside this one).
+
+    The analysis app decides when to run (once the study is stable, one run at a time). The files are stored
+    whatever happens here: a broker outage must not turn a successful upload into an error, so a failure is logged
+    and the study stays "new", to be analysed on request.
     """
     try:
-        from webapp.analysis.tasks import enqueue_analysis
+        from webapp.analysis.tasks import study_received
     except ModuleNotFoundError as exc:
         if exc.name != "webapp.analysis.tasks":
             raise
-        logger.info("analysis app not available; study %s not queued for analysis", study.study_instance_uid)
+        logger.info("analysis app not available; study %s not queued for analysis", study_id)
         return
     try:
-        enqueue_analysis(study)
+        study_received(study_id)
     except Exception:
-        logger.exception("could not queue analysis of study %s", study.study_instance_uid)
+        logger.exception("could not queue analysis of study %s", study_id)

@@ -121,7 +121,7 @@ class _Buffer:
         return True
 
 
-def iter_parts(stream: BinaryIO, boundary: str, chunk_size: int = 64 * 1024) -> Iterator[ReceivedPart]:
+def iter_parts(stream: BinaryIO, boundary: str, chunk_size: int = 1024 * 1024) -> Iterator[ReceivedPart]:
     """Yield each body part of a multipart stream, complete, spooled to a temporary file and hashed."""
     delimiter = CRLF + b"--" + boundary.encode("latin-1")
     buffer = _Buffer(stream, chunk_size)
