@@ -129,6 +129,15 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def load_weights(nets: dict[str, SliceUNet], weights_path: str | Path) -> dict[str, SliceUNet]:
+    """Load a ``weights.pt`` (keys prefixed by view) into unfused networks, in fp32; the trainer starts from it."""
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    for view, net in nets.items():
+        prefix = f"{view}."
+        net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})
+    return nets
+
+
 def load_unet(path: str | Path | None = None, device: str | torch.device = "auto") -> MultiViewUNet:
     """Load ``model.json`` + ``weights.pt`` from a folder (default: the shipped ``models/lungs-unet``)."""
     folder = Path(path) if path is not None else DEFAULT_DIR
@@ -140,12 +149,9 @@ def load_unet(path: str | Path | None = None, device: str | torch.device = "auto
     meta = json.loads(meta_path.read_text())
     if meta.get("schema") != SCHEMA:
         raise ValueError(f"{meta_path} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-    nets = build_nets(meta["architecture"])
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    nets = load_weights(build_nets(meta["architecture"]), weights_path)
     dev = resolve_device(device)
-    for view, net in nets.items():
-        prefix = f"{view}."
-        net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})
+    for net in nets.values():
         fuse_batchnorm(net.eval()).to(dev)
     windows = {name: (float(w), float(lv)) for name, (w, lv) in meta["windows"].items()}
     return MultiViewUNet(nets=nets, cube=tuple(meta["cube"]), windows=windows, meta=meta, device=dev)
