@@ -12,7 +12,8 @@ Steps on a CT volume in HU (3D):
    -950 HU: stomach or bowel gas) are not lung;
 5. fill holes per slice (vessels, nodules, consolidation enclosed by aerated lung) and close with a small element.
 
-2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3.
+2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3; like the
+-320 HU threshold it drops dense lesions, which ``auto`` adds back (:func:`inference.lungs.fusion.segment_grey`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-__all__ = ["segment_hu", "segment_image"]
+__all__ = ["segment_hu", "segment_image", "fill_and_close"]
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
@@ -166,10 +167,10 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
         if not _is_gas(hu[labels == i + 1], gas_fraction):
             keep.append(int(i))
     mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
-    return _fill_and_close(mask)
+    return fill_and_close(mask)
 
 
-def _fill_and_close(mask: np.ndarray) -> np.ndarray:
+def fill_and_close(mask: np.ndarray) -> np.ndarray:
     """A small in-plane closing of the boundary, then per-slice hole filling (vessels, lesions): the holes are the
     background components that do not reach the image border, found by one labelling of all slices."""
     closed = ndimage.binary_closing(mask, structure=_IN_PLANE, iterations=1)
@@ -192,4 +193,4 @@ def segment_image(image: np.ndarray) -> np.ndarray:
     big_enough = sizes >= 0.002 * image.size
     keep = [i for i in order[:2] if big_enough[i] and sizes[i] >= 0.1 * sizes[order[0]]]
     mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
-    return _fill_and_close(mask[None])[0]
+    return fill_and_close(mask[None])[0]

@@ -228,9 +228,10 @@ def _cached(path: str, device: str) -> MultiViewUNet:
     return load_unet(path, device)
 
 
-def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
-            model: MultiViewUNet | None = None) -> np.ndarray:
-    """Bool lung mask shaped like ``volume_hu`` ((z, y, x) or one (y, x) slice) by view x window majority vote.
+def probability(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
+                model: MultiViewUNet | None = None) -> np.ndarray:
+    """Lung probability shaped like ``volume_hu``: the maps' mean, above 0.5 exactly where the view x window
+    majority says lung (see :func:`segment`). ``auto`` adds dense lung only where it is higher still.
 
     Slabs thinner than ``MIN_SLICES_3D`` (and single slices) run the axial networks only, at their own slice count:
     coronal and sagittal slices of a few-slice slab show no anatomy to segment.
@@ -256,5 +257,11 @@ def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: st
     # decision is resampled to the input grid (a level set that is > 0.5 exactly where the majority says lung).
     mean_prob = prob_sum / n_maps
     level_set = torch.where(majority, mean_prob.clamp(min=0.501), mean_prob.clamp(max=0.5))
-    mask = (to_cube(level_set, tuple(vol.shape)) > 0.5).cpu().numpy()
-    return mask[0] if flat else mask
+    out = to_cube(level_set, tuple(vol.shape)).cpu().numpy()
+    return out[0] if flat else out
+
+
+def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
+            model: MultiViewUNet | None = None) -> np.ndarray:
+    """Bool lung mask shaped like ``volume_hu`` ((z, y, x) or one (y, x) slice) by view x window majority vote."""
+    return probability(volume_hu, weights, device, model) > 0.5
