@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..io import Volume
-from .classical import segment_hu, segment_image
+from .classical import block_mean, segment_hu, segment_image, work_factor
 from .fusion import fuse_masks, segment_grey
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last"]
@@ -82,5 +82,18 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
         return np.asarray(segment(array, **kw), dtype=bool)
     classical = segment_hu(array, **kw)
     spacing = kw.get("spacing_mm")
-    pixel_mm = float(spacing[1]) if spacing else None
-    return choose_mask(np.asarray(array, dtype=np.float32), classical, probability(array), pixel_mm)[0]
+    hu = np.asarray(array, dtype=np.float32)
+    if hu.ndim == 2:
+        return choose_mask(hu, classical, probability(hu), float(spacing[1]) if spacing else None)[0]
+    # the fusion runs at the classical method's working matrix (its mask is exact there), a quarter of the voxels
+    # of a 512 x 512 study; the U-Net sees the same cube either way
+    factor = work_factor(hu.shape, kw.get("work_size", 256))
+    work = block_mean(hu, factor)
+    fused = choose_mask(work, classical[:, ::factor, ::factor][:, :work.shape[1], :work.shape[2]], probability(work),
+                        float(spacing[1]) * factor if spacing else None)[0]
+    if factor == 1:
+        return fused
+    full = np.zeros(hu.shape, dtype=bool)
+    up = fused.repeat(factor, axis=1).repeat(factor, axis=2)
+    full[:, : up.shape[1], : up.shape[2]] = up
+    return full

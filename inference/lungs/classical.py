@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-__all__ = ["segment_hu", "segment_image", "fill_and_close"]
+__all__ = ["segment_hu", "segment_image", "fill_and_close", "block_mean", "work_factor"]
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
@@ -110,8 +110,8 @@ def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = N
     if hu.ndim == 2:
         return segment_hu(hu[None], spacing_mm, cranial_last, threshold_hu, airway_hu, gas_fraction,
                           second_ratio, min_volume_ml, max_airway_fraction, work_size)[0]
-    factor = max(1, min(hu.shape[1:]) // work_size)
-    work = _block_mean(hu, factor)
+    factor = work_factor(hu.shape, work_size)
+    work = block_mean(hu, factor)
     spacing = (spacing_mm[0], spacing_mm[1] * factor, spacing_mm[2] * factor) if spacing_mm else None
     mask = _segment(work, spacing, cranial_last, threshold_hu, airway_hu, gas_fraction, second_ratio,
                     min_volume_ml, max_airway_fraction)
@@ -123,7 +123,12 @@ def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = N
     return full
 
 
-def _block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
+def work_factor(shape: tuple[int, ...], work_size: int = 256) -> int:
+    """The in-plane reduction ``segment_hu`` works at: slices larger than ``work_size`` are block-averaged."""
+    return max(1, min(shape[-2:]) // work_size)
+
+
+def block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
     """Mean of factor x factor in-plane blocks, as a sum of strided views (a reshape-mean is several times slower)."""
     if factor == 1:
         return hu
