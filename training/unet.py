@@ -117,7 +117,8 @@ def simulated_studies(cfg: UNetConfig, count: int) -> list[CubeStudy]:
     """
     from training.simulate.backgrounds import background, real_backgrounds, simulate
 
-    specs = [bg.name for bg in real_backgrounds(TRAIN_BACKGROUNDS)] + [f"phantom:{cfg.seed * 100 + i}" for i in range(2)]
+    phantoms = [f"phantom:{cfg.seed * 100 + i}" for i in range(2)]
+    specs = [bg.name for bg in real_backgrounds(TRAIN_BACKGROUNDS)] + phantoms
     rng = np.random.default_rng([cfg.seed, 12])
     data = []
     for i in range(count):

@@ -5,10 +5,10 @@ as dense as the chest wall and falls outside it; the multi-view U-Net keeps cons
 with lesions inside their masks) but runs on a 48 x 64 x 64 cube, so its border is a few millimetres off. The fused
 mask takes the classical mask where the lung is aerated and adds the U-Net's mask only where the classical one
 cannot see: voxels of the U-Net's mask that are dense (above the classical threshold) but not bone, opened in-plane
-by ``open_mm`` (then grown back as far within those voxels) and connected to the classical lung. The opening is what keeps the border precise: where the lung is
-healthy, the U-Net's border error leaves a thin rim of chest wall outside the classical mask, which the opening
-removes, while a lesion is a thick region and survives it whole, up to the pleura (an erosion of the U-Net's mask
-would cut the lesion's pleural edge too). Holes are then filled per slice, as the classical method does.
+by ``open_mm`` (then grown back as far through dense tissue) and connected to the classical lung. The opening is
+what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a thin rim of chest wall
+outside the classical mask, which the opening removes, while a lesion is a thick region and survives it whole, up to
+the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per slice, as the classical method does.
 
 8-bit images (UCSD-style slices, already windowed, no HU) get the same fusion on grey levels
 (:func:`segment_grey`): the grey levels are read back as HU through the lung window (W1500/L-600, what such
