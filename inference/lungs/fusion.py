@@ -8,7 +8,8 @@ cannot see: voxels of the U-Net's mask that are dense (above the classical thres
 by ``open_mm`` (then grown back as far through dense tissue) and connected to the classical lung. The opening is
 what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a thin rim of chest wall
 outside the classical mask, which the opening removes, while a lesion is a thick region and survives it whole, up to
-the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per slice, as the classical method does.
+the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per
+slice, as the classical method does.
 
 8-bit images (UCSD-style slices, already windowed, no HU) get the same fusion on grey levels
 (:func:`segment_grey`): the grey levels are read back as HU through the lung window (W1500/L-600, what such
