@@ -46,7 +46,7 @@ test: venv frontend services
 	.venv/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The benchmarks print figures and ratios (bench/out/*.json); bench/ucsd.py (real data, ~35 min) runs on its own.
-BENCHES ?= ingest saliency analyze viewer load
+BENCHES ?= ingest saliency analyze viewer load lungs
 bench: venv frontend services
 	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
 

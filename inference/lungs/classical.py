@@ -12,7 +12,8 @@ Steps on a CT volume in HU (3D):
    -950 HU: stomach or bowel gas) are not lung;
 5. fill holes per slice (vessels, nodules, consolidation enclosed by aerated lung) and close with a small element.
 
-2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3.
+2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3; like the
+-320 HU threshold it drops dense lesions, which ``auto`` adds back (:func:`inference.lungs.fusion.segment_grey`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-__all__ = ["segment_hu", "segment_image"]
+__all__ = ["segment_hu", "segment_image", "fill_and_close", "block_mean", "work_factor"]
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
@@ -109,8 +110,8 @@ def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = N
     if hu.ndim == 2:
         return segment_hu(hu[None], spacing_mm, cranial_last, threshold_hu, airway_hu, gas_fraction,
                           second_ratio, min_volume_ml, max_airway_fraction, work_size)[0]
-    factor = max(1, min(hu.shape[1:]) // work_size)
-    work = _block_mean(hu, factor)
+    factor = work_factor(hu.shape, work_size)
+    work = block_mean(hu, factor)
     spacing = (spacing_mm[0], spacing_mm[1] * factor, spacing_mm[2] * factor) if spacing_mm else None
     mask = _segment(work, spacing, cranial_last, threshold_hu, airway_hu, gas_fraction, second_ratio,
                     min_volume_ml, max_airway_fraction)
@@ -122,7 +123,12 @@ def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = N
     return full
 
 
-def _block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
+def work_factor(shape: tuple[int, ...], work_size: int = 256) -> int:
+    """The in-plane reduction ``segment_hu`` works at: slices larger than ``work_size`` are block-averaged."""
+    return max(1, min(shape[-2:]) // work_size)
+
+
+def block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
     """Mean of factor x factor in-plane blocks, as a sum of strided views (a reshape-mean is several times slower)."""
     if factor == 1:
         return hu
@@ -166,10 +172,10 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
         if not _is_gas(hu[labels == i + 1], gas_fraction):
             keep.append(int(i))
     mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
-    return _fill_and_close(mask)
+    return fill_and_close(mask)
 
 
-def _fill_and_close(mask: np.ndarray) -> np.ndarray:
+def fill_and_close(mask: np.ndarray) -> np.ndarray:
     """A small in-plane closing of the boundary, then per-slice hole filling (vessels, lesions): the holes are the
     background components that do not reach the image border, found by one labelling of all slices."""
     closed = ndimage.binary_closing(mask, structure=_IN_PLANE, iterations=1)
@@ -192,4 +198,4 @@ def segment_image(image: np.ndarray) -> np.ndarray:
     big_enough = sizes >= 0.002 * image.size
     keep = [i for i in order[:2] if big_enough[i] and sizes[i] >= 0.1 * sizes[order[0]]]
     mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1)
-    return _fill_and_close(mask[None])[0]
+    return fill_and_close(mask[None])[0]

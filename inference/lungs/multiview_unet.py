@@ -129,6 +129,15 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+def load_weights(nets: dict[str, SliceUNet], weights_path: str | Path) -> dict[str, SliceUNet]:
+    """Load a ``weights.pt`` (keys prefixed by view) into unfused networks, in fp32; the trainer starts from it."""
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    for view, net in nets.items():
+        prefix = f"{view}."
+        net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})
+    return nets
+
+
 def load_unet(path: str | Path | None = None, device: str | torch.device = "auto") -> MultiViewUNet:
     """Load ``model.json`` + ``weights.pt`` from a folder (default: the shipped ``models/lungs-unet``)."""
     folder = Path(path) if path is not None else DEFAULT_DIR
@@ -140,12 +149,9 @@ def load_unet(path: str | Path | None = None, device: str | torch.device = "auto
     meta = json.loads(meta_path.read_text())
     if meta.get("schema") != SCHEMA:
         raise ValueError(f"{meta_path} has schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-    nets = build_nets(meta["architecture"])
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    nets = load_weights(build_nets(meta["architecture"]), weights_path)
     dev = resolve_device(device)
-    for view, net in nets.items():
-        prefix = f"{view}."
-        net.load_state_dict({k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)})
+    for net in nets.values():
         fuse_batchnorm(net.eval()).to(dev)
     windows = {name: (float(w), float(lv)) for name, (w, lv) in meta["windows"].items()}
     return MultiViewUNet(nets=nets, cube=tuple(meta["cube"]), windows=windows, meta=meta, device=dev)
@@ -222,9 +228,10 @@ def _cached(path: str, device: str) -> MultiViewUNet:
     return load_unet(path, device)
 
 
-def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
-            model: MultiViewUNet | None = None) -> np.ndarray:
-    """Bool lung mask shaped like ``volume_hu`` ((z, y, x) or one (y, x) slice) by view x window majority vote.
+def probability(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
+                model: MultiViewUNet | None = None) -> np.ndarray:
+    """Lung probability shaped like ``volume_hu``: the maps' mean, above 0.5 exactly where the view x window
+    majority says lung (see :func:`segment`). ``auto`` adds dense lung only where it is higher still.
 
     Slabs thinner than ``MIN_SLICES_3D`` (and single slices) run the axial networks only, at their own slice count:
     coronal and sagittal slices of a few-slice slab show no anatomy to segment.
@@ -250,5 +257,11 @@ def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: st
     # decision is resampled to the input grid (a level set that is > 0.5 exactly where the majority says lung).
     mean_prob = prob_sum / n_maps
     level_set = torch.where(majority, mean_prob.clamp(min=0.501), mean_prob.clamp(max=0.5))
-    mask = (to_cube(level_set, tuple(vol.shape)) > 0.5).cpu().numpy()
-    return mask[0] if flat else mask
+    out = to_cube(level_set, tuple(vol.shape)).cpu().numpy()
+    return out[0] if flat else out
+
+
+def segment(volume_hu: np.ndarray, weights: str | Path | None = None, device: str = "auto",
+            model: MultiViewUNet | None = None) -> np.ndarray:
+    """Bool lung mask shaped like ``volume_hu`` ((z, y, x) or one (y, x) slice) by view x window majority vote."""
+    return probability(volume_hu, weights, device, model) > 0.5

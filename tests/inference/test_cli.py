@@ -122,7 +122,9 @@ def test_real_tcia_chest_series_end_to_end(shared_data: Path, tiny_bundle: Path,
         indices = [s["index"] for s in doc["slices"]]
         # one contiguous run of lung slices covering most of a chest CT
         assert indices == list(range(indices[0], indices[-1] + 1)) and len(indices) >= 0.75 * n_slices
-        assert all(s["lung_area_px"] > 5000 for s in doc["slices"][2:-2])
+        # the default (fused) mask takes in the dense partial-volume rim of the costophrenic recesses, so one more
+        # basal slice with a thin lung sliver passes the pipeline's 0.5 % lung-area floor
+        assert all(s["lung_area_px"] > 5000 for s in doc["slices"][3:-3])
         assert 2000 < doc["lung_volume_ml"] < 9000
 
 

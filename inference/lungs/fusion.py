@@ -1,0 +1,80 @@
+"""The ``auto`` lung mask: the classical mask, plus the dense lung the U-Net finds and the threshold misses.
+
+Why a fusion: the classical threshold (-320 HU) draws the aerated lung's border to the voxel, but consolidation is
+as dense as the chest wall and falls outside it; the multi-view U-Net keeps consolidation (it is trained on lungs
+with lesions inside their masks) but runs on a 48 x 64 x 64 cube, so its border is a few millimetres off. The fused
+mask takes the classical mask where the lung is aerated and adds the U-Net's mask only where the classical one
+cannot see: voxels of the U-Net's mask that are dense (above the classical threshold) but not bone, opened in-plane
+by ``open_mm`` (then grown back as far through dense tissue) and connected to the classical lung. The opening is
+what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a thin rim of chest wall
+outside the classical mask, which the opening removes, while a lesion is a thick region and survives it whole, up to
+the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per
+slice, as the classical method does.
+
+8-bit images (UCSD-style slices, already windowed, no HU) get the same fusion on grey levels
+(:func:`segment_grey`): the grey levels are read back as HU through the lung window (W1500/L-600, what such
+slices mostly show; soft tissue and consolidation saturate at the top), the U-Net runs on that single slice (axial
+networks only), and its mask adds the bright lung that the Otsu threshold of ``segment_image`` drops.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+from .classical import fill_and_close, segment_image
+
+__all__ = ["fuse_masks", "segment_grey", "grey_to_hu"]
+
+#: The window grey images are assumed to show (width, level): the lung window.
+GREY_WINDOW = (1500.0, -600.0)
+#: Assumed field of view of a grey image (mm across its smaller side), for the U-Net erosion in pixels.
+GREY_FOV_MM = 350.0
+
+_DISK = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], dtype=bool)
+
+
+def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
+               pixel_mm: float | None = None, open_mm: float = 3.0, threshold_hu: float = -320.0,
+               bone_hu: float = 250.0) -> np.ndarray:
+    """The classical mask united with the U-Net's dense lung (see the module docstring); (z, y, x) or (y, x)."""
+    if hu.ndim == 2:
+        return fuse_masks(hu[None], classical[None], unet[None], pixel_mm, open_mm, threshold_hu, bone_hu)[0]
+    tissue = ~classical & (hu >= threshold_hu) & (hu < bone_hu)
+    dense = unet & tissue
+    steps = int(round(open_mm / (pixel_mm or 1.0)))
+    if steps > 0 and dense.any():
+        opened = ndimage.binary_opening(dense, structure=_DISK, iterations=steps)
+        # grown back as far through dense tissue: the lesion's corners and its pleural edge (which the U-Net's coarse
+        # border may cut) return, a removed rim does not
+        dense = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue)
+    if not dense.any():
+        return classical
+    labels, _ = ndimage.label(dense | classical)
+    attached = np.unique(labels[classical])
+    return fill_and_close(np.isin(labels, attached[attached > 0]))
+
+
+def grey_to_hu(image: np.ndarray, top: float = 255.0) -> np.ndarray:
+    """Grey levels (0..``top``) back to HU through ``GREY_WINDOW``."""
+    width, level = GREY_WINDOW
+    return np.asarray(image, dtype=np.float32) / np.float32(top) * np.float32(width) + np.float32(level - width / 2)
+
+
+def segment_grey(image: np.ndarray, open_mm: float = 3.0) -> np.ndarray:
+    """Lung mask of windowed grey slices ((y, x) or a stack of independent (z, y, x) slices): the Otsu mask of
+    ``segment_image`` united with the U-Net's bright lung, fused as :func:`fuse_masks` does (bone is not told apart:
+    a lung window saturates it with the soft tissue)."""
+    from .multiview_unet import segment
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        return np.stack([segment_grey(s, open_mm) for s in image])
+    classical = segment_image(image)
+    if not classical.any():
+        return classical
+    top = 1.0 if float(image.max()) <= 1.0 else 255.0
+    hu = grey_to_hu(image, top)
+    dark_below = float(grey_to_hu(np.float32(threshold_otsu(image)), top))
+    return fuse_masks(hu, classical, np.asarray(segment(hu), dtype=bool), GREY_FOV_MM / min(image.shape),
+                      open_mm=open_mm, threshold_hu=dark_below, bone_hu=np.inf)
