@@ -11,10 +11,10 @@ export PYTHONUNBUFFERED := 1
 .PHONY: venv frontend demo demo-setup test services bench model clean
 
 venv: .venv/.installed
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
 frontend: webapp/static/viewer/.built
