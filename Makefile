@@ -8,7 +8,7 @@ DICOM_PORT ?= 11112
 DEMO_STUDIES ?= 6
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv frontend demo demo-setup test services bench model clean
+.PHONY: venv frontend demo demo-setup lint test services bench model clean
 
 venv: .venv/.installed
 .venv/.installed: requirements.txt requirements-dev.txt
@@ -42,7 +42,13 @@ var/secret_key:
 services:
 	@bash scripts/ensure_services.sh
 
-test: venv frontend services
+# Linters, before the suite: ruff (rules in pyproject.toml) and the TypeScript checker on the viewer (the build also
+# runs it, but only when frontend sources change).
+lint: venv frontend
+	.venv/bin/ruff check .
+	cd frontend && npx tsc --noEmit
+
+test: venv frontend lint services
 	.venv/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The benchmarks print figures and ratios (bench/out/*.json); bench/ucsd.py (real data, ~35 min) runs on its own.
