@@ -58,7 +58,8 @@ lint: venv frontend
 test: venv frontend lint services
 	.venv/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# The benchmarks print figures and ratios (bench/out/*.json); bench/ucsd.py (real data, ~35 min) runs on its own.
+# The benchmarks print figures and ratios (bench/out/*.json); bench/ucsd.py (real data, ~11 min on two cores) runs on
+# its own.
 BENCHES ?= ingest saliency analyze viewer load
 bench: venv frontend services
 	for b in $(BENCHES); do $(PY) bench/$$b.py || exit 1; done
