@@ -6,9 +6,9 @@
 // and only fields the schema has (Narrow rejects a key it does not know).
 import type { components } from './api-schema';
 
-type Schemas = components['schemas'];
+export type Schemas = components['schemas'];
 /** ``T`` with the listed fields' types replaced; each key must be one of ``T``'s. */
-type Narrow<T, R extends { [K in keyof R]: K extends keyof T ? unknown : never }> = Omit<T, keyof R> & R;
+export type Narrow<T, R extends { [K in keyof R]: K extends keyof T ? unknown : never }> = Omit<T, keyof R> & R;
 
 export type StudyStatus = Schemas['StudyStatusEnum'];
 export type DecisionLabel = Schemas['DecisionLabelEnum'];
