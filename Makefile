@@ -49,11 +49,11 @@ var/secret_key:
 services:
 	@bash scripts/ensure_services.sh
 
-# Linters, before the suite: ruff (rules in pyproject.toml) and the TypeScript checker on the viewer (the build also
-# runs it, but only when frontend sources change).
+# Linters, before the suite: ruff (rules in pyproject.toml), the TypeScript checker on the viewer (the build also
+# runs it, but only when frontend sources change) and ESLint (frontend/eslint.config.js).
 lint: venv frontend
 	.venv/bin/ruff check .
-	cd frontend && npm run typecheck
+	cd frontend && npm run typecheck && npm run lint
 
 test: venv frontend lint services
 	.venv/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
