@@ -15,6 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LUNGSCOPE_STORAGE_DIR=/data/storage
 RUN useradd --create-home --uid 1000 lungscope
 WORKDIR /app
+# The runtime set only: the test, benchmark and lint tools stay out of the image.
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 COPY . .

@@ -30,9 +30,10 @@ DEFAULT_META: dict[str, Any] = {
     # Sliding window W(Q, S) over the HU histogram of lung-relevant voxels (inference/normalize.py).
     "normalization": {"method": "sliding_window", "Q": 1500.0, "S": 10.0, "hu_range": [-1200.0, 600.0]},
     "crop": {"margin": 0.05},
-    # Study probability = mean slice probability vector of the top-k slices ranked by max non-NP probability, among
-    # the slices whose lung area is at least min_lung_fraction of the study's largest: the slices training used
-    # (training.datasets.PrepConfig), so apex and base slices, which the model never saw, cannot decide a study.
+    # Study probability = mean slice probability vector of the top-k slices ranked by 1 - P(NP) (the positive class's
+    # probability for tasks without NP; inference.pipeline.aggregate), among the slices whose lung area is at least
+    # min_lung_fraction of the study's largest: the slices training used (training.datasets.PrepConfig), so apex and
+    # base slices, which the model never saw, cannot decide a study.
     "aggregation": {"rule": "topk_mean", "k": 5, "min_lung_fraction": 0.25},
     "saliency": {"steps": 25, "min_box_area_px": 30},
 }

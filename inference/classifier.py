@@ -82,7 +82,7 @@ class MultiScaleVGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x).logits
 
-    def scale_forward(self, scale: int) -> "ScaleScore":
+    def scale_forward(self, scale: int) -> ScaleScore:
         """A module whose forward gives one scale's score vector: what Integrated Gradients attributes."""
         return ScaleScore(self, scale)
 
@@ -98,7 +98,7 @@ class ScaleScore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stop = HEAD_STAGES[self.scale]
-        for i, stage in enumerate(self.model.stages[: stop + 1]):
+        for stage in self.model.stages[: stop + 1]:
             x = stage(x)
         return torch.amax(self.model.heads[self.scale](x), dim=(2, 3))
 

@@ -2,8 +2,9 @@
 
 The suite runs against the services named by ``DATABASE_URL`` and ``CELERY_BROKER_URL``; under pytest they default
 to the machine's PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 15) (see webapp/settings.py:
-pytest-django reads the settings before this file is imported) so ``make test`` needs no configuration. Tests that need files from ``../shared/data`` use the ``shared_data`` fixture, which skips with a
-clear message when the folder is absent.
+pytest-django reads the settings before this file is imported) so ``make test`` needs no configuration. Tests that
+need files from ``../shared/data`` use the ``shared_data`` fixture, which skips with a clear message when the folder
+is absent.
 """
 from __future__ import annotations
 

@@ -1,98 +1,46 @@
 // The REST contract (docs/CONTRACTS.md) as typed calls. Session cookie authenticates; writes send the CSRF token.
 
-export type StudyStatus = 'new' | 'analysing' | 'ai_done' | 'in_review' | 'reviewed' | 'failed';
-export type DecisionLabel = 'covid' | 'cap' | 'np' | 'indeterminate';
-export type BoxLabel = 'covid_lesion' | 'cap_lesion' | 'other';
+// The types come from the OpenAPI schema (frontend/openapi.yaml, which tests/webapp/test_openapi_file.py keeps equal
+// to what the server generates): `npm run build` turns it into src/api-schema.d.ts, so a field the server renames or
+// drops fails `tsc` wherever the client reads it. Only JSON fields the schema leaves free-form are narrowed here,
+// and only fields the schema has (Narrow rejects a key it does not know).
+import type { components } from './api-schema';
 
-export interface Me { username: string; roles: string[] }
+export type Schemas = components['schemas'];
+/** ``T`` with the listed fields' types replaced; each key must be one of ``T``'s. */
+export type Narrow<T, R extends { [K in keyof R]: K extends keyof T ? unknown : never }> = Omit<T, keyof R> & R;
+
+export type StudyStatus = Schemas['StudyStatusEnum'];
+export type DecisionLabel = Schemas['DecisionLabelEnum'];
+export type BoxLabel = Schemas['BoxLabelEnum'];
+
+export type Me = Schemas['Me'];
 
 export interface Page<T> { count: number; next: string | null; previous: string | null; results: T[] }
 
-export interface StudyRow {
-  id: number;
-  study_instance_uid: string;
-  patient_id: string;
-  patient_name: string;
-  study_date: string;
-  accession_number: string;
-  study_description: string;
-  status: StudyStatus;
-  ai_label: string | null;
-  ai_probability: number | null;
-  ai_uncertainty: number | null;
-  infection_percent: number | null;
-  opacity_percent: number | null;
-  /** The latest AI run found the study outside the model's experience: its result is unreliable. */
-  ai_outside: boolean;
-  reviewer: string | null;
-  decision_label: DecisionLabel | null;
-  updated_at: string;
-}
+export type StudyRow = Narrow<Schemas['WorklistRow'], { decision_label?: DecisionLabel | null }>;
 
 export interface InstanceRef { sop_instance_uid: string; instance_number: number | null; z_mm: number | null; rows: number; columns: number }
-export interface SeriesRef { series_instance_uid: string; modality: string; series_description: string; instances: InstanceRef[] }
+export type SeriesRef = Narrow<Schemas['Series'], { instances: InstanceRef[] }>;
 
-export interface Decision { label: DecisionLabel; comment: string; version: number; reviewed?: boolean; decided_by?: string | null }
+export type Decision = Schemas['Decision'];
 
-export interface SliceInfo {
-  index: number;
-  sop_instance_uid: string;
-  instance_number: number | null;
-  z_mm: number | null;
-  probabilities: Record<string, number>;
-  lung_area_px: number;
-  infected_area_px: number;
-  opacity_px: number;
-  has_maps: boolean;
-}
+export type SliceInfo = Narrow<Schemas['SliceResult'], { probabilities: Record<string, number> }>;
 
-export interface Opacity { percent: number; high_percent: number; per_lung: { left: number; right: number } }
+export type Analysis = Narrow<Schemas['AnalysisRunDetail'], { probabilities: Record<string, number>; slices: SliceInfo[] }>;
 
-export interface Analysis {
-  id: number;
-  status: string;
-  model_name: string;
-  model_version: string;
-  label: string;
-  probabilities: Record<string, number>;
-  infection_percent: number | null;
-  /** lungscope.analysis/2; null for older runs. */
-  opacity: Opacity | null;
-  domain: { score: number; threshold: number; outside: boolean } | null;
-  lung_volume_ml: number | null;
-  series_instance_uid: string;
-  created_at: string;
-  slices: SliceInfo[];
-}
-
-export interface StudyDetail extends StudyRow {
+export type StudyDetail = Narrow<Schemas['StudyDetail'], {
+  decision_label?: DecisionLabel | null;
   series: SeriesRef[];
   latest_analysis: { id: number; series_instance_uid?: string } | null;
   decision: Decision | null;
-}
+}>;
 
-export interface Box {
-  id: number;
-  study: number;
-  analysis_run: number | null;
-  sop_instance_uid: string;
-  x0: number;
-  y0: number;
-  x1: number;
-  y1: number;
-  label: BoxLabel;
-  score: number | null;
-  provenance: 'ai' | 'ai_accepted' | 'ai_edited' | 'human';
-  status: 'proposed' | 'accepted' | 'rejected' | 'deleted';
-  version: number;
-}
+export type Box = Schemas['Box'];
 
-export interface Job {
-  id: number; kind: string; status: string; progress: number | null; message: string; error: string;
-  params: { study_id?: number };
-}
+export type Job = Narrow<Schemas['Job'], { params: { study_id?: number } }>;
 
-export interface UploadResult { name: string; status: 'stored' | 'duplicate' | 'rejected' | 'conflict'; reason: string }
+export type UploadResult = Schemas['IngestResult'];
 
 export class ApiError extends Error {
   constructor(readonly status: number, readonly body: unknown) {
@@ -138,7 +86,8 @@ export const api = {
   study: (id: number) => request<StudyDetail>('GET', `/api/studies/${id}/`),
   analysis: (id: number) => request<Analysis>('GET', `/api/studies/${id}/analysis/`),
   jobs: () => request<Page<Job>>('GET', '/api/jobs/?limit=50'),
-  boxes: (studyId: number) => request<Page<Box> | Box[]>('GET', `/api/studies/${studyId}/boxes/?limit=1000`).then(unpage),
+  /** Every box of the study, however many pages: a study with more than a page of boxes shows them all. */
+  boxes: (studyId: number) => everyPage<Box>(`/api/studies/${studyId}/boxes/?limit=1000`),
   box: (id: number) => request<Box>('GET', `/api/boxes/${id}/`),
   createBox: (studyId: number, box: Pick<Box, 'sop_instance_uid' | 'x0' | 'y0' | 'x1' | 'y1' | 'label'>) =>
     request<Box>('POST', `/api/studies/${studyId}/boxes/`, box),
@@ -156,12 +105,19 @@ export const api = {
     request<{ next_study_id: number | null }>('POST', `/api/studies/${studyId}/mark-reviewed/?${worklist}`, {}),
 };
 
-function unpage<T>(data: Page<T> | T[]): T[] {
-  return Array.isArray(data) ? data : data.results;
+/** All items of a paginated list, following the server's ``next`` links until there are none. */
+async function everyPage<T>(url: string): Promise<T[]> {
+  const items: T[] = [];
+  for (let next: string | null = url; next !== null;) {
+    const page: Page<T> = await request<Page<T>>('GET', next);
+    items.push(...page.results);
+    next = page.next;
+  }
+  return items;
 }
 
 /** A multipart upload with progress (fetch has no upload progress events). */
-export interface UploadResponse { results: UploadResult[]; jobs?: Job[] }
+export type UploadResponse = Narrow<Schemas['UploadResponse'], { jobs: Job[] }>;
 
 export function upload(files: File[], onProgress: (loaded: number, total: number) => void): Promise<UploadResponse> {
   return new Promise((resolve, reject) => {
@@ -174,7 +130,7 @@ export function upload(files: File[], onProgress: (loaded: number, total: number
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : 0);
     xhr.onload = () => {
       const data = safeJson(xhr.responseText || '{}') as Partial<UploadResponse>;
-      if (data.results) resolve({ results: data.results, jobs: data.jobs });
+      if (data.results) resolve({ results: data.results, jobs: data.jobs ?? [] });
       else reject(new ApiError(xhr.status, data));
     };
     xhr.onerror = () => reject(new ApiError(0, { detail: 'network error' }));

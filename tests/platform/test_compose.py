@@ -103,3 +103,16 @@ def test_dockerfile_builds_the_app_the_compose_file_runs():
     assert "collectstatic" in dockerfile and "LUNGSCOPE_STORAGE_DIR=/data/storage" in dockerfile
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "var", "frontend/node_modules"} <= set(ignored)
+
+
+def test_image_installs_the_runtime_set_only():
+    """The image gets requirements.txt; test, benchmark and lint tools are in requirements-dev.txt, which the
+    Makefile's venv (make test / make demo) installs on top of it."""
+    runtime = (REPO / "requirements.txt").read_text().lower()
+    dev = (REPO / "requirements-dev.txt").read_text().splitlines()
+    for tool in ("pytest", "playwright", "schemathesis", "locust", "hypothesis", "ruff"):
+        assert f"\n{tool}==" not in runtime and any(line.lower().startswith(f"{tool}==") for line in dev)
+    assert "-r requirements.txt" in dev
+    steps = [line for line in (REPO / "Dockerfile").read_text().splitlines() if not line.startswith("#")]
+    assert not [line for line in steps if "requirements-dev" in line]
+    assert "install -q -r requirements-dev.txt" in (REPO / "Makefile").read_text()

@@ -281,9 +281,9 @@ def test_schema_describes_the_analysis_endpoints():
     generator = SchemaGenerator(patterns=[path("api/", include("webapp.analysis.urls"))])
     schema = generator.get_schema(request=None, public=True)
     paths = schema["paths"]
-    for path in ("/api/studies/{id}/analyze/", "/api/studies/{id}/analysis/", "/api/studies/{id}/analyses/",
-                 "/api/analysis-runs/{id}/"):
-        assert path in paths
+    for route in ("/api/studies/{id}/analyze/", "/api/studies/{id}/analysis/", "/api/studies/{id}/analyses/",
+                  "/api/analysis-runs/{id}/"):
+        assert route in paths
     png = paths["/api/analysis-runs/{id}/slices/{index}/maps/{kind}.png"]["get"]
     assert "image/png" in png["responses"]["200"]["content"]
     kind = next(p for p in png["parameters"] if p["name"] == "kind")

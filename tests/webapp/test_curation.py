@@ -278,7 +278,7 @@ def assert_no_identity(archive: zipfile.ZipFile, identities) -> int:
             dicoms += 1
             ds = pydicom.dcmread(io.BytesIO(data))
             values = []
-            ds.walk(lambda _ds, elem: values.append(str(elem.value)) if elem.VR not in ("OB", "OW", "SQ") else None)
+            ds.walk(lambda _ds, elem, values=values: values.append(str(elem.value)) if elem.VR not in ("OB", "OW", "SQ") else None)
             values += [str(e.value) for e in ds.file_meta]
             found = [s for s in secrets for v in values if s in v]
             assert not found, (name, found)

@@ -134,7 +134,7 @@ def test_review_to_retrained_model_loop(start_worker, settings, tmp_path):
         response = admin.post("/api/exports/", {"dataset_version": version["id"], "format": fmt}, format="json")
         assert response.status_code == 202 and response.json()["deidentify"] is True
         exports[fmt] = response.json()
-    for fmt, export in exports.items():
+    for export in exports.values():
         job = wait(export["job"]["id"])
         assert job.status == Job.Status.SUCCEEDED, job.error
         detail = admin.get(f"/api/exports/{export['id']}/").json()

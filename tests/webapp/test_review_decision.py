@@ -161,11 +161,12 @@ def test_concurrent_saves_from_real_threads_let_exactly_one_win(users, rounds):
     clinicians = client_for(users.clinician), client_for(users.clinician2)
     for version in range(1, rounds + 1):
         box_codes = sorted(r.status_code for r in race(
-            *(lambda c=c, x=x: c.patch(f"/api/boxes/{box.pk}/", {"x1": x + version, "version": version},
+            *(lambda c=c, x=x, version=version: c.patch(f"/api/boxes/{box.pk}/", {"x1": x + version,
+                                                                                  "version": version},
                                        format="json") for c, x in zip(annotators, (20, 40)))))
         decision_codes = sorted(r.status_code for r in race(
-            *(lambda c=c, label=label: c.put(url(study), {"label": label, "comment": str(version),
-                                                          "version": version}, format="json")
+            *(lambda c=c, label=label, version=version: c.put(url(study), {"label": label, "comment": str(version),
+                                                                           "version": version}, format="json")
               for c, label in zip(clinicians, ("cap", "np")))))
         assert box_codes == decision_codes == [200, 409], (version, box_codes, decision_codes)
     assert Box.objects.get(pk=box.pk).version == Decision.objects.get(study=study).version == rounds + 1

@@ -1,7 +1,8 @@
-"""The three roles, as Django groups with model permissions.
+"""The three roles, as Django groups: membership is the role (the groups carry no Django model permissions).
 
-Role rules live here once; API permission classes and templates ask ``has_role`` instead of checking group
-names themselves. Admins (superusers or the ``admin`` group) can do everything the other two can.
+Role rules live here once; the API permission classes (``accounts/permissions.py``) and the navigation template tag
+ask ``has_role`` instead of checking group names themselves. Admins (superusers or the ``admin`` group) can do
+everything the other two can.
 """
 from __future__ import annotations
 

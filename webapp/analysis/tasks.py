@@ -106,7 +106,7 @@ def analyze_study(self, run_id: int) -> str:
             logger.warning("analysis run %s attempt %s failed (%s); retrying in %.0f s", run_id, attempt, exc, delay)
             if run.job:
                 run.job.report(run.job.progress, f"attempt {attempt} failed ({exc}); retrying in {delay:.0f} s")
-            raise self.retry(exc=exc, countdown=delay)
+            raise self.retry(exc=exc, countdown=delay) from exc
     except Exception as exc:  # a bug: record it so the study does not stay 'analysing' forever
         logger.exception("analysis run %s failed", run_id)
         services.mark_failed(run, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc())

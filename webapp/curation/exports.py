@@ -12,7 +12,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def _manifest(export: Export, summary: dict[str, Any]) -> bytes:
     return json.dumps({
         "schema": "lungscope.export/1", "format": export.format, "deidentified": export.deidentify,
         "dataset_version": {"id": version.pk, "name": version.name, "fingerprint": version.fingerprint},
-        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **summary,
+        "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **summary,
     }, indent=2).encode()
 
 

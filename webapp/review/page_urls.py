@@ -1,4 +1,4 @@
-"""Page routes of the review UI, mounted at the site root (before the studies app's interim list)."""
+"""Page routes of the review UI, mounted at the site root: the worklist (/) and the viewer (/studies/<id>/)."""
 from django.urls import path
 
 from .pages import ViewerPage, WorklistPage

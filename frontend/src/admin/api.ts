@@ -1,13 +1,14 @@
 // The admin part of the REST contract (docs/CONTRACTS.md): dataset versions, exports, model versions and training
 // runs, as typed calls for the curation and registry pages. Errors are ApiErrors with the server's message.
+// Response types come from the OpenAPI schema (see ../api.ts); free-form JSON fields are narrowed here.
 
-import { request, type Page } from '../api';
+import { request, type Narrow, type Page, type Schemas } from '../api';
 
-export type ExportFormat = 'training_ready' | 'coco' | 'sr' | 'csv';
+export type ExportFormat = Schemas['FormatEnum'];
 export const EXPORT_FORMATS: ExportFormat[] = ['training_ready', 'coco', 'sr', 'csv'];
 export const ENDED = ['succeeded', 'failed', 'cancelled'];
 
-export interface JobSummary { id: number; kind: string; status: string; progress: number | null; message: string; error: string }
+export type JobSummary = Schemas['JobSummary'];
 
 export interface DatasetSummary {
   studies: number;
@@ -17,42 +18,30 @@ export interface DatasetSummary {
   reviewers?: string[];
 }
 
-export interface DatasetVersion {
-  id: number; name: string; description: string; summary: DatasetSummary; fingerprint: string; created_by: string | null;
-  created_at: string;
-}
+export type DatasetVersion = Narrow<Schemas['DatasetVersion'], { summary: DatasetSummary }>;
 
 export interface DatasetCriteria {
   name: string; reviewed_only: boolean; study_date_from: string; study_date_to: string; reviewed_from: string | null;
   reviewed_to: string | null; labels: string[]; reviewers: string[];
 }
 
-export interface Export {
-  id: number; dataset_version: number; format: ExportFormat; deidentify: boolean; job: JobSummary | null;
-  size: number | null; download_url: string | null;
-}
+export type Export = Schemas['Export'];
 
 export interface StudyFigures { accuracy?: number | null; auc?: number | null; sensitivity?: number | null; specificity?: number | null }
 export interface HeldOut { study?: StudyFigures }
 
-export interface ModelVersion {
-  id: number; name: string; version: string; source: string; classes: string[]; is_active: boolean;
-  dataset_version: number | null; held_out: HeldOut | null; active_on_held_out: HeldOut | null;
-  metrics: { comparison?: { held_out_studies?: unknown[] } } | null; roc_url: string | null;
-}
+export type ModelVersion = Narrow<Schemas['ModelVersion'], {
+  classes: string[]; held_out: HeldOut | null; active_on_held_out: HeldOut | null;
+  metrics: { comparison?: { held_out_studies?: unknown[] } } | null;
+}>;
 
 export interface TrainingConfig { task: string; iterations: number; seed: number; start_bundle: number | null }
 
-export interface TrainingRun {
-  id: number; dataset_version: number; config: TrainingConfig; status: string; iteration: number; total_iterations: number;
-  model_version: number | null; error: string;
-}
+export type TrainingRun = Narrow<Schemas['TrainingRun'], { config: TrainingConfig }>;
 
 export interface LossPoint { iter: number; loss: number | null; val_loss?: number | null }
 
-export interface TrainingProgress {
-  id: number; status: string; iteration: number; total_iterations: number; eta_s: number | null; points: LossPoint[];
-}
+export type TrainingProgress = Narrow<Schemas['TrainingProgress'], { points: LossPoint[] }>;
 
 const list = <T>(url: string) => request<Page<T>>('GET', url).then((p) => p.results);
 

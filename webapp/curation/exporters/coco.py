@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ def write(items, sink: Sink, context: ExportContext) -> dict[str, Any]:
                                     "area": w * h, "iscrowd": 0, "provenance": box["provenance"]})
     document = {
         "info": {"description": "lungscope curated lesion boxes", "version": "1.0",
-                 "date_created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                 "date_created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "licenses": [],
         "images": images,
         "annotations": annotations,
