@@ -129,7 +129,7 @@ class SliceSet:
     def n_studies(self) -> int:
         return len(self.study_ids)
 
-    def subset(self, studies: Sequence[int] | np.ndarray) -> "SliceSet":
+    def subset(self, studies: Sequence[int] | np.ndarray) -> SliceSet:
         """The slices of the given study indices, re-indexed from 0 in the order given."""
         studies = np.asarray(studies, dtype=np.int64)
         remap = np.full(self.n_studies, -1, dtype=np.int64)
