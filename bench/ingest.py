@@ -9,8 +9,8 @@ a synthetic phantom written as uncompressed Explicit VR Little Endian files. STO
 ``--clients`` concurrent requests of equal share, for lungscope and Orthanc alike, in ``--rounds`` rounds that
 interleave lungscope STOW-RS, Orthanc STOW-RS and C-STORE (a fresh Orthanc each round), lungscope C-STORE and
 ``import_dicom`` (the archive emptied before each), so the load of a shared machine falls on both sides alike; each
-round prints its load average and ratios, and the medians close the run. Analysis on ingest is off: this measures ingest. Writes the
-figures as JSON to bench/out/ingest.json.
+round prints its load average and ratios, and the medians close the run. Analysis on ingest is off: this measures
+ingest. Writes the figures as JSON to bench/out/ingest.json.
 
     python bench/ingest.py [--slices 128 --size 512 --clients 2 --rounds 3]
 """

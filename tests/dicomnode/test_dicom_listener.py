@@ -18,7 +18,8 @@ from pydicom.uid import JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, StudyRootQueryRetrieveInformationModelFind as Find
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as Find
 
 from webapp.analysis.models import AnalysisRun
 from webapp.dicomnode.listener import REFUSED_ACTION

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from django.db import close_old_connections, connection
 from pydicom import Dataset
 from pydicom.pixels import get_decoder
-from pydicom.uid import AllTransferSyntaxes, UID
+from pydicom.uid import UID, AllTransferSyntaxes
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
