@@ -1,15 +1,16 @@
-"""Ingest rate: instances per second for a 128-slice 512 x 512 CT series through STOW-RS (gunicorn on loopback)
-and through ``manage.py import_dicom``, and, when Debian's Orthanc is installed (``apt-get install orthanc
-orthanc-dicomweb``), through Orthanc's STOW-RS with the same client, for a ratio.
+"""Ingest rate: instances per second for a 128-slice 512 x 512 CT series through STOW-RS (gunicorn on loopback),
+through DIMSE C-STORE to ``manage.py dicom_listener`` (one association, pynetdicom as the sending modality) and
+through ``manage.py import_dicom``, and, when Debian's Orthanc is installed (``apt-get install orthanc
+orthanc-dicomweb``), through Orthanc's STOW-RS and Orthanc's C-STORE SCP with the same clients, for ratios.
 
 A throw-away installation: a fresh PostgreSQL database (``--database-url``, default ``lungscope_bench`` on the
 local server; SQLite in the temp folder when PostgreSQL is unreachable) and storage in a temp folder. The series is
 a synthetic phantom written as uncompressed Explicit VR Little Endian files. STOW sends the series as
 ``--clients`` concurrent requests of equal share, for lungscope and Orthanc alike, in ``--rounds`` rounds that
-interleave lungscope STOW-RS, Orthanc STOW-RS (a fresh Orthanc each round) and ``import_dicom`` (the archive
-emptied before each), so the load of a shared machine falls on both sides alike; each round prints its load
-average and ratios, and the medians close the run. Analysis on ingest is off: this measures ingest. Writes the
-figures as JSON to bench/out/ingest.json.
+interleave lungscope STOW-RS, Orthanc STOW-RS and C-STORE (a fresh Orthanc each round), lungscope C-STORE and
+``import_dicom`` (the archive emptied before each), so the load of a shared machine falls on both sides alike; each
+round prints its load average and ratios, and the medians close the run. Analysis on ingest is off: this measures
+ingest. Writes the figures as JSON to bench/out/ingest.json.
 
     python bench/ingest.py [--slices 128 --size 512 --clients 2 --rounds 3]
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -114,7 +116,8 @@ def lungscope_env(var: Path, database_url: str) -> tuple[dict[str, str], str]:
     """A migrated throw-away installation and an API token for it."""
     env = {**os.environ, "DATABASE_URL": fresh_database(database_url, var), "LUNGSCOPE_VAR_DIR": str(var),
            "LUNGSCOPE_STORAGE_DIR": str(var / "storage"), "LUNGSCOPE_ANALYZE_ON_INGEST": "false",
-           "DJANGO_DEBUG": "1", "DJANGO_SUPERUSER_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
+           "DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+           "DJANGO_SUPERUSER_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
     manage(env, "migrate", "--noinput")
     manage(env, "createsuperuser", "--noinput", "--username", USER, "--email", "bench@example.org")
     return env, manage(env, "drf_create_token", USER).split()[2]
@@ -154,26 +157,82 @@ def import_rate(env: dict[str, str], series_dir: Path, count: int) -> float:
     return count / float(seconds)
 
 
-def orthanc_rate(var: Path, files: list[bytes], clients: int) -> float | None:
-    """Orthanc's STOW-RS rate into a fresh Orthanc (new storage and index), or None when it is not installed."""
-    if not (ORTHANC and ORTHANC_DICOMWEB_PLUGIN.exists()):
-        return None
+def cstore_rate(port: int, called_ae: str, paths: list[Path]) -> float:
+    """Instances per second for the whole series, C-STOREd over one association by pynetdicom (AE BENCH)."""
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    datasets = [dcmread(p) for p in paths]
+    ae = AE(ae_title="BENCH")
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, [datasets[0].file_meta.TransferSyntaxUID])
+    started = time.perf_counter()
+    assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
+    if not assoc.is_established:
+        raise RuntimeError(f"{called_ae} on port {port} refused the association")
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            if not status or status.Status != 0:
+                raise RuntimeError(f"C-STORE to {called_ae} answered {status}")
+    finally:
+        assoc.release()
+    return len(paths) / (time.perf_counter() - started)
+
+
+def wait_for_port(port: int, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+@contextmanager
+def lungscope_listener(env: dict[str, str]) -> Iterator[int]:
+    """``manage.py dicom_listener`` (AE LUNGSCOPE) with BENCH on its allow-list; yields its port."""
+    manage(env, "dicom_peer", "add", "--ae-title", "BENCH")
     port = free_port()
+    listener = subprocess.Popen([PYTHON, "manage.py", "dicom_listener", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        listener.terminate()
+        listener.wait(30)
+
+
+def orthanc_rates(var: Path, files: list[bytes], paths: list[Path], clients: int) -> dict[str, float]:
+    """Into a fresh Orthanc (new storage and index): its STOW-RS rate, then (its archive emptied) its C-STORE SCP's
+    rate with the same series; empty when Orthanc is not installed."""
+    if not (ORTHANC and ORTHANC_DICOMWEB_PLUGIN.exists()):
+        return {}
+    port, dicom_port = free_port(), free_port()
     root = Path(tempfile.mkdtemp(dir=var, prefix="orthanc-"))
     config = root / "orthanc.json"
     config.write_text(json.dumps({
         "Name": "bench", "StorageDirectory": str(root / "storage"), "IndexDirectory": str(root / "index"),
-        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
+        "HttpPort": port, "DicomServerEnabled": True, "DicomPort": dicom_port, "DicomAet": "ORTHANC",
+        "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "HttpsCACertificates": "", "Plugins": [str(ORTHANC_DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }))
     server = subprocess.Popen([ORTHANC, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(f"http://127.0.0.1:{port}/system")
-        rate = stow_rate(f"http://127.0.0.1:{port}/dicom-web/studies", files, clients, {})
+        stow = stow_rate(f"http://127.0.0.1:{port}/dicom-web/studies", files, clients, {})
         stored = requests.get(f"http://127.0.0.1:{port}/statistics", timeout=10).json()["CountInstances"]
         assert stored == len(files), stored
-        return rate
+        for study in requests.get(f"http://127.0.0.1:{port}/studies", timeout=10).json():
+            requests.delete(f"http://127.0.0.1:{port}/studies/{study}", timeout=60).raise_for_status()
+        cstore = cstore_rate(dicom_port, "ORTHANC", paths)
+        stored = requests.get(f"http://127.0.0.1:{port}/statistics", timeout=10).json()["CountInstances"]
+        assert stored == len(files), stored
+        return {"orthanc_stow_instances_per_s": stow, "orthanc_cstore_instances_per_s": cstore}
     finally:
         server.terminate()
         server.wait(30)
@@ -186,7 +245,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of lungscope STOW-RS, Orthanc STOW-RS and import_dicom, interleaved, so a "
+                        help="rounds of lungscope and Orthanc STOW-RS and C-STORE and import_dicom, interleaved, so a "
                              "shared machine's load hits both sides alike; medians are reported")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/lungscope_bench")
     args = parser.parse_args()
@@ -196,22 +255,29 @@ def main() -> None:
         paths = write_series(var / "series", args.slices, args.size)
         files = [p.read_bytes() for p in paths]
         env, token = lungscope_env(var, args.database_url)
-        with lungscope_server(env, var, args.clients, token) as url:
-            # A first request per worker opens its database connection and warms imports: not part of the rate.
+        with lungscope_server(env, var, args.clients, token) as url, lungscope_listener(env) as dicom_port:
+            # A first request per worker (and a first association) opens its database connection and warms
+            # imports: not part of the rate.
             stow_rate(url, files[:2 * args.clients], args.clients, {"Authorization": f"Token {token}"})
+            clear_archive(env, var)  # C-STORE re-encodes the file meta: the same instances would be conflicts
+            cstore_rate(dicom_port, "LUNGSCOPE", paths[:2])
             for number in range(1, args.rounds + 1):
                 clear_archive(env, var)
                 figures = {"load_average_1min": os.getloadavg()[0],
                            "stow_instances_per_s": stow_rate(url, files, args.clients,
-                                                             {"Authorization": f"Token {token}"}),
-                           "orthanc_stow_instances_per_s": orthanc_rate(var, files, args.clients)}
+                                                             {"Authorization": f"Token {token}"})}
+                figures.update(orthanc_rates(var, files, paths, args.clients))
+                clear_archive(env, var)
+                figures["cstore_instances_per_s"] = cstore_rate(dicom_port, "LUNGSCOPE", paths)
                 clear_archive(env, var)
                 figures["import_dicom_instances_per_s"] = import_rate(env, var / "series", len(files))
-                if figures["orthanc_stow_instances_per_s"]:
+                if figures.get("orthanc_stow_instances_per_s"):
                     figures["stow_ratio_lungscope_to_orthanc"] = (figures["stow_instances_per_s"]
                                                                   / figures["orthanc_stow_instances_per_s"])
                     figures["import_ratio_lungscope_to_orthanc_stow"] = (figures["import_dicom_instances_per_s"]
                                                                          / figures["orthanc_stow_instances_per_s"])
+                    figures["cstore_ratio_lungscope_to_orthanc"] = (figures["cstore_instances_per_s"]
+                                                                    / figures["orthanc_cstore_instances_per_s"])
                 rounds.append(figures)
                 print(f"round {number}: " + ", ".join(f"{key} {value:.2f}" for key, value in figures.items()
                                                       if value is not None), flush=True)

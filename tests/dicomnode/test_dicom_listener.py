@@ -13,12 +13,15 @@ import pydicom
 import pynetdicom
 import pytest
 from dicomnode_helpers import LISTENER_AET, ORTHANC_AET, echo
+from factories import wait_until
 from pydicom.uid import JPEG2000Lossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import CTImageStorage, MRImageStorage, StudyRootQueryRetrieveInformationModelFind as Find
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as Find
 
+from webapp.analysis.models import AnalysisRun
 from webapp.dicomnode.listener import REFUSED_ACTION
 from webapp.dicomnode.models import DicomPeer
 from webapp.review.models import AuditEvent
@@ -158,6 +161,40 @@ def test_bad_instances_get_their_own_failure_status(start_listener, ricord_slab,
     assert statuses["not CT"].Status == 0x0122
     assert "not a CT image" in statuses["not CT"].ErrorComment
     assert list(Instance.objects.values_list("sop_instance_uid", flat=True)) == [good.SOPInstanceUID]
+    assert_no_orphans(storage_dir)
+
+
+def test_each_success_is_committed_and_a_series_over_two_associations_is_analysed_once(
+        start_listener, ricord_slab, storage_dir):
+    """The ingest batches rows; C-STORE answers each instance on its own, so its status must be final when sent."""
+    DicomPeer.objects.create(ae_title="MODALITY1")
+    listener = start_listener(LUNGSCOPE_ANALYZE_ON_INGEST="true", LUNGSCOPE_STABLE_STUDY_S="600")
+    ae = scu("MODALITY1")
+    ae.requested_contexts[0].transfer_syntax = [JPEG2000Lossless]
+    uids = [pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in ricord_slab]
+
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    for path, uid in zip(ricord_slab[:5], uids, strict=False):
+        assert assoc.send_c_store(path).Status == 0x0000
+        assert Instance.objects.filter(sop_instance_uid=uid).exists(), "success sent before the row was committed"
+    assoc.release()
+    study = wait_until(lambda: Study.objects.filter(analysis_runs__isnull=False).first(), 30, 0.2,
+                       "the first association's study to be handed to the analysis")
+
+    # The rest of the series, and the first instance again with other bytes: a conflict, answered as one.
+    changed = pydicom.dcmread(ricord_slab[0])
+    changed.SeriesDescription = "edited after sending"
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title=LISTENER_AET)
+    assert [assoc.send_c_store(path).Status for path in ricord_slab[5:]] == [0x0000] * 5
+    conflict = assoc.send_c_store(changed)
+    assoc.release()
+    assert conflict.Status == 0x0111, conflict
+    assert "different content" in conflict.ErrorComment
+
+    time.sleep(1.0)  # the second association's end hands the study over too
+    assert set(Instance.objects.values_list("sop_instance_uid", flat=True)) == set(uids)
+    (run,) = AnalysisRun.objects.filter(study=study)
+    assert run.status == AnalysisRun.Status.QUEUED  # one run, waiting for the study to be stable
     assert_no_orphans(storage_dir)
 
 

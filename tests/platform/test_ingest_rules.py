@@ -161,3 +161,21 @@ def test_a_landed_study_is_queued_for_analysis_once_per_batch(settings, storage_
     with django_capture_on_commit_callbacks(execute=True), IngestBatch() as batch:
         batch.add_file(phantom_files[0].read_bytes(), "again.dcm")  # a duplicate adds nothing to analyse
     assert Job.objects.filter(kind=Job.Kind.ANALYZE).count() == 1
+
+
+def test_a_flush_that_cannot_commit_leaves_no_file_and_no_result_that_says_stored(storage_dir, phantom_files,
+                                                                                monkeypatch):
+    """A DIMSE listener answers each instance from its result: after a failed commit it must not read "stored"."""
+    from django.db import OperationalError
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    batch = IngestBatch()
+    result = batch.add_file(phantom_files[0].read_bytes(), "a.dcm")
+    monkeypatch.setattr(Instance.objects, "bulk_create", database_gone)
+    with pytest.raises(OperationalError):
+        batch.flush()
+    assert (result.status, result.landed) == (Outcome.REJECTED, False)
+    assert "OperationalError" in result.reason
+    assert stored_files(storage_dir) == set() and not Instance.objects.exists()

@@ -15,6 +15,7 @@ from test_permissions_matrix import ADMIN, ANNOTATOR, CLINICIAN, PUBLIC, RULES, 
 from webapp.analysis.models import AnalysisRun, SliceResult
 from webapp.analysis.tasks import analyze_study, enqueue_analysis
 from webapp.curation.models import DatasetVersion, Export
+from webapp.dicomnode.models import Delivery, DicomPeer, WebDestination
 from webapp.jobs.models import Job
 from webapp.registry.models import ModelVersion, TrainingRun
 from webapp.review.models import Box
@@ -31,7 +32,8 @@ MAP_KINDS = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung")
 @pytest.fixture
 def world(db, tmp_path, settings, storage_dir):
     """The marked study, analysed by a small model that explains every slice, with a decision, a human box, their
-    audit events, an analysis job, and one of every curation and registry object."""
+    audit events, an analysis job, one of every curation and registry object, and a DICOM peer, a DICOMweb
+    destination and a delivery of the results."""
     settings.LUNGSCOPE_MODEL = str(make_tiny_bundle(tmp_path / "bundle", favour="COVID"))
     settings.LUNGSCOPE_SALIENCY = "all"
     users = {role: make_user(f"p-{role}", role) for role in (CLINICIAN, ANNOTATOR, ADMIN)}
@@ -59,8 +61,13 @@ def world(db, tmp_path, settings, storage_dir):
     model = ModelVersion.objects.create(name="tiny", version="1", bundle_path="/nonexistent", sha256="0" * 64,
                                         classes=["NP", "CAP", "COVID"])
     training = TrainingRun.objects.create(dataset_version=dataset, config={})
+    peer = DicomPeer.objects.create(ae_title="PACS", host="pacs.local", port=104, is_destination=True)
+    web = WebDestination.objects.create(name="pacs-web", url="http://pacs.local/dicom-web")
+    Delivery.objects.create(study=study, run=run, peer=peer, target="PACS@pacs.local:104",
+                            status=Delivery.Status.SENT)
     ids = {"study": study.pk, "box": drawn.json()["id"], "run": run.pk, "job": job.pk, "dataset": dataset.pk,
-           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk}
+           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk,
+           "peer": peer.pk, "web": web.pk}
     uids = {"study": study.study_instance_uid, "series": instance.series.series_instance_uid,
             "instance": instance.sop_instance_uid, "frames": "1"}
     assert SliceResult.objects.filter(run=run).exists() and Job.objects.filter(pk=job.pk).exists()

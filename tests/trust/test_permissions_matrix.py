@@ -136,8 +136,8 @@ def world(db, storage_dir, tmp_path):
 
 
 #: Which object a ``pk`` stands for, by URL name prefix.
-PK_OWNER = {"dicom-peer": "peer", "dicom-web-destination": "web", "dicom-study": "study", "study": "study", "box": "box",
-            "analysis-run": "run", "analysis-slice": "run", "job": "job", "dataset-version": "dataset",
+PK_OWNER = {"dicom-peer": "peer", "dicom-web-destination": "web", "dicom-study": "study", "study": "study",
+            "box": "box", "analysis-run": "run", "analysis-slice": "run", "job": "job", "dataset-version": "dataset",
             "export": "export", "model-version": "model", "training-run": "training", "user": "user"}
 
 

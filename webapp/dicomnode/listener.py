@@ -3,7 +3,10 @@ and answers study and series queries (``find.py``).
 
 Every association is one ``IngestBatch``, the same as one STOW-RS request: each instance passes the same checks,
 duplicates and conflicts are judged the same way, and when the association ends (released, aborted or the
-connection dropped) the batch is closed, which hands the studies that gained instances to the analysis. An
+connection dropped) the batch is closed, which hands the studies that gained instances to the analysis (its
+stable-study rule: a series sent over several associations is analysed once). The batch is flushed before each
+C-STORE response: a batch's results are provisional until its rows commit, and a sender may delete its copy on
+success, so 0x0000 must mean "committed" and a conflict or a series mismatch must get its own failure status. An
 instance that is refused gets a C-STORE failure status with the reason in Error Comment; an instance cut off by a
 dropped association never reaches the handler (pynetdicom delivers only complete data sets), so nothing is half
 written.
@@ -21,7 +24,7 @@ from collections.abc import Iterable
 from django.db import close_old_connections, connection
 from pydicom import Dataset
 from pydicom.pixels import get_decoder
-from pydicom.uid import AllTransferSyntaxes, UID
+from pydicom.uid import UID, AllTransferSyntaxes
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
@@ -101,6 +104,7 @@ class Listener:
         try:
             with batch_lock:  # the batch is not closed under a store in progress
                 result = batch.add_file(event.encoded_dataset(), name)
+                batch.flush()  # the status answers for this instance: its row is committed first
         except Exception as exc:  # database or storage away: this instance fails, the listener goes on
             logger.exception("could not ingest %s", name)
             status = Dataset()

@@ -33,3 +33,18 @@ class DeliverySerializer(serializers.ModelSerializer):
         fields = ["id", "study", "run", "peer", "web", "target", "job", "sr_version", "status", "attempts",
                   "sent_sop_instance_uids", "error", "created_at", "sent_at"]
         read_only_fields = fields
+
+
+class SentStatusSerializer(serializers.Serializer):
+    """The answer of ``studies/{id}/sent-status/``, described for the OpenAPI schema."""
+
+    study = serializers.IntegerField()
+    sent_status = serializers.ChoiceField(choices=["", *Delivery.Status.values],
+                                          help_text='"" when nothing was ever queued')
+
+
+class ResendSerializer(serializers.Serializer):
+    """The answer of ``studies/{id}/resend/``: the send job and the SR version it sends."""
+
+    job = serializers.IntegerField()
+    sr_version = serializers.IntegerField()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -14,7 +15,8 @@ from webapp.accounts.roles import ADMIN, CLINICIAN, has_role
 from webapp.studies.models import Study
 
 from .models import Delivery, DicomPeer, WebDestination
-from .serializers import DeliverySerializer, DicomPeerSerializer, WebDestinationSerializer
+from .serializers import (DeliverySerializer, DicomPeerSerializer, ResendSerializer, SentStatusSerializer,
+                          WebDestinationSerializer)
 from .services import resend_review, study_sent_status
 
 
@@ -40,6 +42,7 @@ class DeliveryList(generics.ListAPIView):
 class StudySentStatus(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses={200: SentStatusSerializer})
     def get(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
         return Response({"study": study.pk, "sent_status": study_sent_status(study.pk)})
@@ -56,6 +59,7 @@ class ClinicianOrAdmin(BasePermission):
 class StudyResend(APIView):
     permission_classes = [ClinicianOrAdmin]
 
+    @extend_schema(request=None, responses={202: ResendSerializer})
     def post(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
         if not hasattr(study, "decision"):

@@ -326,9 +326,10 @@ class IngestBatch:
                     # Another delivery stored one of these SOP instances since the look-up: judge them again.
                     if attempt == FLUSH_ATTEMPTS - 1:
                         raise
-        except BaseException:
-            for item in pending:
+        except BaseException as exc:
+            for item in pending:  # nothing of these files stays, and their results must not say "stored"
                 default_storage.delete(item.path)
+                item.settle(Outcome.REJECTED, f"not stored: {type(exc).__name__}", FailureReason.OUT_OF_RESOURCES)
             raise
         for item in pending:
             if item.result.status != Outcome.STORED:
