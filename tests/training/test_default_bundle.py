@@ -15,18 +15,22 @@ from training.crossval import evaluate
 from training.datasets import TASKS, PrepConfig, build_slice_set, phantom_studies
 
 CLASSES = ["NP", "CAP", "COVID"]
-#: (bundle, width, input side). Measured on the 9 fresh studies below (data seed 4242, 192 px x 32 slices, a smaller
-#: grid than either bundle trained on): study accuracy 1.0 and macro AUC 1.0 for both; slice accuracy 0.556
-#: (default) and 0.676 (paper), chance 0.333. The floors leave a margin of one to two studies.
+#: (bundle, width, input side). Each is scored on fresh studies of the kind it was trained on: ``paper`` (phantom
+#: only) on 9 phantom studies (data seed 4242, 192 px x 32 slices): study accuracy 1.0, macro AUC 1.0, slice
+#: accuracy 0.676; ``default`` 2.0.0 (simulated lesions in real and phantom anatomy) on 27 studies of 9 fresh
+#: phantom patients with freshly simulated lesions: study accuracy 0.741, macro AUC 0.926, slice accuracy 0.712.
+#: Chance is 0.333 / 0.5. The floors leave a margin of about two studies.
 BUNDLES = [("default", 0.25, 112), ("paper", 1.0, 224)]
-STUDY_ACCURACY_FLOOR = 0.77
-STUDY_AUC_FLOOR = 0.9
-SLICE_ACCURACY_FLOOR = 0.45
+FLOORS = {"default": {"study_accuracy": 0.65, "study_auc": 0.85, "slice_accuracy": 0.6},
+          "paper": {"study_accuracy": 0.77, "study_auc": 0.9, "slice_accuracy": 0.45}}
 
 
 @pytest.fixture(scope="module")
 def fresh_studies():
-    return list(phantom_studies(9, seed=4242, size=192, n_slices=32))
+    from training.simulate.backgrounds import simulated_studies
+
+    return {"paper": list(phantom_studies(9, seed=4242, size=192, n_slices=32)),
+            "default": list(simulated_studies([f"phantom:{4242 * 100_000 + j}" for j in range(9)], 1, seed=4242))}
 
 
 @pytest.mark.parametrize("name,width,side", BUNDLES)
@@ -47,10 +51,12 @@ def test_bundle_matches_its_model_json(name, width, side):
 def test_bundle_classifies_fresh_phantoms(name, width, side, fresh_studies):
     torch.set_num_threads(2)
     bundle = load_bundle(name, device="cpu", expected_classes=CLASSES)
-    data = build_slice_set(fresh_studies, TASKS["3way"], PrepConfig(size=side, max_slices=12))
-    metrics = evaluate(bundle.model, data, bundle.meta["aggregation"])
-    study = metrics["study"]["joint"]["summary"]
-    assert study["accuracy"] >= STUDY_ACCURACY_FLOOR, study  # chance is 0.333
-    assert study["auc"] >= STUDY_AUC_FLOOR, study  # chance is 0.5
+    data = build_slice_set(fresh_studies[name], TASKS["3way"],
+                           PrepConfig(size=side, max_slices=16 if name == "default" else 12))
+    metrics = evaluate(bundle.model, data, bundle.meta["aggregation"],
+                       temperature=bundle.meta.get("calibration", {}).get("temperature", 1.0))
+    study, floors = metrics["study"]["joint"]["summary"], FLOORS[name]
+    assert study["accuracy"] >= floors["study_accuracy"], study  # chance is 0.333
+    assert study["auc"] >= floors["study_auc"], study  # chance is 0.5
     slice_accuracy = metrics["slice"]["joint"]["accuracy"]
-    assert np.isfinite(slice_accuracy) and slice_accuracy >= SLICE_ACCURACY_FLOOR, metrics["slice"]["joint"]
+    assert np.isfinite(slice_accuracy) and slice_accuracy >= floors["slice_accuracy"], metrics["slice"]["joint"]
