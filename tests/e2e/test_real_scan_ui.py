@@ -197,7 +197,8 @@ def test_clinician_reads_real_scans_analysed_by_the_shipped_model(page, real_wor
         # DICOM window (RICORD's are W 400 L 40) while the Lung button stays highlighted.
         go_to_slice(page, top_index)
         page.click("[data-preset=lung]")
-        assert "W 1500 L -600" in page.inner_text("#wl-info")
+        page.wait_for_function("() => document.querySelector('#wl-info').textContent === 'W 1500 L -600'",
+                               timeout=5000)
         for key, kind in (("o", "opacity"), ("g", "lung")):
             page.focus("#ct-viewport")
             page.keyboard.press(key)
