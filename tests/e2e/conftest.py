@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import MODEL, PASSWORD, REPO, SIZE, SLICES
+from e2e_helpers import MODEL, PASSWORD, REPO, SIZE, SLICES, ingested_study
 
 # Playwright's sync API keeps an event loop on this thread; the ORM calls between browser steps are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -92,15 +92,8 @@ def analysed_study(files: list[Path], label: str):
     """A phantom ingested file by file like an upload, then analysed in this process."""
     from webapp.analysis.tasks import enqueue_analysis
     from webapp.celery import app
-    from webapp.studies.ingest import ingest_file
-    from webapp.studies.models import Study
 
-    results = []
-    for path in files:
-        with open(path, "rb") as fh:
-            results.append(ingest_file(fh, path.name, source_label=label))
-    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
-    study = Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+    study = ingested_study(files, label)
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     try:

@@ -16,6 +16,19 @@ MODEL = "default"  # the bundle every analysis here runs: the trained one the ap
 SLICES, SIZE = 40, 256  # phantom studies: the grid the default model was trained on (smaller ones blur its lesions)
 
 
+def ingested_study(files: list[Path], label: str):
+    """DICOM files ingested one by one like an upload, queueing no analysis: the study they made."""
+    from webapp.studies.ingest import ingest_file
+    from webapp.studies.models import Study
+
+    results = []
+    for path in files:
+        with open(path, "rb") as fh:
+            results.append(ingest_file(fh, path.name, source_label=label))
+    assert all(r.landed for r in results), [r.reason for r in results if not r.landed]
+    return Study.objects.get(study_instance_uid=results[0].study_instance_uid)
+
+
 def login(page, world, username: str) -> None:
     page.goto(f"{world.url}/accounts/login/")
     page.fill("input[name=username]", username)
