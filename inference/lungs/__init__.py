@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..io import Volume
-from .classical import block_mean, segment_hu, segment_image, work_factor
+from .classical import block_mean, segment_hu, segment_image, upsample_mask, work_factor
 from .fusion import fuse_masks, segment_grey
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last"]
@@ -92,9 +92,4 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
     work = block_mean(hu, factor)
     fused = choose_mask(work, classical[:, ::factor, ::factor][:, :work.shape[1], :work.shape[2]], probability(work),
                         float(spacing[1]) * factor if spacing else None)[0]
-    if factor == 1:
-        return fused
-    full = np.zeros(hu.shape, dtype=bool)
-    up = fused.repeat(factor, axis=1).repeat(factor, axis=2)
-    full[:, : up.shape[1], : up.shape[2]] = up
-    return full
+    return upsample_mask(fused, factor, hu.shape)

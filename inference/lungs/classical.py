@@ -115,9 +115,15 @@ def segment_hu(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None = N
     spacing = (spacing_mm[0], spacing_mm[1] * factor, spacing_mm[2] * factor) if spacing_mm else None
     mask = _segment(work, spacing, cranial_last, threshold_hu, airway_hu, gas_fraction, second_ratio,
                     min_volume_ml, max_airway_fraction)
+    return upsample_mask(mask, factor, hu.shape)
+
+
+def upsample_mask(mask: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A mask computed on an in-plane ``factor``-reduced grid (``_block_mean``) back on the full ``shape``: each
+    voxel repeated ``factor`` x ``factor``; rows/columns the reduction dropped at the edge stay False."""
     if factor == 1:
         return mask
-    full = np.zeros(hu.shape, dtype=bool)
+    full = np.zeros(shape, dtype=bool)
     up = mask.repeat(factor, axis=1).repeat(factor, axis=2)
     full[:, : up.shape[1], : up.shape[2]] = up
     return full
