@@ -25,7 +25,7 @@ from inference.bundle import Bundle
 from inference.io import Volume, load_study
 from inference.pipeline import analyze
 
-from .simulate.backgrounds import REAL_BACKGROUNDS, shared_data_dir
+from .simulate.backgrounds import REAL_BACKGROUNDS, series_folder, shared_data_dir
 
 __all__ = ["RealScan", "REAL_SCANS", "OUTSIDE_SCANS", "check_real", "domain_auroc", "format_table"]
 
@@ -49,16 +49,10 @@ OUTSIDE_SCANS: tuple[RealScan, ...] = (
 )
 
 
-def _series(folder: Path) -> Path:
-    """The folder holding the most files of a scan (the series folder under a patient/study tree)."""
-    candidates = [folder, *[d for d in folder.rglob("*") if d.is_dir()]]
-    return max(candidates, key=lambda d: sum(1 for f in d.iterdir() if f.is_file() and f.suffix.lower() != ".xml"))
-
-
 def _load(folder: Path) -> Volume:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_study(_series(folder))
+        return load_study(series_folder(folder))
 
 
 def _row(scan: RealScan, volume: Volume, bundle: Bundle, seen: bool) -> dict[str, Any]:

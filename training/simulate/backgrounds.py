@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from training.datasets import StudyRecord
 
 __all__ = ["Background", "REAL_BACKGROUNDS", "shared_data_dir", "load_background", "real_backgrounds",
-           "phantom_background", "background", "simulate", "simulated_studies"]
+           "phantom_background", "background", "series_folder", "simulate", "simulated_studies"]
 
 #: name -> (source, path under shared data's real-ct/). All are non-pneumonia scans (NP) with full lung coverage.
 REAL_BACKGROUNDS: dict[str, tuple[str, str]] = {
@@ -59,6 +59,17 @@ class Background:
     cranial_last: bool = True
 
 
+def series_folder(folder: Path) -> Path:
+    """The folder holding the most files of a scan (its series, under a patient/study tree); reader XML and other
+    annotations are not counted. Raises FileNotFoundError when there is no file at all."""
+    candidates = [folder, *[d for d in folder.rglob("*") if d.is_dir()]]
+    count = {d: sum(1 for f in d.iterdir() if f.is_file() and f.suffix.lower() != ".xml") for d in candidates}
+    best = max(candidates, key=count.__getitem__)
+    if count[best] == 0:
+        raise FileNotFoundError(f"no DICOM series under {folder}")
+    return best
+
+
 def _reduce(array: np.ndarray, factor: int, mask: bool = False) -> np.ndarray:
     if factor <= 1:
         return array
@@ -84,10 +95,7 @@ def load_background(name: str, work_size: int = 256, root: Path | None = None) -
     from inference.lungs import cranial_is_last, segment_lungs
 
     folder = (root or shared_data_dir()) / "real-ct" / rel
-    series = sorted({p.parent for p in folder.rglob("*.dcm")}, key=lambda p: -len(list(p.glob("*.dcm"))))
-    if not series:
-        raise FileNotFoundError(f"no DICOM series under {folder}")
-    volume = load_study(series[0])
+    volume = load_study(series_folder(folder))
     lung = segment_lungs(volume, "classical")
     factor = max(1, volume.array.shape[1] // work_size)
     hu, lung = _reduce(volume.array.astype(np.float32), factor), _reduce(lung, factor, mask=True)
