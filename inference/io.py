@@ -186,22 +186,14 @@ def decode_workers() -> int:
     return max(1, int(configured) if configured else len(os.sched_getaffinity(0)))
 
 
-_POOL: ProcessPoolExecutor | None = None
-
-
-def _decode_pool() -> ProcessPoolExecutor | None:
-    """The decode processes, started on first use and kept for the next study; None where one process is all there
-    is, or where this process may not have children (a daemonic one, e.g. a Celery prefork child).
-
-    Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main module, torch and all, which
-    cost more than the decode saved on a loaded machine; a forked one starts at once, and it only ever runs pydicom
-    and numpy (no torch, no OpenMP), which is what makes forking a threaded process safe here."""
-    global _POOL
-    if decode_workers() <= 1 or multiprocessing.current_process().daemon:
-        return None
-    if _POOL is None or _POOL._max_workers != decode_workers():
-        _POOL = ProcessPoolExecutor(decode_workers(), mp_context=multiprocessing.get_context("fork"))
-    return _POOL
+def _decode_processes(series: list[pydicom.Dataset]) -> int:
+    """How many processes decode ``series``: one for a single or uncompressed slice, where one CPU is all there is,
+    or where this process may not have children (a daemonic one, e.g. a Celery prefork child)."""
+    if len(series) < 2 or not any(_is_compressed(ds) for ds in series):
+        return 1
+    if multiprocessing.current_process().daemon:
+        return 1
+    return min(decode_workers(), len(series))
 
 
 def _is_compressed(ds: pydicom.Dataset) -> bool:
@@ -212,7 +204,6 @@ def _is_compressed(ds: pydicom.Dataset) -> bool:
 def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.ndarray:
     """(frames, rows, cols) float32 of ``series`` in the given order, each dataset's frames written into their place
     (compressed ones decoded on the decode processes); the dataset's pixel bytes are released once decoded."""
-    global _POOL
     counts = [_frame_count(ds) for ds in series]
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
     array = np.empty((int(starts[-1]), *shape), dtype=np.float32)
@@ -227,14 +218,21 @@ def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.
                 delattr(series[k], keyword)  # the encoded bytes and pydicom's cached decode: the volume has them
 
     done = 0
-    pool = _decode_pool() if len(series) > 1 and any(_is_compressed(ds) for ds in series) else None
-    if pool is not None:
+    processes = _decode_processes(series)
+    if processes > 1:
+        # A pool per series, shut down before returning: forked children hold a copy of every descriptor this process
+        # has open (a web server's client sockets, a browser driver's pipe), so children kept alive between studies
+        # would keep those open after their owner closed them. Forking a few children costs milliseconds; the decode
+        # they share costs seconds. Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main
+        # module, torch and all; a forked one starts at once, and it only runs pydicom and numpy (no torch, no
+        # OpenMP), which is what makes forking a threaded process safe here.
         try:
-            for frames in pool.map(_pixels, series, chunksize=4):
-                place(done, frames)
-                done += 1
-        except BrokenProcessPool:  # a decode process died (killed; a script without a main guard): go on here
-            _POOL = None
+            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+                for frames in pool.map(_pixels, series, chunksize=4):
+                    place(done, frames)
+                    done += 1
+        except BrokenProcessPool:  # a decode process died (killed): decode the rest here
+            pass
     for k in range(done, len(series)):
         place(k, _pixels(series[k]))
     return array

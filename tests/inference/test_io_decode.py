@@ -2,6 +2,7 @@
 a single process decodes, slice for slice, with the geometry in the same order; and the real JPEG 2000 scan too."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -37,7 +38,12 @@ def rle_series(tmp_path_factory) -> Path:
 def test_compressed_slices_decoded_on_processes_match_one_process(monkeypatch, rle_series):
     one = load_with(monkeypatch, 1, rle_series)
     many = load_with(monkeypatch, 2, rle_series)
-    assert study_io._POOL is not None, "a compressed series on two CPUs goes through the decode processes"
+    series = [pydicom.dcmread(path) for path in sorted(rle_series.iterdir())]
+    assert study_io._decode_processes(series) == 2, "a compressed series on two CPUs goes through the decode processes"
+    # No decode process outlives the load: a forked child keeps a copy of every descriptor the parent had open (a
+    # browser driver's pipe, a web server's client sockets), so a lingering one kept those open after their owner
+    # closed them (the browser tests hung at exit on exactly this).
+    assert multiprocessing.active_children() == []
     np.testing.assert_array_equal(many.array, one.array)
     assert many.sop_instance_uids == one.sop_instance_uids and many.z_mm == one.z_mm
     assert one.array.min() < -500 < one.array.max()  # HU after the modality LUT, not raw stored values
