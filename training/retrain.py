@@ -89,9 +89,8 @@ def retrain(export_dir: str | Path, config: RetrainConfig, progress: Callable[[d
     base = load_bundle(config.base_bundle, device="cpu", expected_classes=list(classes)) if config.base_bundle else None
     prep = config.prep
     if base is not None:
-        prep = PrepConfig(size=int(base.meta["input_size"][0]), margin=float(base.meta["crop"]["margin"]),
-                          normalization=tuple(base.meta["normalization"].items()),
-                          min_lung_fraction=prep.min_lung_fraction, max_slices=prep.max_slices, lungs=prep.lungs)
+        prep = PrepConfig.for_bundle(base.meta, min_lung_fraction=prep.min_lung_fraction, max_slices=prep.max_slices,
+                                     lungs=prep.lungs)
     data = build_slice_set(records, classes, prep)
     rest, test = group_split(data.study_labels, data.groups, config.test_fraction, seed=config.train.seed)
     rest_set = data.subset(rest)

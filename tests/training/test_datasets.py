@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inference.io import Volume
+from inference.lungs import segment_lungs
 from inference.normalize import normalize_volume
 from inference.preprocess import crop_geometry, prepare_slice
 from training.datasets import (TASKS, PrepConfig, build_slice_set, export_studies, group_kfold, group_split,
@@ -12,12 +14,19 @@ from training.datasets import (TASKS, PrepConfig, build_slice_set, export_studie
 
 
 def test_slices_are_prepared_exactly_as_inference_prepares_them():
+    """Cropped and normalised with the lungs the pipeline segments, not the record's truth mask (which the pipeline
+    never has); the truth mask is used only when asked for."""
     record = next(toy_studies(1, seed=5, size=64, n_slices=3))
+    record.lung_mask = record.lung_mask.copy()
+    record.lung_mask[:, :, :32] = False  # a "truth" mask unlike the segmentation: one lung
     prep = PrepConfig(size=48)
-    got = study_slices(record, prep)
-    unit, _ = normalize_volume(record.array.astype(np.float32), prep.normalization_params, mask=record.lung_mask)
-    expected = prepare_slice(unit[1], crop_geometry(record.lung_mask[1], prep.margin, unit.shape[1:], 48), 48)
-    assert got.shape == (3, 48, 48) and np.array_equal(got[1], expected)
+    lungs = segment_lungs(Volume(array=record.array.astype(np.float32), kind="nifti", is_hu=True,
+                                 spacing_mm=record.spacing_mm), prep.lungs)
+    for mask, config in ((lungs, prep), (record.lung_mask, PrepConfig(size=48, source_lungs=True))):
+        got = study_slices(record, config)
+        unit, _ = normalize_volume(record.array.astype(np.float32), prep.normalization_params, mask=mask)
+        expected = prepare_slice(unit[1], crop_geometry(mask[1], prep.margin, unit.shape[1:], 48), 48)
+        assert got.shape == (3, 48, 48) and np.array_equal(got[1], expected)
 
 
 def test_only_lung_slices_are_kept():
@@ -25,7 +34,7 @@ def test_only_lung_slices_are_kept():
     record.lung_mask[0] = False
     record.lung_mask[3, :, :] &= np.arange(32)[None, :] < 12  # one lung cut to a sliver: < 25 % of the largest
     record.lung_mask[3, :, :] &= np.arange(32)[:, None] < 14
-    assert study_slices(record, PrepConfig(size=32)).shape[0] == 2
+    assert study_slices(record, PrepConfig(size=32, source_lungs=True)).shape[0] == 2
 
 
 def test_task_filters_classes_and_labels_follow_the_study():
