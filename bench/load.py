@@ -42,7 +42,7 @@ def bulk_worklist(total: int, decided_by) -> None:
 
     from webapp.analysis.models import AnalysisRun
     from webapp.review.models import Decision
-    from webapp.review.worklist import refresh_ai_columns
+    from webapp.analysis.columns import refresh_ai_columns
     from webapp.studies.models import Patient, Study
 
     start = Study.objects.count()

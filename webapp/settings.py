@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "webapp.review",
     "webapp.curation",
     "webapp.registry",
+    "webapp.retraining",
     "webapp.dicomnode",
 ]
 
@@ -238,7 +239,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default"), Queue("gpu"))
 CELERY_TASK_ROUTES = {
     "webapp.analysis.tasks.*": {"queue": "gpu"},
-    "webapp.registry.tasks.*": {"queue": "gpu"},
+    "webapp.retraining.tasks.*": {"queue": "gpu"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -18,7 +18,7 @@ from training.phantom import generate_study, write_dicom_series
 from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import AuditEvent, Box, Decision
-from webapp.review.worklist import refresh_ai_columns
+from webapp.analysis.columns import refresh_ai_columns
 from webapp.studies.ingest import ingest_file
 from webapp.studies.models import Instance, Study
 

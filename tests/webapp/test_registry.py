@@ -14,8 +14,8 @@ from webapp.curation.services import Criteria, create_dataset_version
 from webapp.jobs.models import Job
 from webapp.registry import services
 from webapp.registry.models import ModelActivation, ModelVersion, TrainingRun
-from webapp.registry.tasks import train_model
-from webapp.registry.training import create_training_run, json_safe, work_dir
+from webapp.retraining.tasks import train_model
+from webapp.retraining.training import create_training_run, json_safe, work_dir
 from webapp.review.models import AuditEvent
 
 CONFIG = {"task": "3way", "iterations": 3, "seed": 0, "start_bundle": None}

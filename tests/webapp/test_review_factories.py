@@ -16,7 +16,7 @@ from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun
 from webapp.review import geometry
 from webapp.review.models import Box
-from webapp.review.worklist import refresh_ai_columns
+from webapp.analysis.columns import refresh_ai_columns
 from webapp.studies.models import Instance, Patient, Series, Study
 
 _serial = itertools.count(1)

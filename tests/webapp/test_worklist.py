@@ -9,7 +9,7 @@ from test_review_factories import client_for, make_run, make_study, users  # noq
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import Decision
 from webapp.review.serializers import MASK
-from webapp.review.worklist import refresh_ai_columns
+from webapp.analysis.columns import refresh_ai_columns
 from webapp.studies.models import Patient, Study
 
 pytestmark = pytest.mark.django_db

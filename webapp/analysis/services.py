@@ -26,13 +26,13 @@ from django.utils import timezone
 from webapp.registry.models import ModelVersion
 from webapp.registry.bundle_store import local_bundle
 from webapp.registry.services import active_bundle
-from webapp.review.models import Box
-from webapp.review.worklist import refresh_ai_columns
 from webapp.storage import local_paths
 from webapp.studies.models import Series, Study
 
 from . import maps
+from .columns import refresh_ai_columns
 from .models import AnalysisRun, Finding, SliceResult
+from .signals import results_stored
 
 if TYPE_CHECKING:
     from inference.bundle import Bundle
@@ -126,7 +126,7 @@ def run_bundle(run: AnalysisRun) -> Bundle:
 
 def settle_study_status(study_id: int) -> None:
     """Derive the study's AI status and worklist AI columns from its runs: analysing while one is pending, else
-    ai_done or failed; the columns are the latest succeeded run's (``review.worklist.refresh_ai_columns``).
+    ai_done or failed; the columns are the latest succeeded run's (``columns.refresh_ai_columns``).
 
     Once a human has the study (in review, reviewed) its status is theirs and analyses do not touch it; its AI
     columns still show the newest result. A failed re-analysis leaves an analysed study ai_done: its earlier results
@@ -213,7 +213,6 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
         locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
         if locked.status == AnalysisRun.Status.SUCCEEDED:  # a concurrent delivery of the same run got here first
             return
-        Box.objects.filter(analysis_run=locked, provenance=Box.Provenance.AI).delete()
         locked.slices.all().delete()  # findings go with them
 
         prediction = doc["prediction"]
@@ -253,12 +252,8 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
                     patient_coords=patient_corners(volume, s["index"], b["x0"], b["y0"], b["x1"], b["y1"]))
             for s, b in boxes
         )
-        Box.objects.bulk_create(
-            Box(study_id=locked.study_id, analysis_run=locked, finding=f, sop_instance_uid=f.sop_instance_uid,
-                x0=f.x0, y0=f.y0, x1=f.x1, y1=f.y1, patient_coords=f.patient_coords, label=b["label"],
-                score=f.score, provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
-            for f, (_, b) in zip(findings, boxes)
-        )
+        # The review app turns the findings into proposed boxes (replacing an earlier attempt's), in this transaction.
+        results_stored.send(sender=AnalysisRun, run=locked, findings=findings, labels=[b["label"] for _, b in boxes])
         if locked.job is not None:
             locked.job.finish({"analysis_run_id": locked.pk, "label": locked.label,
                                "probability": locked.probability, "findings": len(findings)},

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import transaction
 
-from webapp.review import audit
+from webapp.core import audit
 
 from .bundle_store import local_bundle, publish
 from .models import ModelActivation, ModelVersion

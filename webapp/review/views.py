@@ -16,10 +16,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from webapp.accounts.permissions import IsAdmin, IsAnnotator, IsClinician
+from webapp.core import audit
+from webapp.core.concurrency import ETagMixin, StaleVersion, ensure_current, etag, required_version, requested_version
 from webapp.studies.models import Instance, Series, Study
 
-from . import audit
-from .concurrency import ETagMixin, StaleVersion, ensure_current, etag, required_version, requested_version
 from .filters import AuditEventFilter, BoxFilter, NullsLastOrdering, StudyFilter, WorklistSearch
 from .models import AuditEvent, Box, Decision
 from .pagination import KeysFirstPagination

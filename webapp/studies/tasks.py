@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError
 
 from webapp.celery import app
-from webapp.jobs.jobtask import JobTask
+from webapp.core.jobtask import JobTask
 from webapp.jobs.models import Job
 
 from .ingest import IngestBatch

@@ -6,8 +6,7 @@ retried, or retries exhausted) the job is marked failed with the error, so no jo
 from __future__ import annotations
 
 from celery import Task
-
-from .models import Job
+from django.apps import apps
 
 
 class JobTask(Task):
@@ -17,6 +16,6 @@ class JobTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         job_id = args[0] if args else kwargs.get("job_id")
-        job = Job.objects.filter(pk=job_id).first()
+        job = apps.get_model("jobs", "Job").objects.filter(pk=job_id).first()
         if job is not None and not job.done:
             job.fail(f"{type(exc).__name__}: {exc}\n\n{einfo}")

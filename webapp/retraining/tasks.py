@@ -1,4 +1,4 @@
-"""Celery tasks of the registry (routed to the ``gpu`` queue by ``CELERY_TASK_ROUTES``)."""
+"""Celery tasks of retraining (routed to the ``gpu`` queue by ``CELERY_TASK_ROUTES``)."""
 from __future__ import annotations
 
 import traceback
@@ -6,11 +6,12 @@ import traceback
 from celery import shared_task
 from django.utils import timezone
 
-from .models import TrainingRun
+from webapp.registry.models import TrainingRun
+
 from .training import run_training
 
 
-@shared_task(name="webapp.registry.tasks.train_model")
+@shared_task(name="webapp.retraining.tasks.train_model")
 def train_model(run_id: int) -> str:
     """Run TrainingRun ``run_id``; a run that was cancelled or finished meanwhile is left alone."""
     run = TrainingRun.objects.select_related("job", "dataset_version", "created_by").filter(pk=run_id).first()
