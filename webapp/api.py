@@ -8,11 +8,15 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from webapp.core.concurrency import StaleVersion, VersionRequired
+from webapp.core.errors import Refused
 
 
 def exception_handler(exc, context):
     """DRF's handler, plus the domain's exceptions mapped to HTTP here, in one place: a stale version is 409 with the
-    current object, a missing version 428, and Django's own ValidationError 400 instead of a 500."""
+    current object, a missing version 428, a refused change 400, and Django's own ValidationError 400 instead of a
+    500."""
+    if isinstance(exc, Refused):
+        exc = exceptions.ValidationError({"detail": str(exc)})
     if isinstance(exc, StaleVersion | VersionRequired):
         set_rollback()  # as DRF does for the exceptions it handles
     if isinstance(exc, StaleVersion):
