@@ -3,6 +3,7 @@ cancelling a queued run, the progress log, the shipped-bundle registration, and 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from inference.bundle import WEIGHTS_FILE, file_sha256, save_bundle
 from inference.classifier import MultiScaleVGG
 from factories import client_for
 from curation_factories import decide, ingest_phantom
+from webapp.analysis.services import bundle_at
 from webapp.curation.services import Criteria, create_dataset_version
 from webapp.jobs.models import Job
 from webapp.registry import services
@@ -150,3 +152,15 @@ def test_non_finite_numbers_become_null_for_postgres_json():
     assert json_safe({"loss": float("nan"), "best": [float("inf"), 1.5], "stage": "joint"}) == {
         "loss": None, "best": [None, 1.5], "stage": "joint"}
 
+
+@pytest.mark.django_db
+def test_one_model_is_loaded_once_whichever_way_and_path_it_is_asked_for(tmp_path, settings):
+    settings.LUNGSCOPE_MODEL = str(bundle(tmp_path / "shipped"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "shipped", copy)
+    active = services.active_bundle()  # no version registered: the shipped bundle
+    sha256 = file_sha256(copy / WEIGHTS_FILE)
+    assert bundle_at(str(copy), sha256) is active and bundle_at(settings.LUNGSCOPE_MODEL) is active
+    meta = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**meta, "version": "2"}))  # rewritten in place: another bundle
+    assert bundle_at(str(copy), sha256) is not active and bundle_at(str(copy), sha256).version == "2"

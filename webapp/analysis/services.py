@@ -9,7 +9,6 @@ the URL conf reaches this module through the views, and a web process should sta
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count
@@ -25,7 +23,7 @@ from django.utils import timezone
 
 from webapp.registry.models import ModelVersion
 from webapp.registry.bundle_store import local_bundle
-from webapp.registry.services import active_bundle
+from webapp.registry.services import active_bundle, loaded_bundle
 from webapp.storage import local_paths
 from webapp.studies.models import Series, Study
 
@@ -90,24 +88,17 @@ def load_volume(series: Series) -> Volume:
             raise AnalysisError(f"series {series.series_instance_uid} cannot be read: {exc}") from exc
 
 
-_bundles: dict[tuple[str, str], Bundle] = {}
-_bundles_lock = threading.Lock()
-
-
 def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
-    """A bundle loaded once per process; BundleError when it is gone or its weights differ from ``expected_sha256``."""
-    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, load_bundle
+    """A registered bundle, loaded once per process (``registry.services.loaded_bundle``); BundleError when it is
+    gone or its weights differ from ``expected_sha256``."""
+    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256
 
     folder = local_bundle(path)
     sha256 = file_sha256(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).is_file() else ""
     if expected_sha256 and sha256 != expected_sha256:
         raise BundleError(f"the weights in {folder} are not the registered ones (sha256 {sha256[:12] or 'missing'} "
                           f"instead of {expected_sha256[:12]})")
-    with _bundles_lock:
-        key = (str(folder), sha256)
-        if key not in _bundles:
-            _bundles[key] = load_bundle(folder, device=settings.LUNGSCOPE_DEVICE)
-        return _bundles[key]
+    return loaded_bundle(folder, sha256)
 
 
 def run_bundle(run: AnalysisRun) -> Bundle:
