@@ -10,6 +10,7 @@ RUN mkdir -p ../webapp/static && npm run build
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=webapp.settings.production \
     PIP_NO_CACHE_DIR=1 \
     LUNGSCOPE_VAR_DIR=/data/var \
     LUNGSCOPE_STORAGE_DIR=/data/storage
@@ -20,7 +21,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 COPY . .
 COPY --from=frontend /src/webapp/static/viewer webapp/static/viewer
-# Settings refuse DEBUG off without a key; this one only exists for collectstatic at build time.
+# The production settings refuse to start without a key; this one only exists for collectstatic at build time.
 RUN DJANGO_SECRET_KEY=collectstatic-only DJANGO_DEBUG=0 python manage.py collectstatic --noinput -v 0 \
     && mkdir -p /data/storage && chown -R lungscope:lungscope /data
 USER lungscope

@@ -42,7 +42,7 @@ def bulk_worklist(total: int, decided_by) -> None:
 
     from webapp.analysis.models import AnalysisRun
     from webapp.review.models import Decision
-    from webapp.review.worklist import refresh_ai_columns
+    from webapp.analysis.columns import refresh_ai_columns
     from webapp.studies.models import Patient, Study
 
     start = Study.objects.count()
@@ -257,7 +257,7 @@ def main() -> int:
         fresh_database(args.database_url)
         env = environment(var, args.database_url)
         os.environ.update(env)
-        os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings.demo"
         started = time.monotonic()
         plan, counts = seed(var, args.phantoms, args.studies)
         print(f"seeded {args.studies} studies ({args.phantoms} analysed phantoms) "

@@ -75,7 +75,7 @@ def prepare_installation(var: Path, slices: int, size: int, series: Path | None 
            "LUNGSCOPE_SALIENCY": "none", "LUNGSCOPE_MODEL": str(var / "tiny"), "CELERY_BROKER_URL": "filesystem://",
            "DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.demo")
     import django
 
     django.setup()

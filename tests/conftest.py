@@ -1,7 +1,7 @@
 """Suite-wide fixtures: the real PostgreSQL and Redis, a live Celery worker, shared data and phantom studies.
 
 The suite runs against the services named by ``DATABASE_URL`` and ``CELERY_BROKER_URL``; under pytest they default
-to the machine's PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 15) (see webapp/settings.py:
+to the machine's PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379, db 15) (see webapp/settings/test.py:
 pytest-django reads the settings before this file is imported) so ``make test`` needs no configuration. Tests that
 need files from ``../shared/data`` use the ``shared_data`` fixture, which skips with a clear message when the folder
 is absent.

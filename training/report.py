@@ -73,7 +73,7 @@ def _fmt(ci: dict[str, Any]) -> str:
 def roc_panels(curves: Sequence[RocCurve], classes: Sequence[str], path: str | Path, level: str) -> dict[str, Any]:
     """One-vs-rest ROC curves, one panel per positive class (the second class only, for two classes), written to
     ``path`` as PNG. The one ROC drawing of the project: the cross-validation report and the model registry's
-    new-vs-active figure (``webapp.registry.evaluation``) both call it.
+    new-vs-active figure (``webapp.retraining.evaluation``) both call it.
 
     A curve whose samples hold only one side of a panel's split has no ROC; the panel says so. Returns
     ``{positive class: {curve label: AUC or None}}``.

@@ -2,12 +2,29 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions
+from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from webapp.core.concurrency import StaleVersion, VersionRequired
+from webapp.core.errors import Refused
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus Django's own ValidationError mapped to 400 instead of a 500."""
+    """DRF's handler, plus the domain's exceptions mapped to HTTP here, in one place: a stale version is 409 with the
+    current object, a missing version 428, a refused change 400, and Django's own ValidationError 400 instead of a
+    500."""
+    if isinstance(exc, Refused):
+        exc = exceptions.ValidationError({"detail": str(exc)})
+    if isinstance(exc, StaleVersion | VersionRequired):
+        set_rollback()  # as DRF does for the exceptions it handles
+    if isinstance(exc, StaleVersion):
+        # A dict body keeps the current object's numbers as numbers.
+        return Response({"detail": exc.message, "code": exc.code, "current": exc.current},
+                        status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, VersionRequired):
+        return Response({"detail": exc.message}, status=status.HTTP_428_PRECONDITION_REQUIRED)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     return drf_exception_handler(exc, context)

@@ -7,7 +7,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.demo")
 
 app = Celery("lungscope")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -19,7 +19,8 @@ urlpatterns = [
     path("api/dicom/", include("webapp.dicomnode.urls")),
     path("", include("webapp.studies.dicomweb.urls")),  # /dicomweb/... and WADO-URI at /wado
     path("", include("webapp.curation.urls")),  # /api/dataset-versions/, /api/exports/, /curation/
-    path("", include("webapp.registry.urls")),  # /api/model-versions/, /api/training-runs/, /registry/
+    path("", include("webapp.registry.urls")),  # /api/model-versions/, /registry/
+    path("", include("webapp.retraining.urls")),  # /api/training-runs/, /api/reanalysis/
     path("", include("webapp.review.page_urls")),  # the worklist (/) and the viewer (/studies/<id>/)
     path("", include("webapp.studies.urls")),
 ]

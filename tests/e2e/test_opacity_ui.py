@@ -18,7 +18,7 @@ def flag_outside(study) -> None:
     """Record the study's run as a domain model would flag it: the phantoms are the model's own training data, so
     the shipped model never finds them outside its experience."""
     from webapp.analysis.models import AnalysisRun
-    from webapp.review.worklist import refresh_ai_columns
+    from webapp.analysis.columns import refresh_ai_columns
 
     run = study.analysis_runs.get()
     domain = {"score": 0.97, "threshold": 0.5, "outside": True}

@@ -19,7 +19,7 @@ def compose() -> dict:
 
 
 def settings_variables() -> set[str]:
-    source = (REPO / "webapp" / "settings.py").read_text()
+    source = "".join(path.read_text() for path in (REPO / "webapp" / "settings").glob("*.py"))
     read_by_dj_database_url = {"DATABASE_URL"}
     return set(re.findall(r'(?:os\.environ\.get|env_bool)\("([A-Z0-9_]+)"', source)) | read_by_dj_database_url
 
@@ -47,7 +47,7 @@ def test_environment_matches_settings(compose):
     db_env = compose["services"]["db"]["environment"]
     for name in APP_SERVICES:
         env = compose["services"][name]["environment"]
-        assert set(env) <= known, f"{name} sets variables settings.py never reads: {set(env) - known}"
+        assert set(env) <= known, f"{name} sets variables the settings never read: {set(env) - known}"
         assert {"DATABASE_URL", "CELERY_BROKER_URL", "LUNGSCOPE_STORAGE_DIR", "DJANGO_SECRET_KEY"} <= set(env)
         assert env["DJANGO_DEBUG"] == "0"
         assert re.fullmatch(rf"postgres://{db_env['POSTGRES_USER']}:.+@db:5432/{db_env['POSTGRES_DB']}",
@@ -101,6 +101,7 @@ def test_dockerfile_builds_the_app_the_compose_file_runs():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in dockerfile and "npm run build" in dockerfile
     assert "collectstatic" in dockerfile and "LUNGSCOPE_STORAGE_DIR=/data/storage" in dockerfile
+    assert "DJANGO_SETTINGS_MODULE=webapp.settings.production" in dockerfile  # for every service of the image
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "var", "frontend/node_modules"} <= set(ignored)
 

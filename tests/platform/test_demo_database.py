@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_all_migrations_apply_on_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_SETTINGS_MODULE": "webapp.settings.demo"}
     env.pop("PYTEST_CURRENT_TEST", None)
     done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)

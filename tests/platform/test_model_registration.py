@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_migrate_registers_the_shipped_model_once(tmp_path: Path) -> None:
     db = tmp_path / "fresh.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_SETTINGS_MODULE": "webapp.settings",
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DJANGO_SETTINGS_MODULE": "webapp.settings.demo",
            "LUNGSCOPE_REGISTER_SHIPPED_MODEL": "true", "LUNGSCOPE_MODEL": "default"}
     env.pop("PYTEST_CURRENT_TEST", None)
     for _ in range(2):  # a second migrate (an upgrade with nothing new) adds nothing

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from factories import ingest_phantom, make_tiny_bundle, make_user
-from test_permissions_matrix import ADMIN, ANNOTATOR, CLINICIAN, PUBLIC, RULES, app_endpoints, url_of
+from factories import ingest_phantom, make_tiny_bundle
+from test_permissions_matrix import PUBLIC, RULES, app_endpoints, url_of
 
+from webapp.accounts.roles import ANNOTATOR, CLINICIAN
 from webapp.analysis.models import AnalysisRun, SliceResult
 from webapp.analysis.tasks import analyze_study, enqueue_analysis
-from webapp.curation.models import DatasetVersion, Export
-from webapp.dicomnode.models import Delivery, DicomPeer, WebDestination
 from webapp.jobs.models import Job
-from webapp.registry.models import ModelVersion, TrainingRun
 from webapp.review.models import Box
 from webapp.studies.models import Instance
 
@@ -30,24 +28,23 @@ MAP_KINDS = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung")
 
 
 @pytest.fixture
-def world(db, tmp_path, settings, storage_dir):
-    """The marked study, analysed by a small model that explains every slice, with a decision, a human box, their
-    audit events, an analysis job, one of every curation and registry object, and a DICOM peer, a DICOMweb
-    destination and a delivery of the results."""
+def study_in_review(role_users, tmp_path, settings, storage_dir):
+    """The marked study, analysed by a small model that explains every slice, with a decision and a human box (and
+    their audit events); the rest of the world is conftest's."""
     settings.LUNGSCOPE_MODEL = str(make_tiny_bundle(tmp_path / "bundle", favour="COVID"))
     settings.LUNGSCOPE_SALIENCY = "all"
-    users = {role: make_user(f"p-{role}", role) for role in (CLINICIAN, ANNOTATOR, ADMIN)}
     study = ingest_phantom(tmp_path, "COVID", seed=3, n_slices=4, size=64, PatientName=NAME, PatientID=PATIENT_ID)
     assert (study.patient.name, study.patient.patient_id) == (NAME, PATIENT_ID)
-    job = enqueue_analysis(study, users[CLINICIAN])
+    job = enqueue_analysis(study, role_users[CLINICIAN])
     analyze_study.apply(args=[job.params["analysis_run_id"]])
     run = AnalysisRun.objects.get(study=study)
     assert run.status == AnalysisRun.Status.SUCCEEDED, run.error
-    instance = Instance.objects.filter(series__study=study).select_related("series").first()
+    assert SliceResult.objects.filter(run=run).exists() and Job.objects.filter(pk=job.pk).exists()
+    instance = Instance.objects.filter(series__study=study).first()
 
     clinician, annotator = Client(), Client()
-    clinician.force_login(users[CLINICIAN])
-    annotator.force_login(users[ANNOTATOR])
+    clinician.force_login(role_users[CLINICIAN])
+    annotator.force_login(role_users[ANNOTATOR])
     decided = clinician.put(f"/api/studies/{study.pk}/decision/", {"label": "covid", "comment": "looked"},
                             content_type="application/json")
     assert decided.status_code in (200, 201), decided.content
@@ -55,23 +52,7 @@ def world(db, tmp_path, settings, storage_dir):
         "sop_instance_uid": instance.sop_instance_uid, "x0": 2, "y0": 2, "x1": 20, "y1": 20,
         "label": Box.Label.COVID_LESION}, content_type="application/json")
     assert drawn.status_code == 201, drawn.content
-
-    dataset = DatasetVersion.objects.create(name="dv", fingerprint="0" * 64, created_by=users[ADMIN])
-    export = Export.objects.create(dataset_version=dataset, format=Export.Format.CSV, created_by=users[ADMIN])
-    model = ModelVersion.objects.create(name="tiny", version="1", bundle_path="/nonexistent", sha256="0" * 64,
-                                        classes=["NP", "CAP", "COVID"])
-    training = TrainingRun.objects.create(dataset_version=dataset, config={})
-    peer = DicomPeer.objects.create(ae_title="PACS", host="pacs.local", port=104, is_destination=True)
-    web = WebDestination.objects.create(name="pacs-web", url="http://pacs.local/dicom-web")
-    Delivery.objects.create(study=study, run=run, peer=peer, target="PACS@pacs.local:104",
-                            status=Delivery.Status.SENT)
-    ids = {"study": study.pk, "box": drawn.json()["id"], "run": run.pk, "job": job.pk, "dataset": dataset.pk,
-           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk,
-           "peer": peer.pk, "web": web.pk}
-    uids = {"study": study.study_instance_uid, "series": instance.series.series_instance_uid,
-            "instance": instance.sop_instance_uid, "frames": "1"}
-    assert SliceResult.objects.filter(run=run).exists() and Job.objects.filter(pk=job.pk).exists()
-    return users, ids, uids
+    return study, run, drawn.json()["id"], job
 
 
 def requests_to_make(ids: dict, uids: dict) -> list[tuple[str, dict]]:

@@ -14,17 +14,15 @@ import pytest
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-from factories import ingest_phantom, make_user
+from factories import ingest_phantom
 
+from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN
 from webapp.analysis.models import AnalysisRun, SliceResult
-from webapp.curation.models import DatasetVersion, Export
-from webapp.dicomnode.models import DicomPeer, WebDestination
 from webapp.jobs.models import Job
-from webapp.registry.models import ModelVersion, TrainingRun
 from webapp.review.models import Box
 from webapp.studies.models import Instance
 
-ANON, CLINICIAN, ANNOTATOR, ADMIN = "anonymous", "clinician", "annotator", "admin"
+ANON = "anonymous"
 ROLES = (ANON, CLINICIAN, ANNOTATOR, ADMIN)
 ALL = frozenset({CLINICIAN, ANNOTATOR, ADMIN})
 ADMINS = frozenset({ADMIN})
@@ -109,9 +107,9 @@ def test_every_endpoint_has_a_rule():
 
 
 @pytest.fixture
-def world(db, storage_dir, tmp_path):
-    """One of everything a URL can point at."""
-    users = {role: make_user(f"m-{role}", role) for role in (CLINICIAN, ANNOTATOR, ADMIN)}
+def study_in_review(role_users, storage_dir, tmp_path):
+    """A study with a finished run (one slice result, one AI box) and an analysis job; the rest of the world is
+    conftest's."""
     study = ingest_phantom(tmp_path, "COVID", seed=3, n_slices=4, size=64)
     instance = Instance.objects.filter(series__study=study).select_related("series").first()
     run = AnalysisRun.objects.create(study=study, series=instance.series, model_name="tiny",
@@ -119,20 +117,8 @@ def world(db, storage_dir, tmp_path):
     SliceResult.objects.create(run=run, index=0, sop_instance_uid=instance.sop_instance_uid, probabilities={})
     box = Box.objects.create(study=study, analysis_run=run, sop_instance_uid=instance.sop_instance_uid, x0=1, y0=1,
                              x1=5, y1=5, label=Box.Label.COVID_LESION, provenance=Box.Provenance.AI)
-    job = Job.objects.create(kind=Job.Kind.ANALYZE, created_by=users[ADMIN])
-    dataset = DatasetVersion.objects.create(name="dv", fingerprint="0" * 64, created_by=users[ADMIN])
-    export = Export.objects.create(dataset_version=dataset, format=Export.Format.CSV, created_by=users[ADMIN])
-    model = ModelVersion.objects.create(name="tiny", version="1", bundle_path="/nonexistent", sha256="0" * 64,
-                                        classes=["NP", "CAP", "COVID"])
-    training = TrainingRun.objects.create(dataset_version=dataset, config={})
-    peer = DicomPeer.objects.create(ae_title="PACS", host="pacs.local", port=104, is_destination=True)
-    web = WebDestination.objects.create(name="pacs-web", url="http://pacs.local/dicom-web")
-    ids = {"study": study.pk, "box": box.pk, "run": run.pk, "job": job.pk, "dataset": dataset.pk,
-           "export": export.pk, "model": model.pk, "training": training.pk, "user": users[ANNOTATOR].pk,
-           "peer": peer.pk, "web": web.pk}
-    uids = {"study": study.study_instance_uid, "series": instance.series.series_instance_uid,
-            "instance": instance.sop_instance_uid, "frames": "1"}
-    return users, ids, uids
+    job = Job.objects.create(kind=Job.Kind.ANALYZE, created_by=role_users[ADMIN])
+    return study, run, box.pk, job
 
 
 #: Which object a ``pk`` stands for, by URL name prefix.

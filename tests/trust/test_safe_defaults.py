@@ -18,7 +18,7 @@ def demo_env(var: Path) -> dict[str, str]:
     (the web server only) plain HTTP."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LUNGSCOPE_", "DJANGO_")) and k != "PYTEST_CURRENT_TEST"}
-    return {**env, "DJANGO_SETTINGS_MODULE": "webapp.settings", "LUNGSCOPE_VAR_DIR": str(var),
+    return {**env, "DJANGO_SETTINGS_MODULE": "webapp.settings.demo", "LUNGSCOPE_VAR_DIR": str(var),
             "DATABASE_URL": f"sqlite:///{var / 'db.sqlite3'}", "CELERY_BROKER_URL": "filesystem://"}
 
 
@@ -55,3 +55,20 @@ def test_a_404_in_the_demo_shows_no_url_configuration(tmp_path: Path) -> None:
     status, _, body = result.stdout.partition("\n")
     assert status == "404", result.stderr[-2000:]
     assert not [tell for tell in URLCONF_TELLS if tell in body], body
+
+
+def test_production_settings_take_everything_from_the_environment_and_write_nothing(tmp_path: Path) -> None:
+    """Imported beside pytest, with no database, broker or key file named: no switch to the suite's database, no
+    demo key read from var/, no folder created; DEBUG off."""
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "secret_key").write_text("x" * 50)  # a demo key file is no key for production
+    env = {**demo_env(var), "DJANGO_SETTINGS_MODULE": "webapp.settings.production"}
+    env.pop("DATABASE_URL"), env.pop("CELERY_BROKER_URL")
+    code = "import pytest, django; django.setup()"
+    assert "DJANGO_SECRET_KEY must be set" in run_python(code, env).stderr
+    code = ("import pytest, django; django.setup(); from django.conf import settings as s; "
+            "print(s.DEBUG, s.DATABASES['default'].get('ENGINE'), s.CELERY_BROKER_URL or '-')")
+    result = run_python(code, {**env, "DJANGO_SECRET_KEY": "y" * 50})
+    assert result.stdout.split() == ["False", "django.db.backends.dummy", "-"], result.stderr
+    assert list(var.iterdir()) == [var / "secret_key"]

@@ -27,7 +27,7 @@ def production_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("LUNGSCOPE_TEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update(DJANGO_DEBUG="0", LUNGSCOPE_PLAIN_HTTP="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
-               DJANGO_ALLOWED_HOSTS="ct.example.org")
+               DJANGO_ALLOWED_HOSTS="ct.example.org", DJANGO_SETTINGS_MODULE="webapp.settings.production")
     return env
 
 
@@ -42,12 +42,12 @@ def test_cookies_are_secure_and_hsts_is_on_outside_debug():
     code = ("import django; django.setup(); from django.conf import settings as s; "
             "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SECURE_HSTS_SECONDS > 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            env={**production_env(), "DJANGO_SETTINGS_MODULE": "webapp.settings"})
+                            env=production_env())
     assert result.stdout.split() == ["True"] * 4, result.stderr
 
 
 def test_refuses_to_start_without_a_secret_key_outside_debug():
-    env = {**production_env(), "DJANGO_SECRET_KEY": "", "DJANGO_SETTINGS_MODULE": "webapp.settings"}
+    env = {**production_env(), "DJANGO_SECRET_KEY": ""}
     result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY must be set" in result.stderr

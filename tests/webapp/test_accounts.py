@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.urls import include, path
 from rest_framework.test import APIClient
 
-from test_review_factories import client_for, users  # noqa: F401 (fixture)
+from factories import client_for
 from webapp.accounts.roles import roles_of
 from webapp.accounts.views import LOGIN_MAX_FAILURES, ThrottledLoginView
 from webapp.review.models import AuditEvent

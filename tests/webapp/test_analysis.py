@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 import factories
-from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from factories import make_tiny_bundle, wait_for_job
+from factories import make_finding_bundle, wait_for_job
 from PIL import Image
 from rest_framework.test import APIClient
 
 from inference.bundle import WEIGHTS_FILE, file_sha256
-from webapp.accounts.roles import ANNOTATOR, CLINICIAN, assign_role
 from webapp.analysis.models import AnalysisRun, Finding, SliceResult
 from webapp.analysis.tasks import analyze_study, enqueue_analysis
 from webapp.jobs.models import Job
@@ -30,14 +28,6 @@ from webapp.studies.models import Instance, Study
 SLICES, SIZE = 12, 96
 
 
-#: A tiny bundle that still finds something: 64 px input, 4 IG steps, every head biased towards COVID.
-FAST_META = {"input_size": [64, 64], "saliency": {"steps": 4, "min_box_area_px": 4}}
-
-
-def make_bundle(path: Path, version: str = "t1", seed: int = 0) -> Path:
-    return make_tiny_bundle(path, version, seed, favour="COVID", **FAST_META)
-
-
 def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7) -> Study:
     return factories.ingest_phantom(tmp_path, label, seed, n_slices=SLICES, size=SIZE)
 
@@ -45,12 +35,6 @@ def ingest_phantom(tmp_path: Path, label: str = "COVID", seed: int = 7) -> Study
 def stored_counts(run: AnalysisRun) -> tuple[int, int, int, list[str]]:
     _, files = default_storage.listdir(f"maps/{run.pk}")
     return run.slices.count(), run.findings.count(), Box.objects.filter(analysis_run=run).count(), sorted(files)
-
-
-@pytest.fixture
-def tiny_bundle(tmp_path, settings) -> Path:
-    settings.LUNGSCOPE_MODEL = str(make_bundle(tmp_path / "tiny"))
-    return Path(settings.LUNGSCOPE_MODEL)
 
 
 # --------------------------------------------------------------------------- the task in a real worker
@@ -160,24 +144,6 @@ def test_study_without_ct_fails_at_once(storage_dir, tiny_bundle, tmp_path):
 
 # --------------------------------------------------------------------------- REST
 
-@pytest.fixture
-def clinician() -> APIClient:
-    user = get_user_model().objects.create_user("doc", password="doc-password-1")
-    assign_role(user, CLINICIAN)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
-def annotator() -> APIClient:
-    user = get_user_model().objects.create_user("ann", password="ann-password-1")
-    assign_role(user, ANNOTATOR)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def post_analyze(client: APIClient, study: Study, **body) -> AnalysisRun:
     response = client.post(f"/api/studies/{study.pk}/analyze/", body, format="json")
     assert response.status_code == 202, response.content
@@ -223,7 +189,7 @@ def test_analysis_endpoints_and_reanalysis_with_another_model(storage_dir, tiny_
     first_boxes = set(Box.objects.filter(analysis_run=first).values_list("pk", flat=True))
 
     # Re-analysis with a registered version adds a run; the first run and its boxes stay.
-    other = make_bundle(tmp_path / "tiny2", version="t2", seed=1)
+    other = make_finding_bundle(tmp_path / "tiny2", version="t2", seed=1)
     version = ModelVersion.objects.create(name="tiny", version="t2", bundle_path=str(other),
                                           sha256=file_sha256(other / WEIGHTS_FILE), classes=["NP", "CAP", "COVID"])
     second = post_analyze(clinician, study, model_version=version.pk)

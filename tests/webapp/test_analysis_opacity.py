@@ -13,8 +13,7 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from test_analysis import (SIZE, SLICES, annotator, clinician, ingest_phantom, post_analyze,  # noqa: F401 (fixtures)
-                           run_in_process, tiny_bundle)
+from test_analysis import SIZE, SLICES, ingest_phantom, post_analyze, run_in_process
 from webapp.analysis import maps
 from webapp.analysis.models import AnalysisRun, SliceResult
 
@@ -22,13 +21,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def analysed(storage_dir, tiny_bundle, tmp_path, settings, clinician):  # noqa: F811
+def analysed(storage_dir, tiny_bundle, tmp_path, settings, clinician):
     settings.LUNGSCOPE_SALIENCY = "positive"  # the tiny bundle calls every slice COVID: every lung slice gets maps
     study = ingest_phantom(tmp_path)
     return study, run_in_process(post_analyze(clinician, study))
 
 
-def test_the_run_its_slices_and_the_study_store_opacity_and_the_domain_verdict(analysed, clinician):  # noqa: F811
+def test_the_run_its_slices_and_the_study_store_opacity_and_the_domain_verdict(analysed, clinician):
     study, run = analysed
     doc = run.result
     assert doc["schema"] == "lungscope.analysis/2"
@@ -74,7 +73,7 @@ def png_labels(response) -> np.ndarray:
     return out
 
 
-def test_the_opacity_png_of_any_lung_slice(analysed, annotator):  # noqa: F811
+def test_the_opacity_png_of_any_lung_slice(analysed, annotator):
     study, run = analysed
     labels = stored_labels(run)
     index = max(run.slices.all(), key=lambda s: s.opacity_px).index

@@ -18,8 +18,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from test_curation_factories import (client_for, decide, ingest_phantom, people, reviewed_study,  # noqa: F401
-                                     slices_of)
+from factories import client_for
+from curation_factories import decide, ingest_phantom, reviewed_study, slices_of
 from training.datasets import export_studies
 from webapp.curation.deid import Deidentifier
 from webapp.curation.exporters.sr import STUDY_LABEL_CODES
@@ -149,7 +149,7 @@ COCO_SCHEMA = {
 
 
 @pytest.fixture
-def corpus(people, tmp_path, storage_dir):  # noqa: F811
+def corpus(people, tmp_path, storage_dir):
     """Three reviewed phantoms (one where the clinician overrules the AI) and one still unreviewed."""
     covid, covid_id = reviewed_study(tmp_path, people, "COVID", final="covid", ai_label="COVID", opacity=22.5,
                                      outside=False)
@@ -161,7 +161,7 @@ def corpus(people, tmp_path, storage_dir):  # noqa: F811
     return {"studies": [covid, cap, normal], "pending": pending, "identities": [covid_id, cap_id, normal_id]}
 
 
-def test_dataset_version_freezes_clinician_labels_and_reviewed_boxes(people, corpus):  # noqa: F811
+def test_dataset_version_freezes_clinician_labels_and_reviewed_boxes(people, corpus):
     response = client_for(people.admin).post("/api/dataset-versions/", {"name": "v1"}, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -197,7 +197,7 @@ def test_dataset_version_freezes_clinician_labels_and_reviewed_boxes(people, cor
     assert create_dataset_version(Criteria(), name="v3").fingerprint == again.fingerprint
 
 
-def test_selection_criteria_and_bad_input(people, corpus):  # noqa: F811
+def test_selection_criteria_and_bad_input(people, corpus):
     admin = client_for(people.admin)
     with_pending = admin.post("/api/dataset-versions/", {"name": "all", "reviewed_only": False}, format="json")
     assert with_pending.json()["summary"]["studies"] == 4
@@ -215,7 +215,7 @@ def test_selection_criteria_and_bad_input(people, corpus):  # noqa: F811
     assert reversed_range.status_code == 400 and "study_date_to" in reversed_range.json()
 
 
-def test_only_admins_curate_and_export(people, corpus):  # noqa: F811
+def test_only_admins_curate_and_export(people, corpus):
     version = create_dataset_version(Criteria(), name="v")
     export = Export.objects.create(dataset_version=version, format="csv",
                                    job=Job.objects.create(kind=Job.Kind.EXPORT))

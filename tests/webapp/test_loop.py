@@ -20,7 +20,8 @@ import torch
 from inference.bundle import save_bundle
 from inference.classifier import MultiScaleVGG
 from test_curation import assert_no_identity
-from test_curation_factories import client_for, make_people, phantom_files
+from factories import client_for
+from curation_factories import make_people, phantom_files
 from webapp.analysis.models import AnalysisRun
 from webapp.jobs.models import Job
 from webapp.registry import services

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.test import Client
 
-from test_review_factories import users  # noqa: F401 (fixture)
+
 
 pytestmark = pytest.mark.django_db
 
@@ -22,12 +22,12 @@ def nav(user, path: str = "/") -> list[tuple[str, str, bool]]:
             re.findall(r'<a href="([^"]+)"( aria-current="page")?>([^<]+)</a>', block)]
 
 
-def test_clinicians_and_annotators_get_the_worklist_and_the_api_docs(users):  # noqa: F811
+def test_clinicians_and_annotators_get_the_worklist_and_the_api_docs(users):
     for user in (users.clinician, users.annotator):
         assert nav(user) == [("/", "Worklist", True), ("/api/docs/", "API docs", False)]
 
 
-def test_admins_get_curation_and_the_registry_and_staff_the_django_admin(users):  # noqa: F811
+def test_admins_get_curation_and_the_registry_and_staff_the_django_admin(users):
     boss = users.admin
     assert [text for _, text, _ in nav(boss)] == ["Worklist", "Curation", "Model registry", "API docs"]
     boss.is_staff = True

@@ -3,19 +3,22 @@ cancelling a queued run, the progress log, the shipped-bundle registration, and 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from inference.bundle import WEIGHTS_FILE, file_sha256, save_bundle
 from inference.classifier import MultiScaleVGG
-from test_curation_factories import client_for, decide, ingest_phantom, people  # noqa: F401
+from factories import client_for
+from curation_factories import decide, ingest_phantom
+from webapp.analysis.services import bundle_at
 from webapp.curation.services import Criteria, create_dataset_version
 from webapp.jobs.models import Job
 from webapp.registry import services
 from webapp.registry.models import ModelActivation, ModelVersion, TrainingRun
-from webapp.registry.tasks import train_model
-from webapp.registry.training import create_training_run, json_safe, work_dir
+from webapp.retraining.tasks import train_model
+from webapp.retraining.training import create_training_run, json_safe, work_dir
 from webapp.review.models import AuditEvent
 
 CONFIG = {"task": "3way", "iterations": 3, "seed": 0, "start_bundle": None}
@@ -32,7 +35,7 @@ def version(tmp_path, name: str, classes=("NP", "CAP", "COVID")) -> ModelVersion
 
 
 @pytest.fixture
-def dataset(people, tmp_path, storage_dir):  # noqa: F811
+def dataset(people, tmp_path, storage_dir):
     study, _ = ingest_phantom(tmp_path, "COVID")
     decide(study, "indeterminate", people.clinician)
     return create_dataset_version(Criteria(), name="d")
@@ -49,7 +52,7 @@ def test_shipped_bundle_becomes_the_first_active_version_once(db, tmp_path, sett
     assert ModelActivation.objects.get().action == "initial"
 
 
-def test_promote_and_rollback_walk_the_activation_history_with_audit(people, tmp_path):  # noqa: F811
+def test_promote_and_rollback_walk_the_activation_history_with_audit(people, tmp_path):
     a, b, c = (version(tmp_path, n) for n in "abc")
     a.activate()  # activated directly (e.g. by a data fix): rollback still finds it
     admin = client_for(people.admin)
@@ -70,7 +73,7 @@ def test_promote_and_rollback_walk_the_activation_history_with_audit(people, tmp
     assert [v["is_active"] for v in listed["results"]].count(True) == 1
 
 
-def test_only_admins_train_cancel_promote_rollback_and_reanalyse(people, dataset, tmp_path):  # noqa: F811
+def test_only_admins_train_cancel_promote_rollback_and_reanalyse(people, dataset, tmp_path):
     v = version(tmp_path, "a")
     run = create_training_run(dataset, CONFIG)
     for user in (people.clinician, people.annotator):
@@ -91,7 +94,7 @@ def test_only_admins_train_cancel_promote_rollback_and_reanalyse(people, dataset
     assert page.get("/registry/").status_code == 200 and page.get("/curation/").status_code == 200
 
 
-def test_training_config_and_reanalysis_input_are_checked(people, dataset, tmp_path):  # noqa: F811
+def test_training_config_and_reanalysis_input_are_checked(people, dataset, tmp_path):
     admin = client_for(people.admin)
     two_class = version(tmp_path, "b", classes=("NP", "COVID"))
 
@@ -112,7 +115,7 @@ def test_training_config_and_reanalysis_input_are_checked(people, dataset, tmp_p
     assert admin.post("/api/reanalysis/", {"study_ids": []}, format="json").status_code == 400
 
 
-def test_cancelling_a_queued_run_ends_it_and_the_worker_then_leaves_it(people, dataset):  # noqa: F811
+def test_cancelling_a_queued_run_ends_it_and_the_worker_then_leaves_it(people, dataset):
     run = create_training_run(dataset, CONFIG, people.admin)
     response = client_for(people.admin).post(f"/api/training-runs/{run.pk}/cancel/")
     assert response.status_code == 202 and response.json()["status"] == "cancelled"
@@ -121,7 +124,7 @@ def test_cancelling_a_queued_run_ends_it_and_the_worker_then_leaves_it(people, d
     assert client_for(people.admin).post(f"/api/training-runs/{run.pk}/cancel/").status_code == 409
 
 
-def test_progress_reads_the_metrics_log_incrementally(people, dataset, settings):  # noqa: F811
+def test_progress_reads_the_metrics_log_incrementally(people, dataset, settings):
     run = create_training_run(dataset, {**CONFIG, "iterations": 10})
     log = work_dir(run) / "train" / "metrics.jsonl"
     log.parent.mkdir(parents=True)
@@ -137,7 +140,7 @@ def test_progress_reads_the_metrics_log_incrementally(people, dataset, settings)
     assert admin.get(f"/api/training-runs/{run.pk}/progress/?after=x").status_code == 400
 
 
-def test_a_run_that_cannot_train_fails_with_the_reason(people, dataset):  # noqa: F811
+def test_a_run_that_cannot_train_fails_with_the_reason(people, dataset):
     run = create_training_run(dataset, CONFIG, people.admin)
     assert train_model(run.pk) == "failed"
     run.refresh_from_db()
@@ -148,3 +151,16 @@ def test_a_run_that_cannot_train_fails_with_the_reason(people, dataset):  # noqa
 def test_non_finite_numbers_become_null_for_postgres_json():
     assert json_safe({"loss": float("nan"), "best": [float("inf"), 1.5], "stage": "joint"}) == {
         "loss": None, "best": [None, 1.5], "stage": "joint"}
+
+
+@pytest.mark.django_db
+def test_one_model_is_loaded_once_whichever_way_and_path_it_is_asked_for(tmp_path, settings):
+    settings.LUNGSCOPE_MODEL = str(bundle(tmp_path / "shipped"))
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "shipped", copy)
+    active = services.active_bundle()  # no version registered: the shipped bundle
+    sha256 = file_sha256(copy / WEIGHTS_FILE)
+    assert bundle_at(str(copy), sha256) is active and bundle_at(settings.LUNGSCOPE_MODEL) is active
+    meta = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**meta, "version": "2"}))  # rewritten in place: another bundle
+    assert bundle_at(str(copy), sha256) is not active and bundle_at(str(copy), sha256).version == "2"

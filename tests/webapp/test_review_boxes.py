@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from test_review_factories import client_for, instance_of, make_ai_box, make_run, make_study, users  # noqa: F401
+from factories import client_for
+from review_factories import instance_of, make_ai_box, make_run, make_study
 from webapp.review.models import AuditEvent, Box
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,8 @@ import pytest
 from django.contrib.admin.sites import site
 from django.db import DatabaseError, connection, transaction
 
-from test_review_factories import client_for, make_ai_box, make_run, make_study, users  # noqa: F401
+from factories import client_for
+from review_factories import make_ai_box, make_run, make_study
 from webapp.review.models import AuditEvent, Box, Decision
 from webapp.studies.models import Study
 

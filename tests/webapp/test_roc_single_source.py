@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from training.report import roc_panels
-from webapp.registry import evaluation
+from webapp.retraining import evaluation
 
 CLASSES = ["NP", "CAP", "COVID"]
 

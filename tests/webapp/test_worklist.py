@@ -5,11 +5,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from test_review_factories import client_for, make_run, make_study, users  # noqa: F401 (fixture)
+from factories import client_for
+from review_factories import make_run, make_study
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import Decision
 from webapp.review.serializers import MASK
-from webapp.review.worklist import refresh_ai_columns
+from webapp.analysis.columns import refresh_ai_columns
 from webapp.studies.models import Patient, Study
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from test_review_factories import client_for, make_run, make_study, users  # noqa: F401 (fixture)
+from factories import client_for
+from review_factories import make_run, make_study
 from webapp.analysis import services
 from webapp.analysis.models import AnalysisRun
 from webapp.studies.models import Study

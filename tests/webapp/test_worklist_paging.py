@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db.models import F
 
-from test_review_factories import client_for, make_run, make_study, users  # noqa: F401 (fixture)
+from factories import client_for
+from review_factories import make_run, make_study
 from webapp.review.models import Decision
 from webapp.studies.models import Study
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Prefetch
 from rest_framework import serializers
 
-from webapp.review.audit import record
+from webapp.core.audit import record
 
 from .roles import ADMIN, ROLES, ensure_role_groups, roles_of
 

@@ -9,7 +9,6 @@ the URL conf reaches this module through the views, and a web process should sta
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count
@@ -25,14 +23,14 @@ from django.utils import timezone
 
 from webapp.registry.models import ModelVersion
 from webapp.registry.bundle_store import local_bundle
-from webapp.registry.services import active_bundle
-from webapp.review.models import Box
-from webapp.review.worklist import refresh_ai_columns
+from webapp.registry.services import active_bundle, loaded_bundle
 from webapp.storage import local_paths
 from webapp.studies.models import Series, Study
 
 from . import maps
+from .columns import refresh_ai_columns
 from .models import AnalysisRun, Finding, SliceResult
+from .signals import results_stored
 
 if TYPE_CHECKING:
     from inference.bundle import Bundle
@@ -90,24 +88,17 @@ def load_volume(series: Series) -> Volume:
             raise AnalysisError(f"series {series.series_instance_uid} cannot be read: {exc}") from exc
 
 
-_bundles: dict[tuple[str, str], Bundle] = {}
-_bundles_lock = threading.Lock()
-
-
 def bundle_at(path: str, expected_sha256: str = "") -> Bundle:
-    """A bundle loaded once per process; BundleError when it is gone or its weights differ from ``expected_sha256``."""
-    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256, load_bundle
+    """A registered bundle, loaded once per process (``registry.services.loaded_bundle``); BundleError when it is
+    gone or its weights differ from ``expected_sha256``."""
+    from inference.bundle import WEIGHTS_FILE, BundleError, file_sha256
 
     folder = local_bundle(path)
     sha256 = file_sha256(folder / WEIGHTS_FILE) if (folder / WEIGHTS_FILE).is_file() else ""
     if expected_sha256 and sha256 != expected_sha256:
         raise BundleError(f"the weights in {folder} are not the registered ones (sha256 {sha256[:12] or 'missing'} "
                           f"instead of {expected_sha256[:12]})")
-    with _bundles_lock:
-        key = (str(folder), sha256)
-        if key not in _bundles:
-            _bundles[key] = load_bundle(folder, device=settings.LUNGSCOPE_DEVICE)
-        return _bundles[key]
+    return loaded_bundle(folder, sha256)
 
 
 def run_bundle(run: AnalysisRun) -> Bundle:
@@ -126,7 +117,7 @@ def run_bundle(run: AnalysisRun) -> Bundle:
 
 def settle_study_status(study_id: int) -> None:
     """Derive the study's AI status and worklist AI columns from its runs: analysing while one is pending, else
-    ai_done or failed; the columns are the latest succeeded run's (``review.worklist.refresh_ai_columns``).
+    ai_done or failed; the columns are the latest succeeded run's (``columns.refresh_ai_columns``).
 
     Once a human has the study (in review, reviewed) its status is theirs and analyses do not touch it; its AI
     columns still show the newest result. A failed re-analysis leaves an analysed study ai_done: its earlier results
@@ -213,7 +204,6 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
         locked = AnalysisRun.objects.select_for_update().get(pk=run.pk)
         if locked.status == AnalysisRun.Status.SUCCEEDED:  # a concurrent delivery of the same run got here first
             return
-        Box.objects.filter(analysis_run=locked, provenance=Box.Provenance.AI).delete()
         locked.slices.all().delete()  # findings go with them
 
         prediction = doc["prediction"]
@@ -253,12 +243,8 @@ def store_result(run: AnalysisRun, series: Series, bundle: Bundle, volume: Volum
                     patient_coords=patient_corners(volume, s["index"], b["x0"], b["y0"], b["x1"], b["y1"]))
             for s, b in boxes
         )
-        Box.objects.bulk_create(
-            Box(study_id=locked.study_id, analysis_run=locked, finding=f, sop_instance_uid=f.sop_instance_uid,
-                x0=f.x0, y0=f.y0, x1=f.x1, y1=f.y1, patient_coords=f.patient_coords, label=b["label"],
-                score=f.score, provenance=Box.Provenance.AI, status=Box.Status.PROPOSED)
-            for f, (_, b) in zip(findings, boxes)
-        )
+        # The review app turns the findings into proposed boxes (replacing an earlier attempt's), in this transaction.
+        results_stored.send(sender=AnalysisRun, run=locked, findings=findings, labels=[b["label"] for _, b in boxes])
         if locked.job is not None:
             locked.job.finish({"analysis_run_id": locked.pk, "label": locked.label,
                                "probability": locked.probability, "findings": len(findings)},

@@ -1,7 +1,8 @@
 """One analysis per study, once the study is stable: the rule every way in shares (Orthanc's stable-study event).
 
-Ingest calls ``tasks.study_received`` after a delivery's instances of a study are committed, whatever brought them
-(upload, zip job, STOW-RS, ``import_dicom``, a DIMSE association), so the rule lives here and not in each caller.
+Ingest sends ``instances_received`` (received by ``tasks.study_received``) after a delivery's instances of a study
+are committed, whatever brought them (upload, zip job, STOW-RS, ``import_dicom``, a DIMSE association), so the rule
+lives here and not in each caller.
 A study has at most one automatic run waiting to start: the first delivery queues it, later ones find it waiting
 and add nothing. The run's task starts it only once no instance has arrived for ``LUNGSCOPE_STABLE_STUDY_S``
 seconds and otherwise puts it back for the time that is left (``start_when_stable``). That check and the switch to

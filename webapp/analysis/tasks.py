@@ -2,20 +2,20 @@
 
 Delivery is at-least-once (``acks_late``: a worker killed mid-run leaves the message for another), so the task is
 idempotent: a succeeded run is skipped, and storing replaces whatever an earlier attempt of the same run wrote.
-Failures split in three: inputs no retry can fix (no CT series, unreadable pixels, a missing model) fail at once;
-transient ones (storage or database away, GPU memory) are retried with exponential back-off, at most
-``max_retries`` times; anything else is a bug, recorded with its traceback and not retried.
+Failures follow the one policy of ``webapp.core.jobtask.JobTask``: inputs no retry can fix (``AnalysisError``: no CT
+series, unreadable pixels, a missing model) fail at once; transient ones (storage or database away, GPU memory) are
+retried with exponential back-off (2, 4, 8 s); anything else is a bug, recorded with its traceback and not retried.
 """
 from __future__ import annotations
 
 import logging
 import time
-import traceback
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 
+from webapp.core.jobtask import JobTask
 from webapp.jobs.models import Job
 from webapp.registry.models import ModelVersion
 from webapp.studies.models import Study
@@ -24,19 +24,6 @@ from . import services, stable
 from .models import AnalysisRun
 
 logger = logging.getLogger(__name__)
-
-#: Seconds before the first retry; each further retry waits twice as long (2, 4, 8 s).
-RETRY_BACKOFF_S = 2.0
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError)
-
-
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """TRANSIENT_ERRORS and GPU out-of-memory. torch is imported here, in the worker running the task (the analysis
-    has loaded it by then), not when the web process imports this module for ``enqueue_analysis``."""
-    import torch
-
-    return (*TRANSIENT_ERRORS, torch.cuda.OutOfMemoryError)
-
 
 def enqueue_analysis(study: Study, user=None, model_version: ModelVersion | None = None,
                      stable_after_s: float | None = None) -> Job:
@@ -79,7 +66,7 @@ def study_received(study_id: int) -> Job | None:
         return enqueue_analysis(study, stable_after_s=settings.LUNGSCOPE_STABLE_STUDY_S)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=3)
+@shared_task(bind=True, base=JobTask, job_owner="analysis.AnalysisRun", permanent_errors=(services.AnalysisError,))
 def analyze_study(self, run_id: int) -> str:
     """Analyse the study of AnalysisRun ``run_id``; returns the run's final status."""
     run = AnalysisRun.objects.select_related("study", "job", "model_version").filter(pk=run_id).first()
@@ -93,22 +80,8 @@ def analyze_study(self, run_id: int) -> str:
             analyze_study.apply_async((run_id,), countdown=wait)
             return "waiting"
         time.sleep(wait)  # an eager call (make_demo --sync, tests) has no broker to come back through
-    try:
+    # start_when_stable has started the job; a final failure is recorded on the run, its job and its study.
+    with self.running(run.job, fail=lambda reason, details: services.mark_failed(run, reason, details), start=False):
         services.execute(run, report=run.job.report if run.job else lambda progress, message="": None)
-    except services.AnalysisError as exc:
-        services.mark_failed(run, str(exc))
-    except transient_errors() as exc:
-        attempt = self.request.retries + 1
-        if self.request.retries >= self.max_retries:
-            services.mark_failed(run, f"{exc} (gave up after {attempt} attempts)", traceback.format_exc())
-        else:
-            delay = RETRY_BACKOFF_S * 2 ** self.request.retries
-            logger.warning("analysis run %s attempt %s failed (%s); retrying in %.0f s", run_id, attempt, exc, delay)
-            if run.job:
-                run.job.report(run.job.progress, f"attempt {attempt} failed ({exc}); retrying in {delay:.0f} s")
-            raise self.retry(exc=exc, countdown=delay) from exc
-    except Exception as exc:  # a bug: record it so the study does not stay 'analysing' forever
-        logger.exception("analysis run %s failed", run_id)
-        services.mark_failed(run, f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc())
     run.refresh_from_db(fields=["status"])
     return run.status

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from webapp.analysis.models import AnalysisRun
-from webapp.review import audit
+from webapp.core import audit
 from webapp.review.geometry import spatial_order
 from webapp.review.models import Box, Decision
 from webapp.studies.models import Instance, Series, Study

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from webapp.analysis.models import AnalysisRun
-from webapp.jobs.jobtask import JobTask
+from webapp.core.jobtask import JobTask
 from webapp.jobs.models import Job
 
 from .models import Delivery

@@ -6,7 +6,6 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from rest_framework import generics
 
 from webapp.accounts.roles import ADMIN, has_role
-from webapp.analysis.models import AnalysisRun
 
 from .models import Job
 from .serializers import JobSerializer
@@ -18,7 +17,9 @@ def visible_jobs(user) -> QuerySet[Job]:
     jobs = Job.objects.select_related("created_by")
     if has_role(user, ADMIN):
         return jobs
-    on_a_study = AnalysisRun.objects.filter(job=OuterRef("pk"))
+    # AnalysisRun, reached through its reverse relation: the analysis app sits above this one.
+    runs = Job._meta.get_field("analysis_runs").related_model
+    on_a_study = runs.objects.filter(job=OuterRef("pk"))
     return jobs.filter(Q(created_by=user) | Q(Exists(on_a_study)))
 
 

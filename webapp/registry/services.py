@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import transaction
 
-from webapp.review import audit
+from webapp.core import audit
 
 from .bundle_store import local_bundle, publish
 from .models import ModelActivation, ModelVersion
@@ -20,26 +20,35 @@ if TYPE_CHECKING:
 # ``inference.bundle`` imports torch: each function below imports it when called, so the views that reach this module
 # (and the URL conf) load without the ML stack.
 
-_bundles: dict[str, Bundle] = {}
+_bundles: dict[tuple[str, bytes], Bundle] = {}
 _lock = threading.Lock()
 
 
-def active_bundle() -> Bundle:
-    """The loaded bundle of the active ModelVersion, else of ``settings.LUNGSCOPE_MODEL``.
+def loaded_bundle(folder: Path, sha256: str | None = None) -> Bundle:
+    """The bundle in ``folder``, loaded once per process (``sha256``: its weights' hash, when the caller has it).
 
-    Loading weights takes seconds and a worker analyses many studies, so bundles are cached per process. The key is
-    the weights' sha256, not the path: a promotion (another row active) or a bundle rewritten in place is picked
-    up by the next call, while an unchanged bundle is never loaded twice.
+    Loading weights takes seconds and a worker analyses many studies, so this is the one cache of loaded bundles:
+    the active model and a run's registered version reach the same entry. The key is what the bundle is, not where:
+    the weights' sha256 and its ``model.json``, so a bundle rewritten in place is loaded again, while the same
+    bundle under two paths (the shipped folder, its registered copy) is loaded once.
     """
-    from inference.bundle import WEIGHTS_FILE, file_sha256, load_bundle
+    from inference.bundle import META_FILE, WEIGHTS_FILE, file_sha256, load_bundle
 
-    version = ModelVersion.objects.filter(is_active=True).only("bundle_path", "sha256").first()
-    path = local_bundle(version.bundle_path if version else settings.LUNGSCOPE_MODEL)
-    sha256 = file_sha256(path / WEIGHTS_FILE)
+    weights, meta = folder / WEIGHTS_FILE, folder / META_FILE
+    if sha256 is None:
+        sha256 = file_sha256(weights) if weights.is_file() else ""  # no weights: load_bundle says so (BundleError)
+    key = (sha256, meta.read_bytes() if meta.is_file() else b"")
     with _lock:
-        if sha256 not in _bundles:
-            _bundles[sha256] = load_bundle(path, device=settings.LUNGSCOPE_DEVICE)
-        return _bundles[sha256]
+        if key not in _bundles:
+            _bundles[key] = load_bundle(folder, device=settings.LUNGSCOPE_DEVICE)
+        return _bundles[key]
+
+
+def active_bundle() -> Bundle:
+    """The loaded bundle of the active ModelVersion, else of ``settings.LUNGSCOPE_MODEL``; a promotion (another row
+    active) is picked up by the next call."""
+    version = ModelVersion.objects.filter(is_active=True).only("bundle_path", "sha256").first()
+    return loaded_bundle(local_bundle(version.bundle_path if version else settings.LUNGSCOPE_MODEL))
 
 
 # ---- registering, promoting and rolling back versions (the curation/registry admin) ------------------------------

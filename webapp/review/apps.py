@@ -6,4 +6,8 @@ class ReviewConfig(AppConfig):
     label = "review"
 
     def ready(self) -> None:
-        from . import worklist  # noqa: F401 (registers the receiver that keeps studies' AI columns current)
+        from webapp.analysis.signals import results_stored
+
+        from .services import propose_ai_boxes
+
+        results_stored.connect(propose_ai_boxes, dispatch_uid="lungscope-propose-ai-boxes")

@@ -27,8 +27,15 @@ class Decision(models.Model):
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: The reviewable state an audit event records before and after a change (``webapp.core.audit.snapshot``).
+    audit_fields = ("label", "comment", "reviewed", "version", "decided_by_id")
+
 
 class Box(models.Model):
+    #: The reviewable state an audit event records before and after a change (``webapp.core.audit.snapshot``).
+    audit_fields = ("sop_instance_uid", "x0", "y0", "x1", "y1", "patient_coords", "label", "score", "provenance",
+                    "status", "version", "analysis_run_id", "updated_by_id")
+
     class Label(models.TextChoices):
         COVID_LESION = "covid_lesion"
         CAP_LESION = "cap_lesion"

@@ -165,3 +165,13 @@ class AuditEventSerializer(serializers.ModelSerializer):
         model = AuditEvent
         fields = ["id", "study", "actor", "action", "object_type", "object_id", "before", "after", "created_at"]
         read_only_fields = fields
+
+
+def render_box(box: Box) -> dict[str, Any]:
+    """A box as the API shows it: the ``current`` object of a 409 on a stale box."""
+    return BoxSerializer(box).data
+
+
+def render_decision(decision: Decision) -> dict[str, Any]:
+    """A decision as the API shows it: the ``current`` object of a 409 on a stale decision."""
+    return DecisionSerializer(decision).data

@@ -1,27 +1,27 @@
 """Review API: the worklist, study detail, boxes, the decision, mark-reviewed and the audit log.
 
-Everyone signed in reads; annotators (and admins) edit boxes; clinicians (and admins) decide. Every edit of an
-existing row is versioned (``concurrency``) and audited (``audit``) in one transaction.
+Everyone signed in reads; annotators (and admins) edit boxes; clinicians (and admins) decide. The views parse the
+request and render the result; the rules (box states, the decision's create-or-update, the sign-off) are in
+``services``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from webapp.accounts.permissions import IsAdmin, IsAnnotator, IsClinician
+from webapp.core.concurrency import ETagMixin, etag, required_version, requested_version
 from webapp.studies.models import Instance, Series, Study
 
-from . import audit
-from .concurrency import ETagMixin, StaleVersion, ensure_current, etag, required_version, requested_version
+from . import services
 from .filters import AuditEventFilter, BoxFilter, NullsLastOrdering, StudyFilter, WorklistSearch
-from .models import AuditEvent, Box, Decision
+from .models import AuditEvent, Box
 from .pagination import KeysFirstPagination
 from .serializers import (AuditEventSerializer, BoxSerializer, DecisionSerializer, MarkReviewedSerializer,
                           StartReviewSerializer, StudyDetailSerializer, WorklistRowSerializer, decision_or_placeholder)
@@ -87,10 +87,6 @@ class StudyScopedMixin:
         return {**context, "study": self.get_study()} if "study_pk" in self.kwargs else context
 
 
-def render_box(box: Box) -> dict[str, Any]:
-    return BoxSerializer(box).data
-
-
 class StudyBoxesView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.ListCreateAPIView):
     """A study's boxes (deleted ones only when asked for by ``status``); POST draws a human box."""
 
@@ -101,11 +97,7 @@ class StudyBoxesView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.ListC
     filter_backends = [DjangoFilterBackend]
 
     def perform_create(self, serializer: BoxSerializer) -> None:
-        user = self.request.user
-        box = Box(study=self.get_study(), provenance=Box.Provenance.HUMAN, status=Box.Status.ACCEPTED,
-                  created_by=user, updated_by=user, **serializer.validated_data)
-        audit.audited_create(box, actor=user, action="box.create")
-        serializer.instance = box
+        serializer.instance = services.create_box(self.get_study(), serializer.validated_data, self.request.user)
 
 
 class BoxObjectMixin(ETagMixin, RoleWriteMixin):
@@ -124,20 +116,6 @@ class BoxObjectMixin(ETagMixin, RoleWriteMixin):
             context["study"] = self.get_object().study
         return context
 
-    def change(self, box: Box, changes: dict[str, Any], action: str) -> None:
-        audit.audited_update(box, required_version(self.request), {**changes, "updated_by": self.request.user},
-                             actor=self.request.user, action=action, render=render_box)
-
-
-#: What a PATCH may change; patient_coords follow the geometry.
-EDITABLE = ("x0", "y0", "x1", "y1", "label")
-
-
-def edited_state(box: Box) -> dict[str, Any]:
-    """Editing an AI box makes it the annotator's (ai_edited) and accepts it; human boxes stay human."""
-    provenance = box.provenance if box.provenance == Box.Provenance.HUMAN else Box.Provenance.AI_EDITED
-    return {"provenance": provenance, "status": Box.Status.ACCEPTED}
-
 
 class BoxDetailView(BoxObjectMixin, generics.RetrieveUpdateDestroyAPIView):
     """PATCH moves/resizes/relabels (with ``version``); DELETE soft-deletes (``?version=N`` or If-Match)."""
@@ -145,23 +123,12 @@ class BoxDetailView(BoxObjectMixin, generics.RetrieveUpdateDestroyAPIView):
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def perform_update(self, serializer: BoxSerializer) -> None:
-        box, data = serializer.instance, serializer.validated_data
-        edits = {k: data[k] for k in EDITABLE if k in data and getattr(box, k) != data[k]}
-        if not edits:  # nothing to save, but a stale client still learns about the newer version
-            ensure_current(box, required_version(self.request), render_box)
-            return
-        self.change(box, {**edits, "patient_coords": data["patient_coords"], **edited_state(box)}, "box.update")
-
-    def perform_destroy(self, box: Box) -> None:
-        self.change(box, {"status": Box.Status.DELETED}, "box.delete")
+        services.edit_box(serializer.instance, required_version(self.request), serializer.validated_data,
+                          self.request.user)
 
     def destroy(self, request, *args, **kwargs):
         box = self.get_object()
-        expected = required_version(request)
-        ensure_current(box, expected, render_box)
-        if box.status == Box.Status.DELETED:
-            raise ValidationError({"detail": "This box is already deleted."})
-        self.perform_destroy(box)
+        services.delete_box(box, required_version(request), request.user)
         return Response(status=status.HTTP_204_NO_CONTENT, headers={"ETag": etag(box.version)})
 
 
@@ -172,20 +139,8 @@ class BoxTransitionView(BoxObjectMixin, generics.GenericAPIView):
 
     def post(self, request, *args, **kwargs):
         box = self.get_object()
-        ensure_current(box, required_version(request), render_box)
-        if box.status == Box.Status.DELETED:
-            raise ValidationError({"detail": "This box was deleted; it can no longer be accepted or rejected."})
-        if self.transition == "accept":
-            provenance = Box.Provenance.AI_ACCEPTED if box.provenance == Box.Provenance.AI else box.provenance
-            changes = {"status": Box.Status.ACCEPTED, "provenance": provenance}
-        else:
-            changes = {"status": Box.Status.REJECTED}
-        self.change(box, changes, f"box.{self.transition}")
+        services.transition_box(box, required_version(request), self.transition, request.user)
         return Response(self.get_serializer(box).data)
-
-
-def render_decision(decision: Decision) -> dict[str, Any]:
-    return DecisionSerializer(decision).data
 
 
 class DecisionView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.GenericAPIView):
@@ -201,35 +156,13 @@ class DecisionView(ETagMixin, RoleWriteMixin, StudyScopedMixin, generics.Generic
     def get(self, request, *args, **kwargs):
         return Response(self.get_serializer(decision_or_placeholder(self.get_study())).data)
 
-    @transaction.atomic  # the decision, its audit event and the study status move together
     def put(self, request, *args, **kwargs):
-        study = self.get_study()
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        decision = decision_or_placeholder(study)
-        values = {**serializer.validated_data, "reviewed": False, "decided_by": request.user}
-        if decision.pk is None and requested_version(request) in (None, 0):
-            decision = self.create(study, values)
-            code = status.HTTP_201_CREATED
-        else:
-            expected = required_version(request)  # an existing decision is changed only knowingly
-            if any(getattr(decision, k) != v for k, v in serializer.validated_data.items()):
-                audit.audited_update(decision, expected, values, actor=request.user, action="decision.update",
-                                     render=render_decision)
-            else:
-                ensure_current(decision, expected, render_decision)
-            code = status.HTTP_200_OK
-        if not decision.reviewed:  # still signed off only when nothing changed
-            set_status(study, Study.Status.IN_REVIEW)
-        return Response(self.get_serializer(decision).data, status=code)
-
-    def create(self, study: Study, values: dict[str, Any]) -> Decision:
-        decision = Decision(study=study, **values)
-        try:
-            audit.audited_create(decision, actor=self.request.user, action="decision.create")
-        except IntegrityError:  # another clinician created it between our read and our insert
-            raise StaleVersion(render_decision(Decision.objects.get(study=study)), 0, "decision") from None
-        return decision
+        decision, created = services.save_decision(self.get_study(), serializer.validated_data, request.user,
+                                                   requested_version(request))
+        return Response(self.get_serializer(decision).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class StartReviewView(StudyScopedMixin, generics.GenericAPIView):
@@ -261,18 +194,10 @@ class MarkReviewedView(WorklistMixin, StudyScopedMixin, generics.GenericAPIView)
     @transaction.atomic
     def post(self, request, *args, **kwargs):
         study = self.get_study()
-        decision = decision_or_placeholder(study)
-        if decision.pk is None:
-            raise ValidationError({"detail": "Record a diagnosis before marking the study reviewed."})
         expected = requested_version(request)
-        if expected is not None:
-            ensure_current(decision, expected, render_decision)
+        decision = services.decision_to_sign_off(study, expected)
         next_id = next_study_id(self.filter_queryset(self.get_queryset()), study.pk)
-        if not decision.reviewed:
-            audit.audited_update(decision, decision.version if expected is None else expected,
-                                 {"reviewed": True, "decided_by": request.user}, actor=request.user,
-                                 action="decision.review", render=render_decision)
-        set_status(study, Study.Status.REVIEWED)
+        services.sign_off(study, decision, expected, request.user)
         return Response(self.get_serializer({"next_study_id": next_id, "decision": decision}).data)
 
 

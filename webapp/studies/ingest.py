@@ -31,6 +31,7 @@ from . import archives
 from .checks import FailureReason, Rejected, check_dataset, read_dataset
 from .dicom_tags import IndexedAttributes
 from .models import Instance, Patient, Series, Study
+from .signals import instances_received
 
 logger = logging.getLogger(__name__)
 
@@ -387,20 +388,12 @@ def ingest_file(source: BinaryIO | bytes | Spooled, name: str, *, user=None, all
 
 
 def _queue_analysis(study_id: int) -> None:
-    """Tell the analysis app that a study gained instances (it is developed alongside this one).
+    """Tell the apps above this one (analysis) that a study gained instances, through ``instances_received``.
 
     The analysis app decides when to run (once the study is stable, one run at a time). The files are stored
     whatever happens here: a broker outage must not turn a successful upload into an error, so a failure is logged
     and the study stays "new", to be analysed on request.
     """
-    try:
-        from webapp.analysis.tasks import study_received
-    except ModuleNotFoundError as exc:
-        if exc.name != "webapp.analysis.tasks":
-            raise
-        logger.info("analysis app not available; study %s not queued for analysis", study_id)
-        return
-    try:
-        study_received(study_id)
-    except Exception:
-        logger.exception("could not queue analysis of study %s", study_id)
+    for receiver, outcome in instances_received.send_robust(sender=Study, study_id=study_id):
+        if isinstance(outcome, Exception):
+            logger.error("could not queue analysis of study %s (%s)", study_id, receiver, exc_info=outcome)

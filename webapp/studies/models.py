@@ -40,7 +40,7 @@ class Study(models.Model):
     source_label = models.CharField(max_length=32, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
     # The latest succeeded AI analysis's result, copied from its AnalysisRun whenever the study's runs change
-    # (webapp.review.worklist.refresh_ai_columns): the worklist filters and sorts on these columns instead of
+    # (webapp.analysis.columns.refresh_ai_columns): the worklist filters and sorts on these columns instead of
     # looking up every study's runs per request. Null until an analysis succeeds.
     ai_label = models.CharField(max_length=16, null=True, blank=True)
     ai_probability = models.FloatField(null=True, blank=True)

@@ -2,7 +2,7 @@
 from django.db import migrations, models
 from django.db.models import OuterRef, Subquery
 
-#: Study column -> AnalysisRun field of the latest succeeded run (as webapp.review.worklist.AI_COLUMNS).
+#: Study column -> AnalysisRun field of the latest succeeded run (as webapp.analysis.columns.AI_COLUMNS).
 AI_COLUMNS = {"ai_label": "label", "ai_probability": "probability", "ai_uncertainty": "uncertainty",
               "infection_percent": "infection_percent"}
 

@@ -6,7 +6,7 @@ so it is recomputed here with the same functions; both versions are then scored 
 (``training.crossval.predictions`` / ``score``) on those studies, and one ROC figure overlays their curves, drawn
 by ``training.report.roc_panels`` like the cross-validation report's.
 
-Imported by the training task only (``webapp.registry.training.run_training``): it loads torch and scikit-learn.
+Imported by the training task only (``webapp.retraining.training.run_training``): it loads torch and scikit-learn.
 """
 from __future__ import annotations
 

@@ -23,10 +23,9 @@ from django.utils import timezone
 from webapp.curation.exports import write_training_ready
 from webapp.curation.models import DatasetVersion
 from webapp.jobs.models import Job
-
-from .models import ModelVersion, TrainingRun
-from .bundle_store import local_bundle, stored_name
-from .services import ensure_default_model_version, models_dir, register_bundle
+from webapp.registry.bundle_store import local_bundle, stored_name
+from webapp.registry.models import ModelVersion, TrainingRun
+from webapp.registry.services import ensure_default_model_version, models_dir, register_bundle
 
 if TYPE_CHECKING:  # torch: imported by the functions that train, in the gpu worker, not by the web process
     from training.retrain import RetrainConfig

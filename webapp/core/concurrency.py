@@ -13,25 +13,27 @@ from typing import Any
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
-from rest_framework import status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
 Render = Callable[[models.Model], dict[str, Any]]
 
 
-class VersionRequired(APIException):
-    status_code = status.HTTP_428_PRECONDITION_REQUIRED
-    default_detail = ("Send the version you edited (field or query parameter 'version', or an If-Match header), "
-                      "so that a newer change by someone else is not overwritten.")
-    default_code = "version_required"
+class VersionRequired(Exception):
+    """The client did not say which version it edited (``webapp.api.exception_handler``: 428)."""
+
+    message = ("Send the version you edited (field or query parameter 'version', or an If-Match header), "
+               "so that a newer change by someone else is not overwritten.")
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
 
 
-class StaleVersion(APIException):
-    """409 whose body carries the current object, so the UI can show what changed and let the user redo theirs."""
+class StaleVersion(Exception):
+    """The client edited an older version than the stored one (``webapp.api.exception_handler``: 409 whose body
+    carries the current object, so the UI can show what changed and let the user redo theirs)."""
 
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "stale_version"
+    code = "stale_version"
 
     def __init__(self, current: dict[str, Any] | None, expected: int, noun: str) -> None:
         if current is None:
@@ -41,8 +43,8 @@ class StaleVersion(APIException):
                        f"{current.get('version')}). Your change was not saved: review the current {noun} and "
                        f"apply your change again.")
         super().__init__(message)
-        # A dict detail is passed through by DRF's handler as the body, keeping numbers as numbers.
-        self.detail = {"detail": message, "code": self.default_code, "current": current}
+        self.message = message
+        self.current = current
 
 
 def etag(version: int) -> str:

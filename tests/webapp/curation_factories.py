@@ -1,4 +1,5 @@
-"""Shared helpers for the curation, registry and loop tests: people, phantom studies ingested for real, reviews.
+"""Factories for the curation, registry and loop tests: people, phantom studies ingested for real, reviews
+(their ``people`` fixture is in conftest.py).
 
 Phantom studies go through the real ingest (``webapp.studies.ingest.ingest_file``) so exports read real DICOM
 files from storage. Every study gets identifying values (name, id, accession, dates, free text) that the
@@ -10,15 +11,13 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.test import APIClient
 
 from training.phantom import generate_study, write_dicom_series
 from webapp.accounts.roles import ADMIN, ANNOTATOR, CLINICIAN, assign_role
+from webapp.analysis.columns import refresh_ai_columns
 from webapp.analysis.models import AnalysisRun
 from webapp.review.models import AuditEvent, Box, Decision
-from webapp.review.worklist import refresh_ai_columns
 from webapp.studies.ingest import ingest_file
 from webapp.studies.models import Instance, Study
 
@@ -40,17 +39,6 @@ def make_people() -> People:
         return user
 
     return People(make("cur_admin", ADMIN), make("cur_clin", CLINICIAN), make("cur_anno", ANNOTATOR))
-
-
-@pytest.fixture
-def people(db) -> People:
-    return make_people()
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @dataclass

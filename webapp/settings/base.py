@@ -1,36 +1,20 @@
-"""Settings for lungscope.
+"""Settings every flavour shares: ``demo`` (``make demo``; manage.py, the WSGI app and Celery default to it),
+``test`` (pytest) and ``production`` (the Docker image). Each flavour imports these and sets the secret key, the
+database, the broker and the cache with the functions below.
 
-Embedded defaults: without ``DATABASE_URL`` the app uses SQLite in ``var/``; without ``CELERY_BROKER_URL`` Celery
-uses kombu's filesystem transport in ``var/celery`` so the demo needs no server (``make demo`` starts a worker
-process beside the web server). With them set (docker-compose, the tests) it uses PostgreSQL and Redis.
+Everything here reads the environment and nothing else: no default database or broker, no secret key, no folder
+created, whatever else is imported in the process.
 """
 from __future__ import annotations
 
 import os
-import secrets
-import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from kombu import Queue
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-# The test suite runs against the real services (PostgreSQL, Redis) by default. pytest-django loads these settings
-# before any conftest runs, so the defaults are set here; an exported variable still wins.
-if "pytest" in sys.modules:
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lungscope")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-    os.environ.setdefault("LUNGSCOPE_VAR_DIR", str(BASE_DIR / "var" / "test"))
-    os.environ.setdefault("LUNGSCOPE_ANALYZE_ON_INGEST", "false")
-    os.environ.setdefault("LUNGSCOPE_REGISTER_SHIPPED_MODEL", "false")  # tests register the bundles they analyse with
-    # A key of this run's own (servers and commands the tests start inherit it), and plain HTTP for the test client,
-    # the live server and the browser; DEBUG stays off.
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("LUNGSCOPE_PLAIN_HTTP", "true")
-    os.environ.setdefault("LUNGSCOPE_STABLE_STUDY_S", "1")
-    # Concurrent test sessions on one machine each get their own test database and broker keys.
-    os.environ.setdefault("LUNGSCOPE_TEST_RUN_ID", str(os.getpid()))
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 VAR_DIR = Path(os.environ.get("LUNGSCOPE_VAR_DIR", BASE_DIR / "var"))
 
@@ -42,12 +26,6 @@ def env_bool(name: str, default: bool) -> bool:
 
 # Off unless asked for (DJANGO_DEBUG=1): with it on, Django's error pages show settings and the URL configuration.
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The secret key is never a known constant: DJANGO_SECRET_KEY, or the random one `make demo` writes to var/secret_key.
-SECRET_KEY_FILE = VAR_DIR / "secret_key"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else "")
-if not SECRET_KEY:
-    raise RuntimeError(f"DJANGO_SECRET_KEY must be set (or {SECRET_KEY_FILE} exist, as `make demo` writes it)")
 # Plain HTTP (the demo and the tests on 127.0.0.1): cookies without Secure, no HTTPS redirect, no HSTS.
 PLAIN_HTTP = DEBUG or env_bool("LUNGSCOPE_PLAIN_HTTP", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
@@ -73,6 +51,7 @@ INSTALLED_APPS = [
     "webapp.review",
     "webapp.curation",
     "webapp.registry",
+    "webapp.retraining",
     "webapp.dicomnode",
 ]
 
@@ -105,13 +84,6 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = "webapp.wsgi.application"
 
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'lungscope.sqlite3'}", conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
-    )
-}
-if os.environ.get("LUNGSCOPE_TEST_RUN_ID"):
-    DATABASES["default"]["TEST"] = {"NAME": f"test_lungscope_{os.environ['LUNGSCOPE_TEST_RUN_ID']}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -201,33 +173,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery: queues default (ingest, exports) and gpu (inference, training).
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _celery_dir = VAR_DIR / "celery"
-    for _sub in ("queue", "processed", "control"):
-        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_celery_dir / "queue"),
-        "data_folder_out": str(_celery_dir / "queue"),
-        "processed_folder": str(_celery_dir / "processed"),
-        "control_folder": str(_celery_dir / "control"),  # broadcast exchanges; kombu's default is ./control
-        "store_processed": False,
-    }
-else:
-    # A task unacknowledged for this long is redelivered; longer than any analysis or training step.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))}
-    if os.environ.get("LUNGSCOPE_TEST_RUN_ID"):
-        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = f"test{os.environ['LUNGSCOPE_TEST_RUN_ID']}:"
-# The cache holds login-failure counters, so every web process must share it: Redis when there is one.
-_CACHE_URL = os.environ.get("LUNGSCOPE_CACHE_URL") or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
-                "KEY_PREFIX": f"lungscope{os.environ.get('LUNGSCOPE_TEST_RUN_ID', '')}"}
-    if _CACHE_URL else
-    {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
-}
-
+# Celery: queues default (ingest, exports) and gpu (inference, training); the broker is the flavour's.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -238,7 +184,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = (Queue("default"), Queue("gpu"))
 CELERY_TASK_ROUTES = {
     "webapp.analysis.tasks.*": {"queue": "gpu"},
-    "webapp.registry.tasks.*": {"queue": "gpu"},
+    "webapp.retraining.tasks.*": {"queue": "gpu"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -263,3 +209,40 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+
+def secret_key(key_file: Path | None = None) -> str:
+    """``DJANGO_SECRET_KEY``, else the contents of ``key_file`` (the demo's random key); never a known constant, so
+    without either nothing starts."""
+    key = os.environ.get("DJANGO_SECRET_KEY") or (
+        key_file.read_text().strip() if key_file is not None and key_file.is_file() else "")
+    if not key:
+        where = f" (or {key_file} exist, as `make demo` writes it)" if key_file is not None else ""
+        raise RuntimeError(f"DJANGO_SECRET_KEY must be set{where}")
+    return key
+
+
+def database(default_url: str | None = None) -> dict[str, Any]:
+    """The database of ``DATABASE_URL`` (else ``default_url``; with neither, none: Django refuses the first query)."""
+    return dj_database_url.config(default=default_url, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))
+
+
+def broker_transport_options(key_prefix: str = "") -> dict[str, Any]:
+    """A network broker's options: a task unacknowledged for this long is redelivered (longer than any analysis or
+    training step); ``key_prefix`` keeps one broker's keys per test session."""
+    options: dict[str, Any] = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))}
+    if key_prefix:
+        options["global_keyprefix"] = key_prefix
+    return options
+
+
+def caches(broker_url: str, key_prefix: str = "lungscope") -> dict[str, Any]:
+    """The cache holds login-failure counters, so every web process must share it: Redis when there is one (the
+    broker's, or ``LUNGSCOPE_CACHE_URL``; keys under ``key_prefix``), else files in ``VAR_DIR/cache`` (written on
+    first use)."""
+    url = os.environ.get("LUNGSCOPE_CACHE_URL") or (broker_url if broker_url.startswith("redis") else "")
+    if url:
+        return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                            "KEY_PREFIX": key_prefix}}
+    return {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                        "LOCATION": str(VAR_DIR / "cache")}}

@@ -1,18 +1,22 @@
-"""Celery tasks of the registry (routed to the ``gpu`` queue by ``CELERY_TASK_ROUTES``)."""
+"""Celery tasks of retraining (routed to the ``gpu`` queue by ``CELERY_TASK_ROUTES``)."""
 from __future__ import annotations
-
-import traceback
 
 from celery import shared_task
 from django.utils import timezone
 
-from .models import TrainingRun
+from webapp.core.jobtask import JobTask
+from webapp.curation.exporters import ExportError
+from webapp.registry.models import TrainingRun
+
 from .training import run_training
 
 
-@shared_task(name="webapp.registry.tasks.train_model")
-def train_model(run_id: int) -> str:
-    """Run TrainingRun ``run_id``; a run that was cancelled or finished meanwhile is left alone."""
+@shared_task(bind=True, base=JobTask, name="webapp.retraining.tasks.train_model", job_owner="registry.TrainingRun",
+             permanent_errors=(ExportError,))
+def train_model(self, run_id: int) -> str:
+    """Run TrainingRun ``run_id``; a run that was cancelled or finished meanwhile is left alone. Failures follow
+    ``JobTask``'s policy (a dataset that cannot be exported fails at once); the run and its job carry the reason to
+    the admin."""
     run = TrainingRun.objects.select_related("job", "dataset_version", "created_by").filter(pk=run_id).first()
     if run is None or run.job is None:
         return "missing"
@@ -26,13 +30,13 @@ def train_model(run_id: int) -> str:
     if not started:
         return run.status
     run.refresh_from_db()
-    run.job.start()
-    try:
-        run_training(run)
-    except Exception as exc:  # the run and job carry the reason to the admin
-        TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.FAILED, error=str(exc)[:10000],
+
+    def fail(reason: str, details: str) -> None:
+        TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.FAILED, error=reason[:10000],
                                                      finished_at=timezone.now())
-        run.job.fail(f"{exc}\n\n{traceback.format_exc()}")
-        return TrainingRun.Status.FAILED
+        run.job.fail(f"{reason}\n\n{details}".strip())
+
+    with self.running(run.job, fail=fail):
+        run_training(run)
     run.refresh_from_db()
     return run.status

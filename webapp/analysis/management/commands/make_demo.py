@@ -2,7 +2,8 @@
 
 The studies go in the way uploads do (``webapp.studies.ingest``) as DICOM files, so the demo exercises the same
 checks, storage layout and analysis path as production; the phantom's class is kept as ``Study.source_label``
-(ground truth to compare the AI against, not a diagnosis).
+(ground truth to compare the AI against, not a diagnosis). A command of the analysis app, which sits above the
+studies and registry apps it uses.
 """
 from __future__ import annotations
 
