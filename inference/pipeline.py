@@ -232,12 +232,11 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     opacity_mask = np.zeros(lung_mask.shape, dtype=np.uint8)
     opacity = None
     pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
-    if volume.is_hu:  # the amount in HU, counted in the slices the classifier calls diseased
+    if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
         baseline = aerated_baseline(volume.array, lung_mask)
         for i, k in enumerate(selected):
-            if predicted[i] in positive:
-                opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline)
-                slices[i].opacity_px = int(np.count_nonzero(opacity_mask[k]))
+            opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline)
+            slices[i].opacity_px = int(np.count_nonzero(opacity_mask[k]))
         opacity = percentages(opacity_mask, lung_mask)
     min_box_px = max(4, int(round(MIN_BOX_AREA_MM2 / (pixel_mm * pixel_mm)))) if volume.is_hu else 0
     explain = [i for i in range(len(selected))
