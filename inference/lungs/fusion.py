@@ -6,11 +6,11 @@ with lesions inside their masks) but runs on a 48 x 64 x 64 cube, so its border 
 mask takes the classical mask where the lung is aerated and adds the U-Net's mask only where the classical one
 cannot see: voxels of the U-Net's mask that are dense (above the classical threshold) but not bone, opened in-plane
 by ``open_mm`` (then grown back as far through dense tissue) and connected, in the same slice, to the classical
-lung. The opening is
-what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a thin rim of chest wall
-outside the classical mask, which the opening removes, while a lesion is a thick region and survives it whole, up to
-the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per
-slice, as the classical method does, but only where the U-Net sees lung at a lower level (``support``).
+lung. The opening is what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a
+thin rim of chest wall outside the classical mask, which the opening removes, while a lesion is a thick region and
+survives it whole, up to the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes
+are then filled per slice, as the classical method does, but only where the U-Net sees lung at a lower level
+(``support``).
 
 Why in-plane connection and limited hole filling: where the U-Net errs, it errs at the diaphragm and the mediastinum
 (on LIDC-IDRI-0001 it called spleen, kidney, bowel and stomach lung). Connected in 3-D, such dense tissue joined the
