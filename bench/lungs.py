@@ -27,9 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.io import Volume, load_study  # noqa: E402
-from inference.lungs import segment_lungs  # noqa: E402
+from inference.lungs import AUTO_HOLE_LEVEL, segment_lungs, unet_on_lung_slab  # noqa: E402
 from inference.lungs.fusion import fuse_masks  # noqa: E402
-from inference.lungs.multiview_unet import probability  # noqa: E402
 from training.simulate.backgrounds import REAL_BACKGROUNDS, background, shared_data_dir, simulate  # noqa: E402
 from training.unet import HELD_OUT_BACKGROUNDS, dice  # noqa: E402
 
@@ -58,10 +57,11 @@ def measure_study(spec: str, label: str, seed: int, erosions: list[float], level
         row[method] = {"dice": dice(masks[method], sample.lung),
                        "lesion_inside": float((masks[method] & lesion).sum()) / max(1, int(lesion.sum())),
                        "seconds": seconds}
-    prob = probability(sample.hu)
+    prob = unet_on_lung_slab(sample.hu, masks["classical"])
     for mm in erosions:
         for level in levels:
-            fused = fuse_masks(sample.hu, masks["classical"], prob > level, sample.spacing_mm[1], open_mm=mm)
+            fused = fuse_masks(sample.hu, masks["classical"], prob > level, sample.spacing_mm[1], open_mm=mm,
+                               support=prob > AUTO_HOLE_LEVEL)
             row[f"fusion_open_{mm:g}mm_p{level:g}"] = {
                 "dice": dice(fused, sample.lung),
                 "lesion_inside": float((fused & lesion).sum()) / max(1, int(lesion.sum()))}

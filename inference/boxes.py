@@ -109,9 +109,9 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
 
 def opacity_boxes(opacity: np.ndarray, salient: np.ndarray | None, label: str, min_area_px: int,
                   score: float) -> list[Box]:
-    """Boxes of the slice's opacity components (``inference.opacity`` labels, original grid) that the classifier's
-    saliency points at: each 8-connected component of at least ``min_area_px`` pixels that touches the salient
-    region (``salient``, dilated by 2 pixels; every component when None) becomes its minimal box.
+    """Boxes of the slice's opacity components (``inference.opacity`` labels, original grid), ranked by how much of
+    each the classifier's saliency points at: each 8-connected component of at least ``min_area_px`` pixels becomes
+    its minimal box, scored by its share of the salient region (``salient``, dilated by 2 pixels; 1 when None).
 
     Why not the saliency components themselves: IG maps are sparse and offset from the lesion by the receptive
     field, so their boxes rarely overlap a lesion; the HU opacity outlines it, the saliency says which one is the
@@ -119,7 +119,7 @@ def opacity_boxes(opacity: np.ndarray, salient: np.ndarray | None, label: str, m
     """
     labels, n = ndimage.label(np.asarray(opacity) > 0, structure=np.ones((3, 3), dtype=bool))
     near = None if salient is None else ndimage.binary_dilation(np.asarray(salient, dtype=bool), iterations=2)
-    boxes: list[Box] = []
+    ranked: list[tuple[float, int, Box]] = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
             continue
@@ -127,13 +127,12 @@ def opacity_boxes(opacity: np.ndarray, salient: np.ndarray | None, label: str, m
         if int(component.sum()) < min_area_px:
             continue
         share = 1.0 if near is None else float((component & near[found]).mean())
-        if share == 0.0:
-            continue
         rows, cols = found
-        boxes.append(Box(cols.start, rows.start, cols.stop - 1, rows.stop - 1,
-                         float(np.clip(score * (0.5 + 0.5 * share), 1e-4, 1.0)), label))
-    boxes.sort(key=lambda b: -b.score)
-    return boxes
+        box = Box(cols.start, rows.start, cols.stop - 1, rows.stop - 1,
+                  float(np.clip(score * (0.5 + 0.5 * share), 1e-4, 1.0)), label)
+        ranked.append((box.score, int(component.sum()), box))
+    ranked.sort(key=lambda r: (-r[0], -r[1]))
+    return [box for _, _, box in ranked]
 
 
 def infection_percent(infected_px: int, lung_px: int) -> float:

@@ -11,8 +11,10 @@ mask where the lung is aerated (a threshold draws that border to the voxel) plus
 threshold misses (consolidation at the pleura), so the mask keeps the disease and stays precise. The U-Net (trained
 on real backgrounds and phantoms with simulated lesions inside the truth masks) is trusted only when its mask holds
 at least ``AUTO_MIN_COVERAGE`` of the classical one: a U-Net mask that misses much of the aerated lung has failed
-on an unfamiliar scan, and the classical mask is used alone. Images without HU (8-bit slices) get the same fusion
-on grey levels (:func:`inference.lungs.fusion.segment_grey`); without the U-Net's weights both get ``classical``.
+on an unfamiliar scan, and the classical mask is used alone. The U-Net runs only on the slab of slices where the
+classical method finds lung (:func:`unet_on_lung_slab`): it was trained on such slabs, and on a whole scan it
+stretched the lungs into the abdomen (spleen, kidneys, bowel of LIDC-IDRI-0001). Images without HU (8-bit slices)
+get the same fusion on grey levels (:func:`inference.lungs.fusion.segment_grey`); without the U-Net's weights both get ``classical``.
 Figures: ``bench/lungs.py`` and ``models/lungs-unet/MODEL_CARD.md``.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..io import Volume
 from .classical import block_mean, segment_hu, segment_image, upsample_mask, work_factor
 from .fusion import fuse_masks, segment_grey
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last", "unet_on_lung_slab"]
 
 METHODS = ("auto", "classical", "unet")
 DEFAULT_METHOD = "auto"
@@ -33,6 +35,12 @@ DEFAULT_METHOD = "auto"
 AUTO_MIN_COVERAGE = 0.8
 #: ``auto``: the U-Net probability above which its dense lung is added to the classical mask (bench/lungs.py).
 AUTO_ADD_LEVEL = 0.5
+#: ``auto``: the U-Net probability above which the fused mask's holes are filled (the heart enclosed by lung and
+#: an anterior rim of added tissue is not; a lesion's air bronchograms are).
+AUTO_HOLE_LEVEL = 0.2
+#: The U-Net's slab: slices whose classical lung area is at least this fraction of the largest, as the training
+#: backgrounds are cut (``training.simulate.backgrounds.load_background``).
+SLAB_MIN_AREA = 0.05
 
 
 def cranial_is_last(volume: Volume) -> bool:
@@ -52,8 +60,26 @@ def choose_mask(hu: np.ndarray, classical: np.ndarray, unet_probability: np.ndar
     reference = int(classical.sum())
     coverage = float((classical & (unet_probability > 0.5)).sum()) / reference if reference else 0.0
     if reference and coverage >= AUTO_MIN_COVERAGE:
-        return fuse_masks(hu, classical, unet_probability > AUTO_ADD_LEVEL, pixel_mm), "fusion"
+        return fuse_masks(hu, classical, unet_probability > AUTO_ADD_LEVEL, pixel_mm,
+                          support=unet_probability > AUTO_HOLE_LEVEL), "fusion"
     return classical, "classical"
+
+
+def unet_on_lung_slab(hu: np.ndarray, classical: np.ndarray) -> np.ndarray:
+    """The U-Net's lung probability of a (z, y, x) HU volume, computed on the slab of slices where the classical
+    mask has at least ``SLAB_MIN_AREA`` of its largest lung area and 0 outside it (all of it when there is no lung).
+
+    Why: the U-Net resamples its input to a fixed cube and was trained on slabs cut that way, which the lungs fill
+    from end to end; given a scan down to the pelvis, it drew lung over the abdomen."""
+    from .multiview_unet import probability
+
+    area = classical.reshape(classical.shape[0], -1).sum(axis=1)
+    if not area.any():
+        return probability(hu)
+    rows = np.flatnonzero(area >= SLAB_MIN_AREA * area.max())
+    out = np.zeros(hu.shape, dtype=np.float32)
+    out[rows[0]:rows[-1] + 1] = probability(hu[rows[0]:rows[-1] + 1])
+    return out
 
 
 def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **kw: Any) -> np.ndarray:
@@ -90,6 +116,7 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
     # of a 512 x 512 study; the U-Net sees the same cube either way
     factor = work_factor(hu.shape, kw.get("work_size", 256))
     work = block_mean(hu, factor)
-    fused = choose_mask(work, classical[:, ::factor, ::factor][:, :work.shape[1], :work.shape[2]], probability(work),
+    classical_work = classical[:, ::factor, ::factor][:, :work.shape[1], :work.shape[2]]
+    fused = choose_mask(work, classical_work, unet_on_lung_slab(work, classical_work),
                         float(spacing[1]) * factor if spacing else None)[0]
     return upsample_mask(fused, factor, hu.shape)

@@ -5,11 +5,20 @@ as dense as the chest wall and falls outside it; the multi-view U-Net keeps cons
 with lesions inside their masks) but runs on a 48 x 64 x 64 cube, so its border is a few millimetres off. The fused
 mask takes the classical mask where the lung is aerated and adds the U-Net's mask only where the classical one
 cannot see: voxels of the U-Net's mask that are dense (above the classical threshold) but not bone, opened in-plane
-by ``open_mm`` (then grown back as far through dense tissue) and connected to the classical lung. The opening is
-what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a thin rim of chest wall
-outside the classical mask, which the opening removes, while a lesion is a thick region and survives it whole, up to
-the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes are then filled per
-slice, as the classical method does.
+by ``open_mm`` (then grown back as far through dense tissue) and connected, in the same slice, to the classical
+lung. The opening is what keeps the border precise: where the lung is healthy, the U-Net's border error leaves a
+thin rim of chest wall outside the classical mask, which the opening removes, while a lesion is a thick region and
+survives it whole, up to the pleura (an erosion of the U-Net's mask would cut the lesion's pleural edge too). Holes
+are then filled per slice, as the classical method does, but only where the U-Net sees lung at a lower level
+(``support``).
+
+Why in-plane connection and limited hole filling: where the U-Net errs, it errs at the diaphragm and the mediastinum
+(on LIDC-IDRI-0001 it called spleen, kidney, bowel and stomach lung). Connected in 3-D, such dense tissue joined the
+lung bases through the diaphragm and the stomach wall then closed round its gas, which the hole filling made lung;
+a dense rim along the anterior junction closed a ring round the heart, whose hole was filled the same way. Tissue
+that touches aerated lung in its own slice (a consolidation at the pleura does) stays; the heart and the stomach's
+gas, which the U-Net does not call lung, are no longer holes to fill. (:func:`inference.lungs.unet_on_lung_slab`
+keeps the U-Net off the abdomen below the lungs altogether.)
 
 8-bit images (UCSD-style slices, already windowed, no HU) get the same fusion on grey levels
 (:func:`segment_grey`): the grey levels are read back as HU through the lung window (W1500/L-600, what such
@@ -32,14 +41,19 @@ GREY_WINDOW = (1500.0, -600.0)
 GREY_FOV_MM = 350.0
 
 _DISK = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], dtype=bool)
+_IN_PLANE = np.pad(_DISK, ((1, 1), (0, 0), (0, 0)))
 
 
 def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
                pixel_mm: float | None = None, open_mm: float = 3.0, threshold_hu: float = -320.0,
-               bone_hu: float = 250.0) -> np.ndarray:
-    """The classical mask united with the U-Net's dense lung (see the module docstring); (z, y, x) or (y, x)."""
+               bone_hu: float = 250.0, support: np.ndarray | None = None) -> np.ndarray:
+    """The classical mask united with the U-Net's dense lung (see the module docstring); (z, y, x) or (y, x).
+
+    ``support``: where holes of the fused mask may be filled besides the classical mask's own holes (the U-Net's
+    lung at a lower probability level); None fills every hole."""
     if hu.ndim == 2:
-        return fuse_masks(hu[None], classical[None], unet[None], pixel_mm, open_mm, threshold_hu, bone_hu)[0]
+        return fuse_masks(hu[None], classical[None], unet[None], pixel_mm, open_mm, threshold_hu, bone_hu,
+                          None if support is None else support[None])[0]
     tissue = ~classical & (hu >= threshold_hu) & (hu < bone_hu)
     dense = unet & tissue
     steps = int(round(open_mm / (pixel_mm or 1.0)))
@@ -50,9 +64,10 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
         dense = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue)
     if not dense.any():
         return classical
-    labels, _ = ndimage.label(dense | classical)
+    labels, _ = ndimage.label(dense | classical, structure=_IN_PLANE)
     attached = np.unique(labels[classical])
-    return fill_and_close(np.isin(labels, attached[attached > 0]))
+    fused = fill_and_close(np.isin(labels, attached[attached > 0]))
+    return fused if support is None else fused & (support | fill_and_close(classical))
 
 
 def grey_to_hu(image: np.ndarray, top: float = 255.0) -> np.ndarray:

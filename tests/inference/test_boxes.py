@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import threshold_isodata
 
-from inference.boxes import blur5, extract_lesions, infection_percent, lung_volume_ml, saliency_mask
+from inference.boxes import blur5, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes, saliency_mask
 from inference.preprocess import crop_geometry
 
 
@@ -76,3 +76,21 @@ def test_a_lone_spot_and_an_empty_map() -> None:
     labels, _ = saliency_mask(saliency, min_area_px=10)
     assert labels.max() == 1 and labels[34, 34] == 1
     assert saliency_mask(np.zeros((64, 64)))[0].max() == 0
+
+
+def test_opacity_boxes_are_ranked_by_saliency_then_size_and_small_ones_dropped() -> None:
+    """Every opacity component of at least the minimum area becomes a box: the one the saliency points at first,
+    the others after it at half the score (the classifier often misses where the lesions are), larger before
+    smaller; without saliency, by size alone."""
+    opacity = np.zeros((100, 100), dtype=np.uint8)
+    opacity[10:40, 10:40] = 1  # large, away from the saliency
+    opacity[60:75, 60:75] = 2  # smaller, under the saliency
+    opacity[5:8, 80:83] = 1  # below the minimum area
+    opacity[80:90, 10:20] = 1  # the smallest kept
+    salient = np.zeros((100, 100), dtype=bool)
+    salient[62:70, 62:70] = True
+    boxes = opacity_boxes(opacity, salient, "cap_lesion", min_area_px=50, score=0.8)
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in boxes] == [(60, 60, 74, 74), (10, 10, 39, 39), (10, 80, 19, 89)]
+    assert boxes[0].score > boxes[1].score == boxes[2].score == 0.4 and {b.label for b in boxes} == {"cap_lesion"}
+    by_size = opacity_boxes(opacity, None, "covid_lesion", min_area_px=50, score=0.5)
+    assert [(b.x0, b.y0) for b in by_size] == [(10, 10), (60, 60), (10, 80)] and {b.score for b in by_size} == {0.5}

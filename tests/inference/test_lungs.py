@@ -172,3 +172,23 @@ def test_8bit_slice_keeps_a_dense_lesion() -> None:
     assert (classical & lesion).sum() < 0.2 * lesion.sum()
     assert (auto & lesion).sum() >= 0.9 * lesion.sum()
     assert dice(auto, lung) >= 0.93 and dice(auto, lung) > dice(classical, lung) + 0.1
+
+
+def test_default_mask_stays_out_of_the_abdomen_and_heart_of_a_real_scan() -> None:
+    """LIDC-IDRI-0001 runs from the kidneys to the apices and has no pneumonia. The default mask used to add 18 % to
+    the aerated lung: spleen, kidneys, bowel and stomach in 15 slices below the lungs (the U-Net, trained on lung
+    slabs, stretched the lungs over the whole scan) and the heart (a hole once an added rim closed the ring). Now it
+    adds nothing where the threshold finds no lung and under 3 % in all (the tumour, the U-Net's rim at the bases)."""
+    from inference.io import load_study
+    from training.simulate.backgrounds import series_folder, shared_data_dir
+
+    folder = shared_data_dir() / "real-ct" / "lidc-idri" / "LIDC-IDRI-0001"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent: the real scan with an abdomen below the lungs is not there")
+    volume = load_study(series_folder(folder))
+    classical, auto = segment_lungs(volume, method="classical"), segment_lungs(volume)
+    no_lung = ~classical.any(axis=(1, 2))
+    assert no_lung[:15].all()  # the scan's caudal slices (kidneys, bowel) are in it
+    assert not auto[no_lung].any()
+    assert auto[classical].all()
+    assert (auto & ~classical).sum() <= 0.03 * classical.sum()

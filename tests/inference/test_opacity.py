@@ -50,3 +50,24 @@ def test_2d_input_and_empty_lungs() -> None:
     assert not opacity_labels(hu, empty).any()
     assert percentages(opacity_labels(hu, empty), empty) == {"percent": 0.0, "high_percent": 0.0,
                                                             "per_lung": {"left": 0.0, "right": 0.0}}
+
+
+def test_widespread_ground_glass_does_not_become_the_baseline() -> None:
+    """Ground glass over 60 % of the lungs is the histogram's mode; the baseline stays the aerated lung's level, so
+    the ground glass is counted (with the overall mode as the baseline, almost nothing was)."""
+    hu, lung = _lungs()
+    ggo = lung & (np.arange(hu.shape[1]) < 73)[None, :, None]
+    hu[ggo] = -600.0 + np.random.default_rng(2).normal(0, 15, int(ggo.sum()))
+    assert abs(aerated_baseline(hu, lung) - (-860.0)) < 25
+    assert abs(percentages(opacity_labels(hu, lung, pixel_mm=0.7), lung)["percent"] - 100 * 53 / 88) < 5
+
+
+def test_a_3_5_mm_vessel_is_not_consolidation() -> None:
+    """A 3.5 mm vessel (5 px at 0.7 mm) in aerated lung survived the former 3 mm opening and raised its
+    surroundings enough to count; the 5 mm opening removes it. A consolidation, thicker, still counts."""
+    hu, lung = _lungs()
+    hu[:, 25:100, 25:30] = 40.0
+    hu[:, 60:80, 80:105] = 20.0
+    labels = opacity_labels(hu, lung, pixel_mm=0.7)
+    assert not labels[:, 30:95, 25:30].any()
+    assert (labels[:, 63:77, 83:102] == CONSOLIDATION).mean() > 0.95
