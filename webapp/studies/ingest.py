@@ -23,9 +23,10 @@ from enum import StrEnum
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+
+from webapp.storage import save_new
 
 from . import archives
 from .checks import FailureReason, Rejected, check_dataset, read_dataset
@@ -126,13 +127,6 @@ def spool(source: BinaryIO | bytes) -> Spooled:
         target.discard()
         raise
     return target.finish()
-
-
-class WholeFile(File):
-    """A spooled file handed to the storage backend in pieces as large as the spool holds in memory: a file held
-    in memory is written with one call, without the 64 KiB slicing (a copy and a system call each) of ``File``."""
-
-    DEFAULT_CHUNK_SIZE = SPOOL_IN_MEMORY_BYTES
 
 
 def storage_path(attrs: IndexedAttributes) -> str:
@@ -337,8 +331,7 @@ class IngestBatch:
                 if any(p.attrs.sop_instance_uid == attrs.sop_instance_uid for p in self.pending):
                     self.flush()  # the same instance twice in one delivery: the second is judged against the first
                 spooled.file.seek(0)
-                path = default_storage.save(storage_path(attrs),
-                                            WholeFile(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
+                path = save_new(storage_path(attrs), spooled.file)
             finally:
                 spooled.file.close()
         except Rejected as rejection:
