@@ -23,9 +23,10 @@ from enum import StrEnum
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+
+from webapp.storage import save_new
 
 from . import archives
 from .checks import FailureReason, Rejected, check_dataset, read_dataset
@@ -36,6 +37,7 @@ from .signals import instances_received
 logger = logging.getLogger(__name__)
 
 SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
+READ_BYTES = 1024 * 1024  # a source is read in pieces of this size
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines written by different tools differ in the last digits
 FLUSH_EVERY = 64  # files whose rows are inserted together, in one transaction
 FLUSH_ATTEMPTS = 3  # a flush that lost a unique race to a concurrent delivery judges its files again
@@ -76,22 +78,56 @@ class Spooled:
     size: int
 
 
+class Spool:
+    """Collects a file arriving in pieces, hashing as it goes: in memory as one bytes object up to
+    ``SPOOL_IN_MEMORY_BYTES`` (one copy of each byte, which pydicom and the storage write then read without copying
+    again), in a temporary file past that; more than ``limit`` bytes is a rejection."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.digest, self.size = hashlib.sha256(), 0
+        self.pieces: list[bytes] = []
+        self.overflow: BinaryIO | None = None
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.limit is not None and self.size > self.limit:
+            raise Rejected(f"file is larger than the {self.limit} byte limit", FailureReason.OUT_OF_RESOURCES)
+        self.digest.update(data)
+        if self.overflow is None and self.size > SPOOL_IN_MEMORY_BYTES:
+            self.overflow = tempfile.TemporaryFile()
+            self.overflow.writelines(self.pieces)
+            self.pieces = []
+        if self.overflow is None:
+            self.pieces.append(data)
+        else:
+            self.overflow.write(data)
+
+    def finish(self) -> Spooled:
+        file = self.overflow or io.BytesIO(b"".join(self.pieces))  # one piece: joined without a copy
+        file.seek(0)
+        return Spooled(file, self.digest.hexdigest(), self.size)
+
+    def discard(self) -> None:
+        """Drop what was collected (a broken or refused file)."""
+        self.pieces = []
+        if self.overflow is not None:
+            self.overflow.close()
+
+
 def spool(source: BinaryIO | bytes) -> Spooled:
-    """Copy ``source`` into a seekable temporary file while hashing it (zip members and sockets cannot seek)."""
-    if isinstance(source, bytes | bytearray):
-        source = io.BytesIO(source)
-    limit = settings.LUNGSCOPE_MAX_UPLOAD_BYTES
-    digest, size = hashlib.sha256(), 0
-    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)
-    while chunk := source.read(1024 * 1024):
-        size += len(chunk)
-        if size > limit:
-            target.close()
-            raise Rejected(f"file is larger than the {limit} byte limit", FailureReason.OUT_OF_RESOURCES)
-        digest.update(chunk)
-        target.write(chunk)
-    target.seek(0)
-    return Spooled(target, digest.hexdigest(), size)
+    """Hash ``source`` into a seekable file (zip members and sockets cannot seek); bytes are used as they are."""
+    target = Spool(settings.LUNGSCOPE_MAX_UPLOAD_BYTES)
+    try:
+        if isinstance(source, bytes | bytearray):
+            target.write(bytes(source))
+        else:
+            while chunk := source.read(READ_BYTES):
+                target.write(chunk)
+    except BaseException:  # over the limit, or the source broke (a zip member's CRC): no temporary file stays
+        target.discard()
+        raise
+    return target.finish()
 
 
 def storage_path(attrs: IndexedAttributes) -> str:
@@ -296,8 +332,7 @@ class IngestBatch:
                 if any(p.attrs.sop_instance_uid == attrs.sop_instance_uid for p in self.pending):
                     self.flush()  # the same instance twice in one delivery: the second is judged against the first
                 spooled.file.seek(0)
-                path = default_storage.save(storage_path(attrs),
-                                            File(spooled.file, name=f"{attrs.sop_instance_uid}.dcm"))
+                path = save_new(storage_path(attrs), spooled.file)
             finally:
                 spooled.file.close()
         except Rejected as rejection:

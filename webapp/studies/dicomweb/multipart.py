@@ -5,8 +5,6 @@ bodies are cut into parts as they arrive, each part spooled (and hashed) on its 
 """
 from __future__ import annotations
 
-import hashlib
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,10 +14,11 @@ from django.http import StreamingHttpResponse
 from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import NotAcceptable
 
-from ..ingest import SPOOL_IN_MEMORY_BYTES, Spooled
+from ..ingest import Spool, Spooled
 
 CRLF = b"\r\n"
 MAX_PART_HEADER_BYTES = 16 * 1024
+BODY_BUFFER_BYTES = 8 * 1024 * 1024  # a part up to this size is copied out of the read buffer once, whole
 
 
 class MultipartError(ValueError):
@@ -93,26 +92,44 @@ class ReceivedPart:
 
 
 class _Buffer:
+    """The body's bytes read but not yet consumed. Consuming drops them from the front of the bytearray, which
+    CPython does by moving its start, not the bytes behind it; a part is copied out of it once, whole."""
+
     def __init__(self, stream: BinaryIO, chunk_size: int) -> None:
-        self.stream, self.chunk_size, self.data, self.eof = stream, chunk_size, b"", False
+        self.stream, self.chunk_size, self.data = stream, chunk_size, bytearray()
 
     def fill(self) -> bool:
         chunk = self.stream.read(self.chunk_size)
         if not chunk:
-            self.eof = True
             return False
         self.data += chunk
         return True
 
-    def take_until(self, marker: bytes, limit: int | None = None) -> bytes | None:
-        """Consume and return the bytes before ``marker`` (dropping the marker); None at end of stream."""
-        while (index := self.data.find(marker)) < 0:
+    def find(self, marker: bytes, limit: int | None = None) -> int | None:
+        """Index of ``marker``, reading on until it arrives (None at end of stream), or until more than ``limit``
+        bytes are buffered (-1: the caller consumes some and asks again)."""
+        start = 0
+        while (index := self.data.find(marker, start)) < 0:
             if limit is not None and len(self.data) > limit:
-                raise MultipartError("part headers too long")
+                return -1
+            start = max(0, len(self.data) - len(marker) + 1)  # a marker may straddle two reads
             if not self.fill():
                 return None
-        head, self.data = self.data[:index], self.data[index + len(marker):]
+        return index
+
+    def take(self, count: int, skip: int = 0) -> bytes:
+        """Consume the first ``count`` bytes and return them, then drop ``skip`` more (a marker)."""
+        with memoryview(self.data) as view:
+            head = bytes(view[:count])
+        del self.data[:count + skip]
         return head
+
+    def take_until(self, marker: bytes, limit: int | None = None) -> bytes | None:
+        """Consume and return the bytes before ``marker`` (dropping the marker); None at end of stream."""
+        index = self.find(marker, limit)
+        if index is not None and index < 0:
+            raise MultipartError("part headers too long")
+        return None if index is None else self.take(index, len(marker))
 
     def need(self, count: int) -> bool:
         while len(self.data) < count:
@@ -122,10 +139,10 @@ class _Buffer:
 
 
 def iter_parts(stream: BinaryIO, boundary: str, chunk_size: int = 1024 * 1024) -> Iterator[ReceivedPart]:
-    """Yield each body part of a multipart stream, complete, spooled to a temporary file and hashed."""
+    """Yield each body part of a multipart stream, complete, spooled and hashed."""
     delimiter = CRLF + b"--" + boundary.encode("latin-1")
     buffer = _Buffer(stream, chunk_size)
-    buffer.data = CRLF  # the first delimiter may open the body, without the CRLF the others follow
+    buffer.data += CRLF  # the first delimiter may open the body, without the CRLF the others follow
     if buffer.take_until(delimiter) is None:
         raise MultipartError("the body does not contain the boundary given in Content-Type")
     while True:
@@ -142,7 +159,7 @@ def _read_headers(buffer: _Buffer) -> dict[str, str]:
     if not buffer.need(2):
         raise MultipartError("the body ends inside part headers")
     if buffer.data.startswith(CRLF):  # a part without headers
-        buffer.data = buffer.data[2:]
+        del buffer.data[:2]
         return {}
     block = buffer.take_until(CRLF + CRLF, MAX_PART_HEADER_BYTES)
     if block is None:
@@ -156,27 +173,16 @@ def _read_headers(buffer: _Buffer) -> dict[str, str]:
 
 
 def _read_body(buffer: _Buffer, delimiter: bytes) -> Spooled:
-    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)
-    digest, size = hashlib.sha256(), 0
-
-    def write(data: bytes) -> None:
-        nonlocal size
-        digest.update(data)
-        target.write(data)
-        size += len(data)
-
+    """The part up to ``delimiter``: buffered whole while it fits in ``BODY_BUFFER_BYTES`` (copied out once),
+    handed to the spool in pieces of that size when it is larger."""
+    target = Spool()
     try:
-        while (index := buffer.data.find(delimiter)) < 0:
-            keep = len(delimiter) - 1  # a delimiter may straddle two reads
-            if len(buffer.data) > keep:
-                write(buffer.data[:-keep])
-                buffer.data = buffer.data[-keep:]
-            if not buffer.fill():
-                raise MultipartError("the body ends inside a part")
+        while (index := buffer.find(delimiter, BODY_BUFFER_BYTES)) is not None and index < 0:
+            target.write(buffer.take(len(buffer.data) - len(delimiter) + 1))  # the rest may start the delimiter
+        if index is None:
+            raise MultipartError("the body ends inside a part")
+        target.write(buffer.take(index, len(delimiter)))
     except BaseException:  # a broken body, a reader that refuses to go on (size limit), a client gone
-        target.close()
+        target.discard()
         raise
-    write(buffer.data[:index])
-    buffer.data = buffer.data[index + len(delimiter):]
-    target.seek(0)
-    return Spooled(target, digest.hexdigest(), size)
+    return target.finish()

@@ -33,8 +33,13 @@ from .wado import DICOM, RetrieveInstances
 
 
 def store_response(batch: IngestBatch, request) -> dict:
+    urls: dict[str, str] = {}  # by study: a body's instances mostly share one, and reverse() is not cheap
+
     def retrieve_url(result: IngestResult) -> str:
-        return request.build_absolute_uri(reverse("wado-study", args=[result.study_instance_uid]))
+        uid = result.study_instance_uid
+        if uid not in urls:
+            urls[uid] = request.build_absolute_uri(reverse("wado-study", args=[uid]))
+        return urls[uid]
 
     referenced = [dicomjson.dataset({"ReferencedSOPClassUID": r.sop_class_uid,
                                      "ReferencedSOPInstanceUID": r.sop_instance_uid,

@@ -21,7 +21,7 @@ def user_named(username: str | None):
 def print_summary(command: BaseCommand, batch: IngestBatch, seconds: float) -> None:
     """Counts per outcome, then the rejection reasons grouped, so a folder of 10,000 files stays readable."""
     counts = batch.counts()
-    command.stdout.write(", ".join(f"{n} {status}" for status, n in counts.items()) + f" in {seconds:.1f} s")
+    command.stdout.write(", ".join(f"{n} {status}" for status, n in counts.items()) + f" in {seconds:.2f} s")
     reasons = Counter(r.reason for r in batch.results if r.status in (Outcome.REJECTED, Outcome.CONFLICT))
     for reason, n in reasons.most_common():
         example = next(r.name for r in batch.results if r.reason == reason)
