@@ -44,10 +44,10 @@ DEFAULT_BACKGROUNDS = tuple(REAL_BACKGROUNDS)
 #: 240/60, and are scored on 60 fresh studies (data seed 1001). ``default`` is sized for CPU inference and training
 #: (width 0.25, 112 px); ``paper`` is the paper's width, input size, learning rate and budget.
 SHIPPED: dict[str, dict[str, Any]] = {
-    "train-default": {"name": "default", "version": "2.0.0", "source": "simulated", "per_class": 14,
+    "train-default": {"name": "default", "version": "2.1.0", "source": "simulated", "per_class": 14,
                       "phantom_patients": 60, "phantom_per_class": 1, "test_studies": 12, "test_per_class": 2,
-                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 2000, "val_every": 250,
-                      "patience": 1000, "max_slices": 16},
+                      "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 6000, "val_every": 500,
+                      "patience": 3000, "max_slices": 16},
     "train-paper": {"name": "paper", "version": "2.0.0", "studies": 300, "width": 1.0, "size": 224, "lr": 1e-4,
                     "iterations": 20000, "val_every": 500, "patience": 1000, "max_slices": 20},
 }

@@ -2,8 +2,8 @@
 
 Training scores studies on its own prepared slices; this checks that ``inference.pipeline.analyze`` decides studies
 the same way: only the slices with a quarter of the largest lung area decide, through the bundle's aggregation (it
-once let apex and base slices, lung slivers the model never saw in training, into the top-k aggregation). Bundle
-2.0.0 is trained on simulated lesions, not on the phantom generator's own, so the phantom cases check the decision
+once let apex and base slices, lung slivers the model never saw in training, into the top-k aggregation). Bundles
+from 2.0.0 on are trained on simulated lesions, not on the phantom generator's own, so the phantom cases check the decision
 rule, not the label; on simulated studies the pipeline must give the probabilities the training evaluation scored.
 """
 from __future__ import annotations
