@@ -85,21 +85,27 @@ def heat_density(page, before: np.ndarray, after: np.ndarray, box) -> float:
     return float(crop(bx0, by0, bx1, by1).mean() / max(crop(ix0, iy0, ix1, iy1).mean(), 1e-6))
 
 
-def change_where(page, before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """The mean change of the viewport's screen pixels (summed over R, G, B) over the pixels of an image mask (rows x
-    columns of the slice, fitted and centred as in image_to_page), and over the rest of the image: for an overlay,
-    how much it drew where its map says and elsewhere, however little of the image that map covers."""
+def on_screen(page, shape: tuple[int, int], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a viewport screenshot of ``shape`` (rows, columns): the screen pixels whose centre lies on a pixel of an
+    image mask (rows x columns of the slice, fitted and centred as in image_to_page), and those on the image."""
     rows, cols = mask.shape
     rect = page.locator("#ct-viewport").bounding_box()
     at = image_to_page(page, cols)  # square slices
     (x0, y0), (x1, y1) = at(0, 0), at(cols, rows)
-    change = np.abs(after - before).sum(axis=2)
-    sy, sx = np.mgrid[0:change.shape[0], 0:change.shape[1]] + 0.5  # screen pixel centres
+    sy, sx = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
     ix = np.floor((sx + rect["x"] - x0) / (x1 - x0) * cols).astype(int)
     iy = np.floor((sy + rect["y"] - y0) / (y1 - y0) * rows).astype(int)
     on_image = (ix >= 0) & (ix < cols) & (iy >= 0) & (iy < rows)
-    under = np.zeros(change.shape, bool)
+    under = np.zeros(shape, bool)
     under[on_image] = mask[iy[on_image], ix[on_image]]
+    return under, on_image
+
+
+def change_where(page, before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The mean change of the viewport's pixels (summed over R, G, B) over an image mask's pixels, and over the rest
+    of the image: for an overlay, how much it drew where its map says and elsewhere, however little it covers."""
+    change = np.abs(after - before).sum(axis=2)
+    under, on_image = on_screen(page, change.shape, mask)
     return float(change[under].mean()), float(change[on_image & ~under].mean())
 
 
