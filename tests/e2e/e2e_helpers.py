@@ -34,7 +34,9 @@ def login(page, world, username: str) -> None:
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{world.url}/")
+    # The worklist, whatever query it has written into the address by the time this looks (it adds its ordering as
+    # soon as its script runs: an exact "/" missed it whenever the script was faster than this call).
+    page.wait_for_url(lambda url: url.split("?")[0] == f"{world.url}/")
 
 
 def open_viewer(page, world, study) -> None:
@@ -83,6 +85,38 @@ def heat_density(page, before: np.ndarray, after: np.ndarray, box) -> float:
     crop = lambda x0, y0, x1, y1: change[round(y0 - rect["y"]):round(y1 - rect["y"]),  # noqa: E731
                                          round(x0 - rect["x"]):round(x1 - rect["x"])]
     return float(crop(bx0, by0, bx1, by1).mean() / max(crop(ix0, iy0, ix1, iy1).mean(), 1e-6))
+
+
+def on_screen(page, shape: tuple[int, int], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a viewport screenshot of ``shape`` (rows, columns): the screen pixels whose centre lies on a pixel of an
+    image mask (rows x columns of the slice, fitted and centred as in image_to_page), and those on the image."""
+    rows, cols = mask.shape
+    rect = page.locator("#ct-viewport").bounding_box()
+    at = image_to_page(page, cols)  # square slices
+    (x0, y0), (x1, y1) = at(0, 0), at(cols, rows)
+    sy, sx = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
+    ix = np.floor((sx + rect["x"] - x0) / (x1 - x0) * cols).astype(int)
+    iy = np.floor((sy + rect["y"] - y0) / (y1 - y0) * rows).astype(int)
+    on_image = (ix >= 0) & (ix < cols) & (iy >= 0) & (iy < rows)
+    under = np.zeros(shape, bool)
+    under[on_image] = mask[iy[on_image], ix[on_image]]
+    return under, on_image
+
+
+def change_where(page, before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The mean change of the viewport's pixels (summed over R, G, B) over an image mask's pixels, and over the rest
+    of the image: for an overlay, how much it drew where its map says and elsewhere, however little it covers."""
+    change = np.abs(after - before).sum(axis=2)
+    under, on_image = on_screen(page, change.shape, mask)
+    return float(change[under].mean()), float(change[on_image & ~under].mean())
+
+
+def served_map(page, run_id: int, index: int, kind: str) -> np.ndarray:
+    """The map PNG the server serves the viewer for one slice, fetched in the page's session."""
+    origin = page.evaluate("() => location.origin")
+    response = page.request.get(f"{origin}/api/analysis-runs/{run_id}/slices/{index}/maps/{kind}.png")
+    assert response.ok, (response.status, response.text())
+    return np.asarray(Image.open(io.BytesIO(response.body())))
 
 
 def drag(page, at, start, end, steps: int = 8) -> None:

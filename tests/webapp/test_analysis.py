@@ -7,9 +7,11 @@ slice gets saliency and boxes: the tests check plumbing and invariants, not accu
 from __future__ import annotations
 
 import io
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import factories
 from django.core.files.storage import default_storage
@@ -238,6 +240,38 @@ def test_map_png_is_computed_on_demand_at_the_slice_size(storage_dir, tiny_bundl
                         (f"/api/analysis-runs/{run.pk + 1000}/slices/0/maps/joint.png", "")):
         response = annotator.get(url, HTTP_ACCEPT="image/png")
         assert response.status_code == 404 and reason in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_maps_on_demand_come_from_a_bundle_published_to_the_storage(storage_dir, tiny_bundle, tmp_path, settings,
+                                                                    clinician):
+    """A registered version lives in the storage (``storage:models/<sha256>``: the registry publishes every bundle
+    so web, workers and the DICOM listener share it): the maps of a slice without stored ones are computed from
+    that copy by a web process that never had the bundle's folder, and equal what the analysis itself would store."""
+    from inference.pipeline import analyze
+    from webapp.analysis import maps, services
+    from webapp.registry.bundle_store import cache_dir
+    from webapp.registry.services import register_bundle
+
+    settings.LUNGSCOPE_SALIENCY = "none"
+    study = ingest_phantom(tmp_path)
+    folder = make_bundle(tmp_path / "published", version="p1", seed=2)
+    version = register_bundle(folder, source="test")
+    run = run_in_process(post_analyze(clinician, study, model_version=version.pk))
+    assert run.bundle_path == version.bundle_path == f"storage:models/{version.sha256}"
+    shutil.rmtree(folder)
+    shutil.rmtree(cache_dir() / version.sha256, ignore_errors=True)  # this host has no copy: it must fetch one
+
+    index = run.slices.all()[2].index
+    response = clinician.get(f"/api/analysis-runs/{run.pk}/slices/{index}/maps/conv3.png")
+    assert response.status_code == 200, response.content
+    stored = SliceResult.objects.get(run=run, index=index).maps.name
+    # What the analysis would have stored with saliency on every slice, from the version's own weights.
+    everything = analyze(services.readable_volume(run), services.bundle_at(version.bundle_path, version.sha256),
+                         saliency="all", lungs=maps.load_lung_mask(run.pk))
+    expected = everything.maps[index].ig[0]
+    assert np.allclose(maps.load_map(stored, "conv3"), expected, atol=1e-3 * np.abs(expected).max())
+    assert float(response["X-Map-Max"]) == pytest.approx(float(expected.max()), rel=1e-2)
 
 
 def test_schema_describes_the_analysis_endpoints():

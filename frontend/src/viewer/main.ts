@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     { keys: ['PageDown', 'PageUp'], help: '10 slices forward / back', run: (e) => void view.scrollBy(e.key === 'PageDown' ? 10 : -10) },
     { keys: ['Home', 'End'], help: 'First / last slice', run: (e) => jump(e.key === 'Home' ? 0 : view.count - 1) },
     { keys: ['n', 'p'], help: 'Next / previous slice the AI finds positive', run: (e) => jump(strip?.nextPositive(e.key === 'n' ? 1 : -1)) },
-    { keys: ['1', '2', '3'], help: 'W/L preset: lung, mediastinum, bone', run: (e) => applyPreset(view, (['lung', 'mediastinum', 'bone'] as const)[Number(e.key) - 1]) },
+    { keys: ['1', '2', '3'], help: 'W/L preset: lung, mediastinum, bone', run: (e) => view.applyPreset((['lung', 'mediastinum', 'bone'] as const)[Number(e.key) - 1]) },
     { keys: ['w', 'v', 'z'], help: 'Left button: window/level, pan, zoom', run: (e) => setLeftTool(view, boxes, ({ w: 'wl', v: 'pan', z: 'zoom' } as const)[e.key as 'w' | 'v' | 'z']) },
     { keys: ['r'], help: 'Reset zoom, pan and window', run: () => view.reset() },
   ];
@@ -152,14 +152,12 @@ function bindSliceControls(view: CtViewport): void {
     info.dataset.index = String(i);
     const { width, level } = view.windowLevel();
     wl.textContent = `W ${Math.round(width)} L ${Math.round(level)}`;
+    // Lit is the preset whose window is shown, none after a W/L drag: the button and the readout never disagree.
+    const shown = view.shownPreset();
+    document.querySelectorAll<HTMLButtonElement>('[data-preset]').forEach((b) => b.classList.toggle('active', b.dataset.preset === shown));
   };
   view.on('render', update);
   update();
-}
-
-function applyPreset(view: CtViewport, name: PresetName): void {
-  view.applyPreset(name);
-  document.querySelectorAll<HTMLButtonElement>('[data-preset]').forEach((b) => b.classList.toggle('active', b.dataset.preset === name));
 }
 
 function setLeftTool(view: CtViewport, boxes: BoxLayer, tool: LeftTool): void {
@@ -193,10 +191,10 @@ function renderToolbar(bar: HTMLElement, view: CtViewport, boxes: BoxLayer): voi
   }
   const presets = bar.appendChild(el('div', 'group'));
   (Object.entries(PRESETS) as [PresetName, (typeof PRESETS)[PresetName]][]).forEach(([name, p], i) => {
-    const b = presets.appendChild(el('button', name === view.presetName ? 'active' : '', p.label));
+    const b = presets.appendChild(el('button', name === view.shownPreset() ? 'active' : '', p.label));
     Object.assign(b, { type: 'button', title: `W${p.width} L${p.level} (${i + 1})` });
     b.dataset.preset = name;
-    b.addEventListener('click', () => applyPreset(view, name));
+    b.addEventListener('click', () => view.applyPreset(name));
   });
   const reset = bar.appendChild(el('button', '', 'Reset'));
   Object.assign(reset, { type: 'button', title: 'Reset zoom, pan and window (r)' });

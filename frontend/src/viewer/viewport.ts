@@ -42,6 +42,8 @@ export class CtViewport {
   private readonly imageIds: string[];
   private readonly indexByImageId: Map<string, number>;
   private preset: PresetName = 'lung';
+  /** The window last chosen (a preset, a W/L drag), which every slice is shown in (see keepWindow). */
+  private chosenWindow: Types.VOIRange | null = null;
   leftTool: LeftTool = 'wl';
 
   constructor(element: HTMLDivElement, studyUid: string, seriesUid: string, instances: InstanceRef[]) {
@@ -53,6 +55,10 @@ export class CtViewport {
     engine.enableElement({ viewportId: VIEWPORT_ID, type: Enums.ViewportType.STACK, element, defaultOptions: { background: [0, 0, 0] } });
     this.viewport = engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
     element.addEventListener('contextmenu', (e) => e.preventDefault());
+    element.addEventListener(Enums.Events.VOI_MODIFIED, (e) => {
+      this.chosenWindow = { ...(e as CustomEvent<Types.EventTypes.VoiModifiedEventDetail>).detail.range };
+    });
+    element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => queueMicrotask(() => this.keepWindow()));
     this.setupTools();
     new ResizeObserver(() => engine.resize(true, true)).observe(element);
   }
@@ -100,7 +106,6 @@ export class CtViewport {
 
   get count(): number { return this.imageIds.length; }
   get index(): number { return this.viewport.getCurrentImageIdIndex(); }
-  get presetName(): PresetName { return this.preset; }
   get instance(): InstanceRef { return this.instances[this.index]; }
 
   /** The Cornerstone image id of a slice (what annotations reference), and back. */
@@ -118,6 +123,28 @@ export class CtViewport {
     this.preset = name;
     this.viewport.setProperties({ voiRange: utilities.windowLevel.toLowHighRange(width, level) });
     this.viewport.render();
+  }
+
+  /**
+   * Put the chosen window back after a new slice is displayed. Cornerstone's CPU path (no hardware WebGL2, as in
+   * the browser tests) resets the viewport's VOI range, what getProperties reports and a W/L drag starts from, to
+   * each new image's own DICOM window, so the readout and the next drag used the series' window (RICORD's W 400
+   * L 40) while the Lung button was lit. A microtask: that path fires STACK_NEW_IMAGE before it resets the range.
+   */
+  private keepWindow(): void {
+    const now = this.viewport.getProperties().voiRange;
+    const chosen = this.chosenWindow;
+    if (chosen && (!now || now.lower !== chosen.lower || now.upper !== chosen.upper)) {
+      this.viewport.setProperties({ voiRange: chosen }, true);
+    }
+  }
+
+  /** The preset whose window is the one shown, or null (the series' own window, a W/L drag). */
+  shownPreset(): PresetName | null {
+    const { width, level } = this.windowLevel();
+    const match = (Object.entries(PRESETS) as [PresetName, (typeof PRESETS)[PresetName]][])
+      .find(([, p]) => p.width === Math.round(width) && p.level === Math.round(level));
+    return match ? match[0] : null;
   }
 
   /** Window and level now shown (after any drag). */
