@@ -255,7 +255,7 @@ def test_maps_on_demand_come_from_a_bundle_published_to_the_storage(storage_dir,
 
     settings.LUNGSCOPE_SALIENCY = "none"
     study = ingest_phantom(tmp_path)
-    folder = make_bundle(tmp_path / "published", version="p1", seed=2)
+    folder = make_finding_bundle(tmp_path / "published", version="p1", seed=2)
     version = register_bundle(folder, source="test")
     run = run_in_process(post_analyze(clinician, study, model_version=version.pk))
     assert run.bundle_path == version.bundle_path == f"storage:models/{version.sha256}"
