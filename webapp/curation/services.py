@@ -55,25 +55,27 @@ class Criteria:
         }
 
 
+#: Criteria fields and the study lookups they filter on (an empty or unset field does not filter).
+_CRITERIA_LOOKUPS = (
+    ("study_date_from", "study_date__gte"),
+    ("study_date_to", "study_date__lte"),
+    ("reviewed_from", "decision__updated_at__date__gte"),
+    ("reviewed_to", "decision__updated_at__date__lte"),
+    ("labels", "decision__label__in"),
+    ("reviewers", "decision__decided_by__username__in"),
+    ("study_ids", "pk__in"),
+)
+
+
 def select_studies(criteria: Criteria) -> QuerySet[Study]:
     """Studies with a clinician decision that match the criteria (reviewed ones only unless told otherwise)."""
     qs = Study.objects.filter(decision__isnull=False)
     if criteria.reviewed_only:
         qs = qs.filter(decision__reviewed=True)
-    if criteria.study_date_from:
-        qs = qs.filter(study_date__gte=criteria.study_date_from)
-    if criteria.study_date_to:
-        qs = qs.filter(study_date__lte=criteria.study_date_to)
-    if criteria.reviewed_from:
-        qs = qs.filter(decision__updated_at__date__gte=criteria.reviewed_from)
-    if criteria.reviewed_to:
-        qs = qs.filter(decision__updated_at__date__lte=criteria.reviewed_to)
-    if criteria.labels:
-        qs = qs.filter(decision__label__in=criteria.labels)
-    if criteria.reviewers:
-        qs = qs.filter(decision__decided_by__username__in=criteria.reviewers)
-    if criteria.study_ids:
-        qs = qs.filter(pk__in=criteria.study_ids)
+    for field_name, lookup in _CRITERIA_LOOKUPS:
+        value = getattr(criteria, field_name)
+        if value:
+            qs = qs.filter(**{lookup: value})
     return qs.select_related("patient", "decision", "decision__decided_by").order_by("study_instance_uid")
 
 

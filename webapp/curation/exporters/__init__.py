@@ -6,8 +6,6 @@ directly). Ids pass through ``ExportContext`` so de-identification is applied th
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +92,15 @@ class ExportContext:
     def sop_uid(self, uid: str) -> str:
         return self.deid.uid(uid) if self.deid else uid
 
+    def load_volume(self, item: DatasetItem, study_id: str) -> Volume | None:
+        """The item's HU volume, or None with the reason recorded under ``skipped``: one unreadable study is
+        reported, it does not stop the export."""
+        try:
+            return load_item_volume(item)
+        except (ExportError, ValueError) as exc:
+            self.skipped[study_id] = str(exc)
+            return None
+
 
 def frozen_instances(item: DatasetItem) -> list[Instance]:
     """The item's instances in the frozen spatial order; ExportError when one was deleted since freezing."""
@@ -108,15 +115,6 @@ def frozen_instances(item: DatasetItem) -> list[Instance]:
 def local_files(instances: list[Instance]) -> Iterator[list[Path]]:
     """Local paths of the instances' files (temporary copies for object storage)."""
     with local_paths([i.file.name for i in instances], prefix="lungscope-export-") as paths:
-        yield paths
-        return
-    with tempfile.TemporaryDirectory(prefix="lungscope-export-") as tmp:
-        paths = []
-        for n, instance in enumerate(instances):
-            path = Path(tmp) / f"{n:05d}.dcm"
-            with default_storage.open(instance.file.name, "rb") as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            paths.append(path)
         yield paths
 
 

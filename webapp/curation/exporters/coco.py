@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import ExportContext, ExportError, Sink, boxes_by_slice, load_item_volume
+from . import ExportContext, Sink, boxes_by_slice
 
 CATEGORIES = [
     {"id": 1, "name": "covid_lesion", "supercategory": "lesion"},
@@ -43,10 +43,8 @@ def write(items, sink: Sink, context: ExportContext) -> dict[str, Any]:
         context.progress(n / max(1, len(items)), f"study {n + 1} of {len(items)}")
         if not item.boxes:
             continue
-        try:
-            volume = load_item_volume(item)
-        except (ExportError, ValueError) as exc:
-            context.skipped[study_id] = str(exc)
+        volume = context.load_volume(item, study_id)
+        if volume is None:
             continue
         uids = list(volume.sop_instance_uids)
         for z, boxes in sorted(boxes_by_slice(item, uids).items()):

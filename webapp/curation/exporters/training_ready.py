@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import CLASS_KEYS, ExportContext, ExportError, Sink, boxes_by_slice, load_item_volume
+from . import CLASS_KEYS, ExportContext, ExportError, Sink, boxes_by_slice
 
 BOX_COLUMNS = ["slice_index", "x0", "y0", "x1", "y1", "label"]
 
@@ -35,10 +35,8 @@ def write(items, sink: Sink, context: ExportContext) -> dict[str, Any]:
         if label is None:
             context.skipped[study_id] = f"final label {item.final_label!r} is not a training class"
             continue
-        try:
-            volume = load_item_volume(item)
-        except (ExportError, ValueError) as exc:
-            context.skipped[study_id] = str(exc)
+        volume = context.load_volume(item, study_id)
+        if volume is None:
             continue
         hu = np.clip(np.rint(volume.array), -32768, 32767).astype(np.int16)
         with sink.open(f"{study_id}/slices.npy") as fh:
