@@ -64,6 +64,13 @@ class Bundle:
         return list(self.meta["classes"])
 
 
+def min_lung_fraction_of(meta: dict[str, Any]) -> float:
+    """The fraction of a study's largest lung area a slice needs to decide the study (and to be trained on), from a
+    bundle's ``aggregation``; bundles older than the rule get the default's."""
+    return float(meta.get("aggregation", {}).get("min_lung_fraction",
+                                                 DEFAULT_META["aggregation"]["min_lung_fraction"]))
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU."""
     if isinstance(device, torch.device):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .boxes import BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
-from .bundle import DEFAULT_META, Bundle
+from .bundle import Bundle, min_lung_fraction_of
 from .domain import assess
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
@@ -135,8 +135,7 @@ def _rule(bundle: Bundle) -> tuple[str, int]:
 
 def _deciding(areas: np.ndarray, bundle: Bundle) -> np.ndarray:
     """Which of the classified slices (their lung areas) decide the study: a boolean mask, never empty."""
-    fraction = float(bundle.meta.get("aggregation", {}).get("min_lung_fraction",
-                                                              DEFAULT_META["aggregation"]["min_lung_fraction"]))
+    fraction = min_lung_fraction_of(bundle.meta)
     return areas >= fraction * areas.max() if areas.max() > 0 else np.ones(areas.shape, dtype=bool)
 
 

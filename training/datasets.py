@@ -45,7 +45,7 @@ import torch
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
-from inference.bundle import DEFAULT_META
+from inference.bundle import DEFAULT_META, min_lung_fraction_of
 from inference.io import Volume
 from inference.lungs import DEFAULT_METHOD, segment_lungs
 from inference.normalize import normalize_volume
@@ -127,8 +127,7 @@ class PrepConfig:
         from its ``meta.json``, so retraining and checks feed it what the pipeline feeds it."""
         fields = {"size": int(meta["input_size"][0]), "margin": float(meta["crop"]["margin"]),
                   "normalization": tuple(meta["normalization"].items()),
-                  "min_lung_fraction": float(meta.get("aggregation", {}).get("min_lung_fraction",
-                                                                             DEFAULT_META["aggregation"]["min_lung_fraction"]))}
+                  "min_lung_fraction": min_lung_fraction_of(meta)}
         return cls(**{**fields, **overrides})
 
 
