@@ -64,6 +64,10 @@ class Bundle:
         return list(self.meta["classes"])
 
 
+#: The study decision rules ``inference.pipeline.aggregate`` knows.
+AGGREGATION_RULES = ("topk_mean", "topfraction_mean", "mean", "max")
+
+
 def min_lung_fraction_of(meta: dict[str, Any]) -> float:
     """The fraction of a study's largest lung area a slice needs to decide the study (and to be trained on), from a
     bundle's ``aggregation``; bundles older than the rule get the default's."""
@@ -125,8 +129,8 @@ def validate_meta(meta: dict[str, Any], expected_classes: list[str] | None = Non
         raise BundleError("model.json 'input_size' must be [height, width] integers >= 32")
     if expected_input_size is not None and list(size) != list(expected_input_size):
         raise BundleError(f"bundle input size {size} does not match the expected {list(expected_input_size)}")
-    if meta.get("aggregation", {}).get("rule") not in {"topk_mean", "mean", "max"}:
-        raise BundleError("model.json 'aggregation.rule' must be one of topk_mean, mean, max")
+    if meta.get("aggregation", {}).get("rule") not in AGGREGATION_RULES:
+        raise BundleError(f"model.json 'aggregation.rule' must be one of {', '.join(AGGREGATION_RULES)}")
 
 
 def load_bundle(name_or_path: str | Path, device: str | torch.device = "auto",

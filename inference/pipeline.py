@@ -11,7 +11,13 @@ positive class's probability for tasks without NP) and the study probability vec
 - ``topk_mean``: the mean probability vector of the k highest-ranked slices (the paper's weakly supervised setting:
   a few infected slices make an infected study, the healthy majority must not dilute them);
 - ``mean``: the mean over all analysed slices;
+- ``topfraction_mean``: the mean of the highest-ranked ``fraction`` of the deciding slices (at least one): the
+  same share of a whole scan's 150 slices as of a 16-slice subsample or a slab, so a model validated on short
+  studies decides a whole scan the same way (a fixed k = 5 of 150 slices takes the 3 % most suspicious slices of
+  a healthy scan, of 16 slices the 30 %);
 - ``max``: the vector of the single highest-ranked slice (``topk_mean`` with k = 1).
+
+Bundles choose their rule on validation studies (``training.calibration.choose_aggregation``).
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import numpy as np
 import torch
 
 from .boxes import BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
-from .bundle import Bundle, min_lung_fraction_of
+from .bundle import AGGREGATION_RULES, Bundle, min_lung_fraction_of
 from .domain import assess
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
@@ -34,7 +40,7 @@ from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "aggregate", "positive_classes"]
+           "aggregate", "aggregate_as", "positive_classes"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -115,22 +121,25 @@ def positive_classes(classes: list[str]) -> set[str]:
     return set(classes) - {"NP"} if "NP" in classes else {classes[-1]}
 
 
-def aggregate(probs: np.ndarray, classes: list[str], rule: str = "topk_mean", k: int = 5) -> np.ndarray:
+def aggregate(probs: np.ndarray, classes: list[str], rule: str = "topk_mean", k: int = 5,
+              fraction: float = 0.25) -> np.ndarray:
     """The study probability vector from (n_slices, K) slice probabilities (see the module docstring)."""
     if probs.shape[0] == 0:
         raise ValueError("no slice to aggregate")
     if rule == "mean":
         return probs.mean(axis=0)
-    if rule not in ("topk_mean", "max"):
+    if rule not in AGGREGATION_RULES:
         raise ValueError(f"unknown aggregation rule {rule!r}")
+    count = {"max": 1, "topk_mean": int(k), "topfraction_mean": int(np.ceil(fraction * probs.shape[0]))}[rule]
     evidence = 1.0 - probs[:, classes.index("NP")] if "NP" in classes else probs[:, -1]
-    top = np.argsort(-evidence, kind="stable")[: (1 if rule == "max" else max(1, int(k)))]
+    top = np.argsort(-evidence, kind="stable")[: max(1, count)]
     return probs[top].mean(axis=0)
 
 
-def _rule(bundle: Bundle) -> tuple[str, int]:
-    agg = bundle.meta.get("aggregation", {})
-    return str(agg.get("rule", "topk_mean")), int(agg.get("k", 5))
+def aggregate_as(probs: np.ndarray, classes: list[str], aggregation: dict[str, Any]) -> np.ndarray:
+    """:func:`aggregate` with a bundle's ``aggregation`` block (rule, k, fraction; defaults for what it lacks)."""
+    return aggregate(probs, classes, str(aggregation.get("rule", "topk_mean")), int(aggregation.get("k", 5)),
+                     float(aggregation.get("fraction", 0.25)))
 
 
 def _deciding(areas: np.ndarray, bundle: Bundle) -> np.ndarray:
@@ -222,7 +231,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     inputs = np.stack([prepare_slice(normalized[k], geometries[int(k)], size) for k in selected])
     probs, cams, features = _classify(model, inputs, device, _temperature(bundle))
     deciding = _deciding(areas[selected], bundle)
-    study = aggregate(probs[deciding], classes, *_rule(bundle))
+    study = aggregate_as(probs[deciding], classes, bundle.meta.get("aggregation", {}))
     domain = assess(features[deciding], bundle.meta.get("domain"), lungs_found)
     t_classify = time.perf_counter()
     report(0.3, f"classified {len(selected)} slices")

@@ -25,7 +25,7 @@ from inference.bundle import DEFAULT_META
 from .crossval import CrossvalConfig, ModelSpec, evaluate, run_crossval
 from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set, dicom_studies, export_studies,
                        group_split, held_out_splits, image_studies, phantom_studies, toy_studies)
-from .calibration import (expected_calibration_error, fit_domain, fit_temperature, logits_and_features,
+from .calibration import (choose_aggregation, expected_calibration_error, fit_domain, logits_and_features,
                           study_probabilities)
 from .distributed import setup, teardown
 from .report import write_report
@@ -44,7 +44,7 @@ DEFAULT_BACKGROUNDS = tuple(REAL_BACKGROUNDS)
 #: 240/60, and are scored on 60 fresh studies (data seed 1001). ``default`` is sized for CPU inference and training
 #: (width 0.25, 112 px); ``paper`` is the paper's width, input size, learning rate and budget.
 SHIPPED: dict[str, dict[str, Any]] = {
-    "train-default": {"name": "default", "version": "2.1.0", "source": "simulated", "per_class": 14,
+    "train-default": {"name": "default", "version": "2.2.0", "source": "simulated", "per_class": 14,
                       "phantom_patients": 60, "phantom_per_class": 1, "test_studies": 12, "test_per_class": 2,
                       "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 6000, "val_every": 500,
                       "patience": 3000, "max_slices": 16},
@@ -154,7 +154,7 @@ def _records(a: argparse.Namespace, classes: tuple[str, ...]) -> Iterator[StudyR
 
 #: The arguments that decide a slice set (the data cache's key).
 DATA_KEYS = ("source", "data", "labels", "studies", "data_seed", "phantom_size", "phantom_slices", "task", "backgrounds",
-             "phantom_patients", "per_class", "phantom_per_class", "size", "max_slices")
+             "phantom_patients", "per_class", "phantom_per_class", "size")
 
 
 def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0) -> SliceSet:
@@ -164,14 +164,14 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
     cache = None
     if getattr(a, "data_cache", None):
         fields = {k: str(getattr(a, k, None)) for k in DATA_KEYS}
-        fields["prep"] = repr(PrepConfig(size=a.size, max_slices=a.max_slices))
+        fields["prep"] = repr(PrepConfig(size=a.size))
         key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
         cache = a.data_cache / f"slices-{key}.pt"
         if cache.is_file():
             data = torch.load(cache, weights_only=False)
             print(f"data: {data.n_studies} studies, {len(data)} slices from {cache}", flush=True)
             return data
-    data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size, max_slices=a.max_slices))
+    data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(data, cache)
@@ -198,8 +198,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     model = make_model("MultiScaleVGG", len(classes), a.width)
     recipe = _recipe(a)
     deadline = time.time() + a.time_limit if a.time_limit else None
-    result = train(model, data.subset(train_idx), data.subset(val_idx), recipe, out_dir=a.work_dir, ctx=ctx,
-                   resume=a.resume, should_stop=(lambda: time.time() > deadline) if deadline else None)
+    result = train(model, data.subset(train_idx).capped(a.max_slices), data.subset(val_idx), recipe,
+                   out_dir=a.work_dir, ctx=ctx, resume=a.resume, should_stop=(lambda: time.time() > deadline) if deadline else None)
     teardown(ctx)
     if not ctx.is_main:
         return
@@ -211,8 +211,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     extra: dict[str, Any] = {}
     if hasattr(result.model, "heads"):  # MultiScaleVGG: calibration and the domain model from its own features
         extra = _calibrate(result.model, data.subset(train_idx), data.subset(val_idx), aggregation)
-        print(f"calibration: temperature {extra['calibration']['temperature']:.3f}; domain threshold "
-              f"{extra['domain']['threshold']:.2f}", flush=True)
+        aggregation = extra["aggregation"]
+        print(f"study rule {aggregation}; calibration: temperature {extra['calibration']['temperature']:.3f}; "
+              f"domain threshold {extra['domain']['threshold']:.2f}", flush=True)
     test = _held_out(a, classes)
     if test is not None:
         full = evaluate(result.model, test, aggregation, temperature=extra.get("calibration", {}).get("temperature", 1.0))
@@ -252,7 +253,7 @@ def _held_out(a: argparse.Namespace, classes: tuple[str, ...]) -> SliceSet | Non
         if not a.test_backgrounds and not a.test_studies:
             return None
         records = _simulated(a, classes, a.test_backgrounds, a.test_studies, a.data_seed + 1000, a.test_per_class)
-        return build_slice_set(records, classes, PrepConfig(size=a.size, max_slices=a.max_slices))
+        return build_slice_set(records, classes, PrepConfig(size=a.size))
     if not a.test_studies:
         return None
     return _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
@@ -267,14 +268,16 @@ def _held_out_note(a: argparse.Namespace) -> str:
 
 def _calibrate(model: torch.nn.Module, train_set: SliceSet, val_set: SliceSet,
                aggregation: dict[str, Any]) -> dict[str, Any]:
-    """The bundle's ``calibration`` (temperature on validation studies) and ``domain`` blocks."""
+    """The bundle's ``aggregation`` (study rule) and ``calibration`` (temperature), both chosen on the validation
+    studies (:func:`training.calibration.choose_aggregation`), and its ``domain`` block."""
     classes = list(val_set.classes)
     val_logits, val_features = logits_and_features(model, val_set.images)
     _, train_features = logits_and_features(model, train_set.images)
-    temperature = fit_temperature(val_logits, val_set.study, val_set.study_labels, classes, aggregation)
+    aggregation, temperature = choose_aggregation(val_logits, val_set.study, val_set.study_labels, classes, aggregation)
     before = study_probabilities(val_logits, val_set.study, classes, aggregation, 1.0)
     after = study_probabilities(val_logits, val_set.study, classes, aggregation, temperature)
-    return {"calibration": {"temperature": round(temperature, 4), "method": "temperature scaling, study-level NLL",
+    return {"aggregation": aggregation,
+            "calibration": {"temperature": round(temperature, 4), "method": "temperature scaling, study-level NLL",
                             "validation_ece_before": round(expected_calibration_error(val_set.study_labels, before), 4),
                             "validation_ece_after": round(expected_calibration_error(val_set.study_labels, after), 4)},
             "domain": fit_domain(train_features, val_features, val_set.study)}
@@ -298,7 +301,8 @@ def cmd_crossval(a: argparse.Namespace) -> None:
     models = [ModelSpec("MultiScaleVGG", "MultiScaleVGG", a.width)]
     if not a.no_baseline:
         models.append(ModelSpec("ResNet-18", "resnet18", a.baseline_width))
-    config = CrossvalConfig(folds=a.folds, seed=a.seed, models=tuple(models), train=_recipe(a), device=a.device)
+    config = CrossvalConfig(folds=a.folds, seed=a.seed, models=tuple(models), train=_recipe(a), device=a.device,
+                            max_slices=a.max_slices)
     t0 = time.time()
     splits = held_out_splits(data, a.split_by) if a.split_by != "patient" else None
     raw = run_crossval(data, config, a.out, splits=splits)

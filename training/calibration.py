@@ -20,9 +20,10 @@ from sklearn.covariance import LedoitWolf
 from torch import nn
 
 from inference.domain import slice_distances
-from inference.pipeline import aggregate
+from inference.pipeline import aggregate_as
 
-__all__ = ["logits_and_features", "study_probabilities", "fit_temperature", "expected_calibration_error",
+__all__ = ["logits_and_features", "study_probabilities", "fit_temperature", "choose_aggregation",
+           "AGGREGATION_CANDIDATES", "expected_calibration_error",
            "fit_domain", "study_scores"]
 
 #: Temperatures tried, all >= 1: scaling only ever softens. The validation studies come from the training
@@ -55,20 +56,51 @@ def study_probabilities(logits: np.ndarray, study: np.ndarray, classes: list[str
                         temperature: float = 1.0) -> np.ndarray:
     """The app's study probability vectors (one row per study index 0..n-1) at a temperature."""
     probs = _softmax(logits / temperature)
-    return np.stack([aggregate(probs[study == s], classes, aggregation.get("rule", "topk_mean"),
-                               int(aggregation.get("k", 5))) for s in range(int(study.max()) + 1)])
+    return np.stack([aggregate_as(probs[study == s], classes, aggregation) for s in range(int(study.max()) + 1)])
+
+
+def _nll(p: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+
+def _fit(logits: np.ndarray, study: np.ndarray, study_labels: np.ndarray, classes: list[str],
+         aggregation: dict[str, Any]) -> tuple[float, float]:
+    """(temperature, its study-level NLL): the temperature of ``TEMPERATURES`` with the lowest NLL."""
+    best, best_nll = 1.0, float("inf")
+    for t in TEMPERATURES:
+        nll = _nll(study_probabilities(logits, study, classes, aggregation, float(t)), study_labels)
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return best, best_nll
 
 
 def fit_temperature(logits: np.ndarray, study: np.ndarray, study_labels: np.ndarray, classes: list[str],
                     aggregation: dict[str, Any]) -> float:
     """The temperature minimising the study-level negative log-likelihood on these (validation) studies."""
-    best, best_nll = 1.0, float("inf")
-    for t in TEMPERATURES:
-        p = study_probabilities(logits, study, classes, aggregation, float(t))
-        nll = float(-np.log(np.clip(p[np.arange(len(study_labels)), study_labels], 1e-12, 1.0)).mean())
-        if nll < best_nll:
-            best, best_nll = float(t), nll
-    return best
+    return _fit(logits, study, study_labels, classes, aggregation)[0]
+
+
+#: Study decision rules a bundle may take (``inference.pipeline.aggregate``): a fixed number of the most
+#: suspicious slices, or a share of them, which does not grow stricter with the number of slices of a scan.
+AGGREGATION_CANDIDATES: tuple[dict[str, Any], ...] = (
+    *({"rule": "topk_mean", "k": k} for k in (1, 3, 5)),
+    *({"rule": "topfraction_mean", "fraction": f} for f in (0.1, 0.2, 0.35, 0.5)),
+    {"rule": "mean"},
+)
+
+
+def choose_aggregation(logits: np.ndarray, study: np.ndarray, study_labels: np.ndarray, classes: list[str],
+                       base: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The candidate rule (with ``base``'s other keys, e.g. ``min_lung_fraction``) and temperature with the lowest
+    study-level NLL on these (validation) studies: the study decision is fitted like the temperature, on data the
+    weights never trained on, rather than fixed at k = 5 whatever the length of the scans."""
+    scored = []
+    for candidate in AGGREGATION_CANDIDATES:
+        aggregation = {**{k: v for k, v in base.items() if k not in ("rule", "k", "fraction")}, **candidate}
+        temperature, nll = _fit(logits, study, study_labels, classes, aggregation)
+        scored.append((nll, aggregation, temperature))
+    nll, aggregation, temperature = min(scored, key=lambda row: row[0])
+    return aggregation, temperature
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:

@@ -47,6 +47,7 @@ class CrossvalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     aggregation: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_META["aggregation"]))
     device: str = "auto"
+    max_slices: int | None = None  # per training study (SliceSet.capped); test studies keep every lung slice
 
 
 def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
@@ -57,7 +58,7 @@ def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
     out: dict[str, Any] = {"slice": {"labels": labels, "probs": probs}, "study": {"probs": {}}}
     for name, p in probs.items():
         ids, _, ps = study_level(labels, p, data.study, data.classes, aggregation.get("rule", "topk_mean"),
-                                 int(aggregation.get("k", 5)))
+                                 int(aggregation.get("k", 5)), float(aggregation.get("fraction", 0.25)))
         # The study's own class: with image-level slice labels a diseased study has NP slices too.
         out["study"]["labels"], out["study"]["probs"][name] = data.study_labels[ids], ps
     return out
@@ -108,7 +109,7 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
             torch.manual_seed(config.train.seed + f)
             model = make_model(spec.arch, len(data.classes), spec.width)
             t0 = time.time()
-            result = train(model, train_pool.subset(tr), train_pool.subset(va), config.train,
+            result = train(model, train_pool.subset(tr).capped(config.max_slices), train_pool.subset(va), config.train,
                            out_dir=out / "runs" / f"fold{f}-{spec.arch}", device=config.device)
             pred = predictions(result.model, test, config.aggregation)
             metrics = score(pred, data.classes)

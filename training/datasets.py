@@ -163,6 +163,23 @@ class SliceSet:
                         [self.study_ids[i] for i in studies], self.study_labels[studies], self.groups[studies],
                         self.classes, None if self.sources is None else self.sources[studies])
 
+    def capped(self, max_per_study: int | None) -> SliceSet:
+        """At most ``max_per_study`` slices of each study, evenly spaced in its order (apex to base), so a long
+        series does not outweigh the others in training; validation and test sets stay whole, as the pipeline
+        decides a study on all its lung slices."""
+        if max_per_study is None:
+            return self
+        keep: list[np.ndarray] = []
+        for s in range(self.n_studies):
+            rows = np.flatnonzero(self.study == s)
+            if rows.size > max_per_study:
+                rows = rows[np.linspace(0, rows.size - 1, max_per_study).round().astype(int)]
+            keep.append(rows)
+        idx = np.concatenate(keep)
+        t = torch.as_tensor(idx)
+        return SliceSet(self.images[t], self.labels[t], self.study[idx], list(self.study_ids), self.study_labels,
+                        self.groups, self.classes, self.sources)
+
     def fingerprint(self) -> str:
         """sha256 over classes, study ids, labels and pixels: names the exact training data in a bundle."""
         digest = hashlib.sha256(json.dumps([list(self.classes), self.study_ids]).encode())

@@ -16,7 +16,7 @@ import torch
 
 from inference.bundle import load_bundle
 from inference.io import load_study
-from inference.pipeline import aggregate, analyze
+from inference.pipeline import aggregate_as, analyze
 from training.phantom import generate_study, write_dicom_series
 
 #: NP seeds 12-14 were labelled CAP, CAP and COVID before slices were filtered; the others are one of each disease.
@@ -42,7 +42,7 @@ def test_pipeline_decides_fresh_phantom_series_from_the_training_slices(bundle, 
     probs = np.array([[s.probabilities[c] for c in bundle.classes] for s in result.slices])
     deciding = areas >= bundle.meta["aggregation"]["min_lung_fraction"] * areas.max()
     assert 0 < deciding.sum() < len(areas)
-    study = aggregate(probs[deciding], bundle.classes, "topk_mean", bundle.meta["aggregation"]["k"])
+    study = aggregate_as(probs[deciding], bundle.classes, bundle.meta["aggregation"])
     assert np.allclose([result.probabilities[c] for c in bundle.classes], study, atol=1e-3)
 
 

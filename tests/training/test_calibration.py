@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from inference.domain import assess
-from training.calibration import expected_calibration_error, fit_domain, fit_temperature, study_probabilities
+from training.calibration import (choose_aggregation, expected_calibration_error, fit_domain, fit_temperature,
+                                  study_probabilities)
 
 CLASSES = ["NP", "CAP", "COVID"]
 AGG = {"rule": "topk_mean", "k": 5}
@@ -54,3 +55,29 @@ def test_domain_flags_shifted_features_and_passes_familiar_ones() -> None:
     assert sum(familiar) <= 3 and sum(shifted) >= 47
     assert assess(rng.normal(0, 1, (10, 16)), stats, lungs_found=False)["outside"], "no lungs: always outside"
     assert assess(rng.normal(0, 1, (10, 16)), None) is None
+
+
+def test_study_rule_is_chosen_on_validation_studies_of_every_length() -> None:
+    """Healthy studies whose false-alarm slices grow with their length (a whole scan has more of them than a slab)
+    and diseased studies with disease on a large share of the slices: a fixed top-k calls the long healthy ones
+    diseased, a share of the slices does not, and the choice keeps the base's other keys."""
+    rng = np.random.default_rng(3)
+    logits, study, labels = [], [], []
+    for s in range(120):
+        n, y = int(rng.integers(8, 120)), int(rng.integers(0, 3))
+        z = np.tile([3.0, 0.0, 0.0], (n, 1)) + rng.normal(0, 0.3, (n, 3))
+        sick = rng.random(n) < (0.06 if y == 0 else 0.5)
+        z[sick] = np.roll([3.0, 0.0, 0.0], max(y, 1)) + rng.normal(0, 0.3, (int(sick.sum()), 3))
+        if y and not sick.any():
+            z[0] = np.roll([3.0, 0.0, 0.0], y)
+        logits.append(z)
+        study += [s] * n
+        labels.append(y)
+    logits, study, labels = np.concatenate(logits), np.asarray(study), np.asarray(labels)
+    aggregation, t = choose_aggregation(logits, study, labels, CLASSES, {"rule": "topk_mean", "k": 5,
+                                                                          "min_lung_fraction": 0.25})
+    assert aggregation["rule"] == "topfraction_mean" and "k" not in aggregation, aggregation
+    assert aggregation["min_lung_fraction"] == 0.25 and t >= 1.0
+    accuracy = (study_probabilities(logits, study, CLASSES, aggregation, t).argmax(1) == labels).mean()
+    fixed = (study_probabilities(logits, study, CLASSES, {"rule": "topk_mean", "k": 5}, 1.0).argmax(1) == labels).mean()
+    assert accuracy > fixed + 0.1, (accuracy, fixed)

@@ -92,3 +92,14 @@ def test_image_folder_source_reads_display_images(tmp_path):
     data = build_slice_set(records, ("NonCOVID", "COVID"), PrepConfig(size=32))
     assert data.images.shape == (2, 32, 32)
     assert abs(float(data.images[0].float().mean()) - 128 / 255) < 1e-2  # whole image, scaled by 255
+
+
+def test_capped_keeps_evenly_spaced_slices_of_each_study():
+    data = build_slice_set(toy_studies(3, seed=4, size=32, n_slices=9), TASKS["3way"], PrepConfig(size=32))
+    capped = data.capped(4)
+    for s in range(data.n_studies):
+        rows = np.flatnonzero(data.study == s)
+        kept = np.flatnonzero(capped.study == s)
+        assert len(kept) == min(4, len(rows))
+        assert (capped.images[kept] == data.images[rows[np.linspace(0, len(rows) - 1, len(kept)).round().astype(int)]]).all()
+    assert capped.study_ids == data.study_ids and data.capped(None) is data

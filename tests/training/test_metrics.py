@@ -5,6 +5,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from inference.pipeline import aggregate
 from training.metrics import classification_metrics, mean_ci, study_level
 
 
@@ -73,3 +74,16 @@ def test_study_level_groups_slices():
     assert np.allclose(p2[1], (probs[3] + probs[4]) / 2)
     _, _, mean = study_level(labels, probs, study, ["NP", "COVID"], "mean")
     assert np.allclose(mean[1], probs[2:].mean(0))
+
+
+def test_top_fraction_rule_takes_the_same_share_of_a_long_and_a_short_study():
+    """The share of most suspicious slices, not a fixed count: a whole scan and its evenly spaced subsample of the
+    same slice mix get the same study vector, where a fixed k = 5 reads 5 of 100 slices against 5 of 10."""
+    classes = ["NP", "CAP", "COVID"]
+    healthy, suspicious = np.array([0.9, 0.05, 0.05]), np.array([0.2, 0.7, 0.1])
+    long = np.array([suspicious] * 10 + [healthy] * 90)
+    short = np.array([suspicious] * 1 + [healthy] * 9)
+    for probs in (long, short):
+        assert np.allclose(aggregate(probs, classes, "topfraction_mean", fraction=0.2), (suspicious + healthy) / 2)
+    assert not np.allclose(aggregate(long, classes, "topk_mean", k=5), aggregate(short, classes, "topk_mean", k=5))
+    assert np.allclose(aggregate(short[:3], classes, "topfraction_mean", fraction=0.1), suspicious)  # at least one

@@ -103,3 +103,33 @@ def test_real_background_simulation(shared_data) -> None:
     assert not (sample.lesion & ~sample.lung).any()
     fraction = sample.lesion.sum() / sample.lung.sum()
     assert 0.08 < fraction < 0.35
+
+
+def test_blocks_cover_apex_and_base_as_often_as_the_middle(bg) -> None:
+    """A block's start drawn only where the block fits inside the lungs covered the first and last lung slices
+    about once in (lung length - block length) draws: models trained on such blocks rarely saw the apex or the
+    diaphragm dome and called them pneumonia on whole real scans."""
+    from training.simulate.backgrounds import _block
+
+    rng = np.random.default_rng(5)
+    area = bg.lung.reshape(bg.lung.shape[0], -1).sum(axis=1)
+    lungs = np.flatnonzero(area >= 0.25 * area.max())
+    n = int(round(30.0 / bg.spacing_mm[0]))
+    assert 3 <= n < lungs.size / 2, "the check needs blocks much shorter than the lungs"
+    cover = np.zeros(bg.lung.shape[0])
+    for _ in range(4000):
+        block = _block(rng, bg, 30.0)
+        assert block.stop - block.start == n and 0 <= block.start and block.stop <= bg.lung.shape[0]
+        cover[block] += 1
+    ends, middle = cover[[lungs[0], lungs[-1]]], cover[lungs[lungs.size // 2]]
+    assert ends.min() > 0.7 * middle, (ends, middle)
+    assert _block(rng, bg, None) == slice(0, bg.lung.shape[0])
+
+
+def test_simulated_studies_mix_whole_scans_and_blocks() -> None:
+    """Part of the studies are the whole background (as the pipeline sees a chest CT), the rest 70 mm slabs; the
+    scanner may resample the slices, so the comparison is in millimetres."""
+    whole_mm = phantom_background(7).hu.shape[0] * phantom_background(7).spacing_mm[0]
+    extents = [r.array.shape[0] * r.spacing_mm[0] for r in simulated_studies(["phantom:7"], per_class=6, seed=3)]
+    whole = sum(e >= 0.9 * whole_mm for e in extents)
+    assert 0 < whole < len(extents), (extents, whole_mm)

@@ -40,6 +40,10 @@ REAL_BACKGROUNDS: dict[str, tuple[str, str]] = {
     "Lung_Dx-A0002": ("tcia", "tcia-lung-pet-ct-dx/Lung-PET-CT-Dx/Lung_Dx-A0002"),
 }
 REPO = Path(__file__).resolve().parents[2]
+#: Share of simulated studies that are the whole background (apex to base, as the pipeline sees a chest CT); the
+#: rest are 70 mm blocks (slabs and partial scans, as the RICORD slabs are). Study-level validation, calibration
+#: and the held-out figures then see the aggregation over a whole scan's slices, not only over a block's.
+WHOLE_SCAN_SHARE = 0.5
 
 
 def shared_data_dir() -> Path:
@@ -130,17 +134,19 @@ def phantom_background(seed: int, size: int = 256, n_slices: int = 40) -> Backgr
                       np.asarray(study.lung_mask, dtype=bool), tuple(float(v) for v in study.spacing_mm), True)
 
 
-def simulate(rng: np.random.Generator, background: Background, label: str, block_mm: float = 70.0,
+def simulate(rng: np.random.Generator, background: Background, label: str, block_mm: float | None = 70.0,
              extent: float | None = None, scanner: bool = True) -> tuple[ScanSample, list[str]]:
-    """A random block of ``background``'s lung slices with ``label``'s findings, through a random scanner.
+    """A random block of ``background``'s lung slices (the whole background when ``block_mm`` is None) with
+    ``label``'s findings, through a random scanner.
+
+    The block's start is drawn so that every lung slice is equally likely to be covered, apex and base included:
+    a start drawn only among the positions where the whole block fits inside the lungs would cover the first and
+    last slices once per (lung length - block length) draws, and a model trained on such blocks rarely sees the
+    lung apex or the diaphragm dome, which the pipeline classifies on every whole scan.
 
     Returns the sample (HU, clean lung mask, lesion mask, spacing) and the findings painted.
     """
-    area = background.lung.reshape(background.lung.shape[0], -1).sum(axis=1)
-    lung_slices = np.flatnonzero(area >= 0.25 * area.max())
-    n = max(3, min(lung_slices.size, int(round(block_mm / background.spacing_mm[0]))))
-    start = int(rng.integers(lung_slices[0], max(lung_slices[0] + 1, lung_slices[-1] - n + 2)))
-    block = slice(start, start + n)
+    block = _block(rng, background, block_mm)
     hu, lung = background.hu[block], background.lung[block]
     painted = insert_lesions(rng, hu, lung, background.spacing_mm, label, extent=extent,
                              cranial_last=background.cranial_last)
@@ -148,6 +154,21 @@ def simulate(rng: np.random.Generator, background: Background, label: str, block
     if scanner:
         sample = randomize(rng, sample)
     return sample, painted.findings
+
+
+def _block(rng: np.random.Generator, background: Background, block_mm: float | None) -> slice:
+    """The slices of a block: its centre uniform from half a block before the first lung slice (area >= 1/4 of
+    the largest) to half a block after the last, its start clipped to the scan, so every lung slice is covered by
+    the same share of blocks, apex and base included."""
+    depth = background.hu.shape[0]
+    if block_mm is None:
+        return slice(0, depth)
+    area = background.lung.reshape(depth, -1).sum(axis=1)
+    lung_slices = np.flatnonzero(area >= 0.25 * area.max())
+    n = max(3, min(depth, int(round(block_mm / background.spacing_mm[0]))))
+    centre = int(rng.integers(lung_slices[0] - n // 2, lung_slices[-1] + n // 2 + 1))
+    start = int(np.clip(centre - n // 2, 0, depth - n))
+    return slice(start, start + n)
 
 
 @lru_cache(maxsize=8)
@@ -163,7 +184,7 @@ def _record(spec: str, seed: int, i: int, c_index: int, label: str) -> StudyReco
 
     bg = background(spec)
     rng = np.random.default_rng([seed, i, c_index, sum(map(ord, spec))])
-    sample, _ = simulate(rng, bg, label)
+    sample, _ = simulate(rng, bg, label, block_mm=None if rng.random() < WHOLE_SCAN_SHARE else 70.0)
     return StudyRecord(study_id=f"sim-{bg.name}-{seed}-{i:03d}-{label}", label=label, group=bg.name,
                        array=sample.hu, lung_mask=sample.lung, spacing_mm=sample.spacing_mm, source=bg.source,
                        lesion_mask=sample.lesion)
