@@ -82,21 +82,36 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
     disk = _disk(structure_mm / 2.0 / max(pixel_mm, 1e-3))
     baseline = aerated_baseline(hu, lung) if baseline is None else baseline
     sigma = context_mm / max(pixel_mm, 1e-3)
+    # Every input of a slice's filters is zero outside its lung, so they run on the lung's bounding box plus the
+    # reach of the Gaussian (its truncation radius) and of the disk: the same sums in the same order as on the whole
+    # slice (bit for bit), on a fraction of its pixels.
+    reach = max(int(4.0 * sigma + 0.5), disk.shape[0] // 2) + 1
     for z in range(hu.shape[0]):
-        if not lung[z].any():
+        box = _box(lung[z], reach)
+        if box is None:
             continue
-        inside = lung[z]
-        dense = inside & (hu[z] >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu[z] <= HIGH_HU[1])
+        inside, hu_z = lung[z][box], hu[z][box]
+        dense = inside & (hu_z >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu_z <= HIGH_HU[1])
         if not dense.any():
             continue
         dense = ndimage.binary_opening(dense, structure=disk)
         # Mean HU of the surrounding lung only (normalised convolution: the chest wall does not leak in).
         weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
-        context = ndimage.gaussian_filter(np.where(inside, np.clip(hu[z], -1024, 150), 0).astype(np.float32), sigma)
+        context = ndimage.gaussian_filter(np.where(inside, np.clip(hu_z, -1024, 150), 0).astype(np.float32), sigma)
         dense &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
-        out[z][dense] = GGO
-        out[z][dense & (hu[z] >= HIGH_HU[0])] = CONSOLIDATION
+        labels = out[z][box]
+        labels[dense] = GGO
+        labels[dense & (hu_z >= HIGH_HU[0])] = CONSOLIDATION
     return out[0] if squeeze else out
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of a 2D mask grown by ``margin`` on every side (clipped to the image); None when empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(0, rows[0] - margin), rows[-1] + 1 + margin),
+            slice(max(0, cols[0] - margin), cols[-1] + 1 + margin))
 
 
 def lung_sides(lung: np.ndarray) -> np.ndarray:
