@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from .classical import fill_and_close, segment_image
+from .classical import bounding_box, fill_and_close, segment_image
 
 __all__ = ["fuse_masks", "segment_grey", "grey_to_hu"]
 
@@ -57,16 +57,22 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
     tissue = ~classical & (hu >= threshold_hu) & (hu < bone_hu)
     dense = unet & tissue
     steps = int(round(open_mm / (pixel_mm or 1.0)))
-    if steps > 0 and dense.any():
-        opened = ndimage.binary_opening(dense, structure=_DISK, iterations=steps)
+    # the in-plane filters run on the bounding box of what they change, grown by their reach (bounding_box)
+    box = bounding_box(dense, steps + 1)
+    if steps > 0 and box is not None:
+        opened = ndimage.binary_opening(dense[box], structure=_DISK, iterations=steps)
         # grown back as far through dense tissue: the lesion's corners and its pleural edge (which the U-Net's coarse
         # border may cut) return, a removed rim does not
-        dense = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue)
+        dense = np.zeros(dense.shape, dtype=bool)
+        dense[box] = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue[box])
     if not dense.any():
         return classical
-    labels, _ = ndimage.label(dense | classical, structure=_IN_PLANE)
-    attached = np.unique(labels[classical])
-    fused = fill_and_close(np.isin(labels, attached[attached > 0]))
+    lung = dense | classical
+    box = bounding_box(lung, 0)
+    labels, _ = ndimage.label(lung[box], structure=_IN_PLANE)
+    attached = np.unique(labels[classical[box]])
+    lung[box] = np.isin(labels, attached[attached > 0], kind="table")
+    fused = fill_and_close(lung)
     return fused if support is None else fused & (support | fill_and_close(classical))
 
 
