@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["GGO", "CONSOLIDATION", "GGO_HU", "HIGH_HU", "opacity_labels", "percentages", "lung_sides", "aerated_baseline"]
+__all__ = ["GGO", "CONSOLIDATION", "GGO_HU", "HIGH_HU", "opacity_labels", "percentages", "aerated_baseline"]
 
 GGO, CONSOLIDATION = 1, 2
 GGO_HU = (-750.0, -200.0)
@@ -41,6 +41,8 @@ CONTEXT_ABOVE_BASELINE = 160.0
 #: voxels, the baseline is the mode of the least dense ``BASELINE_FRACTION`` of them instead.
 BASELINE_FRACTION = 0.4
 MODE_QUANTILE = 0.6
+#: Slices counted at a time by :func:`percentages`.
+SLAB = 32
 
 
 def _mode(values: np.ndarray) -> float:
@@ -114,30 +116,31 @@ def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
             slice(max(0, cols[0] - margin), cols[-1] + 1 + margin))
 
 
-def lung_sides(lung: np.ndarray) -> np.ndarray:
-    """int8 like ``lung``: 1 for the lung on the image's left half (patient right), 2 the other, 0 outside."""
-    lung = np.asarray(lung, dtype=bool)
-    cols = np.flatnonzero(lung.reshape(-1, lung.shape[-1]).any(axis=0))
-    out = np.zeros(lung.shape, dtype=np.int8)
-    if cols.size == 0:
-        return out
-    mid = (cols[0] + cols[-1] + 1) // 2
-    out[..., :mid][lung[..., :mid]] = 1
-    out[..., mid:][lung[..., mid:]] = 2
-    return out
-
-
 def percentages(labels: np.ndarray, lung: np.ndarray) -> dict[str, object]:
-    """``{"percent", "high_percent", "per_lung": {"left", "right"}}`` of the lung volume (voxel counts)."""
+    """``{"percent", "high_percent", "per_lung": {"left", "right"}}`` of the lung volume (voxel counts).
+
+    The lungs are split at the midline of the lung mask's columns: the image's left half is the patient's right
+    lung (radiological convention). Counted per image column a slab of ``SLAB`` slices at a time, so no
+    temporary the size of the study is made."""
     lung = np.asarray(lung, dtype=bool)
-    total = int(lung.sum())
+    labels = np.asarray(labels)
+    rows, cols = lung.shape[-2:]
+    lung3, labels3 = lung.reshape(-1, rows, cols), labels.reshape(-1, rows, cols)
+    lung_cols, opaque_cols = np.zeros(cols, np.int64), np.zeros(cols, np.int64)
+    opaque, high = 0, 0
+    for start in range(0, lung3.shape[0], SLAB):
+        inside, slab = lung3[start:start + SLAB], labels3[start:start + SLAB]
+        lung_cols += np.count_nonzero(inside, axis=(0, 1))
+        opaque_cols += np.count_nonzero((slab > 0) & inside, axis=(0, 1))
+        opaque += int(np.count_nonzero(slab))
+        high += int(np.count_nonzero(slab == CONSOLIDATION))
+    total = int(lung_cols.sum())
 
     def pct(part: int, whole: int) -> float:
         return round(100.0 * part / whole, 3) if whole else 0.0
 
-    sides = lung_sides(lung)
-    opaque = labels > 0
-    right, left = sides == 1, sides == 2  # image left = patient right (radiological convention)
-    return {"percent": pct(int(opaque.sum()), total), "high_percent": pct(int((labels == CONSOLIDATION).sum()), total),
-            "per_lung": {"left": pct(int((opaque & left).sum()), int(left.sum())),
-                         "right": pct(int((opaque & right).sum()), int(right.sum()))}}
+    present = np.flatnonzero(lung_cols)
+    mid = (present[0] + present[-1] + 1) // 2 if present.size else cols
+    return {"percent": pct(opaque, total), "high_percent": pct(high, total),
+            "per_lung": {"left": pct(int(opaque_cols[mid:].sum()), int(lung_cols[mid:].sum())),
+                         "right": pct(int(opaque_cols[:mid].sum()), int(lung_cols[:mid].sum()))}}

@@ -136,8 +136,10 @@ def upsample_mask(mask: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.n
     if factor == 1:
         return mask
     full = np.zeros(shape, dtype=bool)
-    up = mask.repeat(factor, axis=1).repeat(factor, axis=2)
-    full[:, : up.shape[1], : up.shape[2]] = up
+    rows, cols = mask.shape[1] * factor, mask.shape[2] * factor
+    for dy in range(factor):  # strided writes: no repeated copy of the mask on the way
+        for dx in range(factor):
+            full[:, dy:rows:factor, dx:cols:factor] = mask
     return full
 
 
