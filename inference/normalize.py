@@ -19,6 +19,10 @@ __all__ = ["sliding_window", "sliding_window_bounds", "fixed_window", "scale_8bi
            "study_window", "apply_window"]
 
 
+#: Voxels binned at a time by :func:`sliding_window_bounds`.
+_CHUNK = 1 << 20
+
+
 def window_to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map ``[lo, hi]`` linearly to ``[0, 1]`` and clip: the common last step of every window."""
     if hi <= lo:
@@ -64,7 +68,7 @@ def sliding_window_bounds(values: np.ndarray, Q: float, S: float, mask: np.ndarr
     if Q <= 0 or S <= 0:
         raise ValueError("Q and S must be positive")
     values = np.asarray(values)
-    relevant = values[mask.astype(bool)] if mask is not None else values.ravel()
+    relevant = values[np.asarray(mask, dtype=bool)] if mask is not None else values.ravel()
     if hu_range is not None:
         r_lo, r_hi = float(hu_range[0]), float(hu_range[1])
         relevant = relevant[(relevant >= r_lo) & (relevant <= r_hi)]
@@ -78,8 +82,10 @@ def sliding_window_bounds(values: np.ndarray, Q: float, S: float, mask: np.ndarr
     width = _bin_width(Q, S)
     q_bins, s_bins = max(1, int(round(Q / width))), max(1, int(round(S / width)))
     n_bins = max(q_bins, int(math.ceil((r_hi - r_lo) / width)) + 1)
-    idx = np.floor((relevant.astype(np.float64) - r_lo) / width).astype(np.int64)
-    hist = np.bincount(np.clip(idx, 0, n_bins - 1), minlength=n_bins)
+    hist = np.zeros(n_bins, dtype=np.int64)
+    for start in range(0, relevant.size, _CHUNK):  # a chunk at a time: float64 and int64 copies of a chunk only
+        idx = np.floor((relevant[start:start + _CHUNK].astype(np.float64) - r_lo) / width).astype(np.int64)
+        hist += np.bincount(np.clip(idx, 0, n_bins - 1), minlength=n_bins)
     cum = np.concatenate([[0], np.cumsum(hist)])
     starts = np.arange(0, n_bins - q_bins + 1, s_bins)
     counts = cum[starts + q_bins] - cum[starts]

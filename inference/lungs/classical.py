@@ -24,7 +24,8 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 __all__ = ["segment_hu", "segment_work", "segment_image", "fill_and_close", "block_mean", "work_factor",
-           "upsample_mask", "bounding_box"]
+           "upsample_mask", "bounding_box",
+           "members", "label_sizes"]
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
@@ -33,11 +34,31 @@ _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
 
 def _remove_outside_air(air: np.ndarray) -> np.ndarray:
     """Drop, slice by slice, every air component that touches the image border."""
-    labels, _ = ndimage.label(air, structure=_IN_PLANE)  # one labelling, components never cross slices
-    border = np.unique(np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
-                                       labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
-    border = border[border > 0]
-    return air & ~np.isin(labels, border, kind="table")
+    labels, n = ndimage.label(air, structure=_IN_PLANE)  # one labelling, components never cross slices
+    border = np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
+                             labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
+    inside = np.ones(n + 1, dtype=bool)
+    inside[0] = False
+    inside[border] = False
+    return inside[labels]
+
+
+def members(labels: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """Where ``labels`` (from a labelling with ``n`` components) is one of ``ids`` (label 0 never is): a lookup
+    table indexed by the labels, which unlike ``np.isin`` makes no temporary the size of the labels."""
+    table = np.zeros(n + 1, dtype=bool)
+    table[np.asarray(ids, dtype=np.int64)] = True
+    table[0] = False
+    return table[labels]
+
+
+def label_sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Voxels of each of the ``n`` components (label 1 first), counted a slab at a time (``np.bincount`` would
+    first copy the whole int32 labelling to int64)."""
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for start in range(0, labels.shape[0], 16):
+        sizes += np.bincount(labels[start:start + 16].ravel(), minlength=n + 1)
+    return sizes[1:]
 
 
 def _cranial_first(n_slices: int, cranial_last: bool) -> range:
@@ -81,15 +102,25 @@ def _track_trachea(candidate: np.ndarray, hu: np.ndarray, cranial_last: bool, pi
     return trachea
 
 
-def _airway_tree(candidate: np.ndarray, smooth: np.ndarray, trachea: np.ndarray, airway_hu: float,
+def _airway_tree(candidate: np.ndarray, hu: np.ndarray, trachea: np.ndarray, airway_hu: float,
                  max_fraction: float) -> np.ndarray:
     """Region growing from the trachea through voxels below the airway threshold (the main bronchi), lowering the
     threshold when the growth leaks into the parenchyma; the trachea alone when every threshold leaks."""
     budget = max_fraction * candidate.sum()
-    for threshold in (airway_hu, airway_hu - 25, airway_hu - 50):
-        grown, _ = ndimage.label((candidate & (smooth < threshold)) | trachea)
-        ids = np.unique(grown[trachea])
-        tree = np.isin(grown, ids[ids > 0], kind="table")
+    thresholds = (airway_hu, airway_hu - 25, airway_hu - 50)
+    # how many thresholds each voxel's in-plane 3x3 mean is below (noise would make the growth leak), a slab of
+    # slices at a time: the filter never mixes slices, and a uint8 count is a quarter of the float32 means
+    below = np.empty(candidate.shape, dtype=np.uint8)
+    for start in range(0, hu.shape[0], 16):
+        smooth = ndimage.uniform_filter(hu[start:start + 16], size=(1, 3, 3))
+        below[start:start + 16] = sum((smooth < t).view(np.uint8) for t in thresholds)
+    seeds = np.empty(candidate.shape, dtype=bool)
+    for level in range(1, len(thresholds) + 1):
+        np.greater_equal(below, level, out=seeds)
+        seeds &= candidate
+        seeds |= trachea
+        grown, n = ndimage.label(seeds)
+        tree = members(grown, grown[trachea], n)
         if tree.sum() <= budget:
             return tree
     return trachea
@@ -158,7 +189,8 @@ def block_mean(hu: np.ndarray, factor: int) -> np.ndarray:
     for dy in range(factor):
         for dx in range(factor):
             out += hu[:, dy:r:factor, dx:c:factor]
-    return out / np.float32(factor * factor)
+    out /= np.float32(factor * factor)
+    return out
 
 
 def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cranial_last: bool, threshold_hu: float,
@@ -172,14 +204,13 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
 
     trachea = _track_trachea(candidate, hu, cranial_last, pixel_area)
     if trachea.any():
-        smooth = ndimage.uniform_filter(hu, size=(1, 3, 3))  # noise would make the airway growth leak
-        tree = _airway_tree(candidate, smooth, trachea, airway_hu, max_airway_fraction)
+        tree = _airway_tree(candidate, hu, trachea, airway_hu, max_airway_fraction)
         candidate &= ~ndimage.binary_dilation(tree, structure=_IN_PLANE)  # with the wall's partial-volume rim
 
     labels, n = ndimage.label(candidate)
     if n == 0:
         return candidate
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    sizes = label_sizes(labels, n)
     # a short scan (a few slices) cannot hold min_volume_ml of lung: scale it with the covered length (per 100 mm)
     coverage = min(1.0, hu.shape[0] * spacing_mm[0] / 100.0) if spacing_mm else 1.0
     min_voxels = (min_volume_ml * coverage / voxel_ml) if voxel_ml else 0.0005 * hu.size
@@ -191,7 +222,7 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
             break
         if not _is_gas(hu[labels == i + 1], gas_fraction):
             keep.append(int(i))
-    mask = np.isin(labels, np.asarray(keep, dtype=np.int64) + 1, kind="table")
+    mask = members(labels, np.asarray(keep, dtype=np.int64) + 1, n)
     return fill_and_close(mask)
 
 
