@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -95,20 +96,23 @@ def main() -> None:
             estimate = timings["total"] + per_slice * n_explained
             print(f"saliency {mode:9s}: ~{per_slice:.2f} s/slice x {n_explained} slices -> total ~{estimate:.1f} s "
                   f"(estimate from {args.quick} slices)")
+        print(f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+              f"(volume {volume.array.dtype} {volume.array.nbytes / 2**20:.0f} MiB); load average now "
+              f"{os.getloadavg()[0]:.1f}")
 
 
 def _time_saliency(volume, bundle, base, n: int) -> float:
     """Mean seconds of the fast IG (plus mapping back) over n lung slices, as the pipeline runs it."""
-    from inference.normalize import normalize_volume
+    from inference.normalize import apply_window, study_window
     from inference.preprocess import crop_geometry
 
-    normalized, _ = normalize_volume(volume.array, bundle.meta["normalization"], volume.is_hu, base.lung_mask)
+    window = study_window(volume.array, bundle.meta["normalization"], volume.is_hu, base.lung_mask)
     engine = SaliencyEngine(bundle.model.eval(), steps=int(bundle.meta["saliency"]["steps"]))
     picks = [s.index for s in base.slices][:: max(1, len(base.slices) // n)][:n]
     start = time.perf_counter()
     for k in picks:
         geometry = crop_geometry(base.lung_mask[k], float(bundle.meta["crop"]["margin"]), base.lung_mask.shape[1:])
-        x = torch.from_numpy(prepare_slice(normalized[k], geometry))[None].to(bundle.device)
+        x = torch.from_numpy(prepare_slice(apply_window(volume.array[k], window), geometry))[None].to(bundle.device)
         maps = engine.attribute(x, 2)
         [geometry.map_to_original(m) for m in (*maps.ig, maps.joint)]
     return (time.perf_counter() - start) / len(picks)
