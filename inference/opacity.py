@@ -96,7 +96,7 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
         dense = inside & (hu_z >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu_z <= HIGH_HU[1])
         if not dense.any():
             continue
-        dense = ndimage.binary_opening(dense, structure=disk)
+        dense = _opening(dense, disk)
         # Mean HU of the surrounding lung only (normalised convolution: the chest wall does not leak in).
         weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
         context = ndimage.gaussian_filter(np.where(inside, np.clip(hu_z, -1024, 150), 0).astype(np.float32), sigma)
@@ -105,6 +105,48 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
         labels[dense] = GGO
         labels[dense & (hu_z >= HIGH_HU[0])] = CONSOLIDATION
     return out[0] if squeeze else out
+
+
+def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, structure=disk)`` of a 2D mask (outside the image counts as background), as
+    the same erosion and dilation by the disk's rows: each row of a disk is a centred run of pixels, and a run's
+    erosion or dilation is a count over a sliding window (cumulative sums), exact and several times faster than
+    visiting every pixel of the disk at every pixel."""
+    r = disk.shape[0] // 2
+    rows = {dy - r: int(disk[dy].sum()) // 2 for dy in range(disk.shape[0]) if disk[dy].any()}
+    eroded = _stack_rows(mask, rows, erode=True)
+    return _stack_rows(eroded, rows, erode=False)
+
+
+def _stack_rows(mask: np.ndarray, rows: dict[int, int], erode: bool) -> np.ndarray:
+    """Erosion (all of) or dilation (any of) of ``mask`` by the disk whose row ``dy`` spans columns -w..w
+    (``rows[dy] = w``); pixels outside the image are background."""
+    height, width = mask.shape
+    pad = max(rows.values())
+    # cum[:, pad + k] = mask pixels of the row left of column k, constant beyond the image on either side
+    cum = np.zeros((height, width + 1 + 2 * pad), dtype=np.int32)
+    np.cumsum(mask, axis=1, out=cum[:, pad + 1:pad + 1 + width])
+    cum[:, pad + 1 + width:] = cum[:, pad + width:pad + 1 + width]
+    runs = {}
+    for w in set(rows.values()):  # pixels in the window x-w..x+w (clipped to the image) of each x
+        count = cum[:, pad + w + 1:pad + w + 1 + width] - cum[:, pad - w:pad - w + width]
+        runs[w] = count == 2 * w + 1 if erode else count > 0
+    out = np.full(mask.shape, erode, dtype=bool)
+    for dy, w in rows.items():
+        if abs(dy) >= height:  # the row lies outside the image for every y: background
+            if erode:
+                out[:] = False
+            continue
+        run = runs[w]
+        src = run[max(0, dy):height + min(0, dy)]  # row y + dy of the run, for the rows y where it exists
+        dst = out[max(0, -dy):height - max(0, dy)]
+        if erode:
+            dst &= src
+            out[:max(0, -dy)] = False  # y + dy above the image: background
+            out[height - max(0, dy):] = False
+        else:
+            dst |= src
+    return out
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
