@@ -205,7 +205,9 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
     trachea = _track_trachea(candidate, hu, cranial_last, pixel_area)
     if trachea.any():
         tree = _airway_tree(candidate, hu, trachea, airway_hu, max_airway_fraction)
-        candidate &= ~ndimage.binary_dilation(tree, structure=_IN_PLANE)  # with the wall's partial-volume rim
+        box = bounding_box(tree, 1)  # the airways' box with the one-pixel reach of the dilation
+        if box is not None:  # with the wall's partial-volume rim
+            candidate[box] &= ~ndimage.binary_dilation(tree[box], structure=_IN_PLANE)
 
     labels, n = ndimage.label(candidate)
     if n == 0:
