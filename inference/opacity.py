@@ -86,7 +86,8 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
     sigma = context_mm / max(pixel_mm, 1e-3)
     # Every input of a slice's filters is zero outside its lung, so they run on the lung's bounding box plus the
     # reach of the Gaussian (its truncation radius) and of the disk: the same sums in the same order as on the whole
-    # slice (bit for bit), on a fraction of its pixels.
+    # slice (bit for bit), on a fraction of its pixels. The Gaussians are read only at the opened dense pixels, so
+    # they run on those pixels' box plus the reach (none at all on a slice the opening leaves empty).
     reach = max(int(4.0 * sigma + 0.5), disk.shape[0] // 2) + 1
     for z in range(hu.shape[0]):
         box = _box(lung[z], reach)
@@ -97,10 +98,14 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
         if not dense.any():
             continue
         dense = _opening(dense, disk)
+        near = _box(dense, reach)
+        if near is None:
+            continue
         # Mean HU of the surrounding lung only (normalised convolution: the chest wall does not leak in).
-        weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
-        context = ndimage.gaussian_filter(np.where(inside, np.clip(hu_z, -1024, 150), 0).astype(np.float32), sigma)
-        dense &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
+        around, hu_near = inside[near], hu_z[near]
+        weight = ndimage.gaussian_filter(around.astype(np.float32), sigma)
+        context = ndimage.gaussian_filter(np.where(around, np.clip(hu_near, -1024, 150), 0).astype(np.float32), sigma)
+        dense[near] &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
         labels = out[z][box]
         labels[dense] = GGO
         labels[dense & (hu_z >= HIGH_HU[0])] = CONSOLIDATION
