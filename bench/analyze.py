@@ -1,24 +1,27 @@
 """Benchmark: end-to-end analysis of a 128-slice 512x512 phantom chest CT on CPU, per stage, per saliency mode.
 
     .venv/bin/python bench/analyze.py [--threads 2] [--slices 128] [--size 512] [--quick N] [--model BUNDLE]
-                                      [--device cpu|cuda] [--series DIR]
+                                      [--device cpu|cuda] [--series DIR] [--cpu]
 
 The study is written as DICOM and read back (so ``load`` is real), or ``--series DIR`` reads a real one (e.g. the
 JPEG 2000 LIDC-IDRI scans in ``../shared/data/real-ct/lidc-idri``); ``load`` is then also timed with one decode
 thread, for the parallel decode's gain. The model is ``--model`` or a random full-width
 bundle. ``none`` runs the whole pipeline; ``positive`` and ``all`` run in full unless ``--quick N`` is given, in which
 case the saliency of N slices is timed and multiplied out to the slices that mode would explain (printed as an
-estimate). Not a test; the machine may be shared, so note its load (printed).
+estimate); the peak RSS of the process is printed last. ``--cpu`` (with ``--series``) prints only the CPU seconds
+of each stage in one process with one thread. Not a test; the machine may be shared, so note its load (printed).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,7 +55,12 @@ def main() -> None:
     parser.add_argument("--model", help="bundle folder or name (default: a random full-width model)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs")
     parser.add_argument("--series", type=Path, help="a real DICOM series folder instead of the phantom")
+    parser.add_argument("--cpu", action="store_true",
+                        help="only CPU seconds per stage, one process and one thread (robust to a shared machine)")
     args = parser.parse_args()
+    if args.cpu:
+        _cpu_stages(args)
+        return
     torch.set_num_threads(args.threads)
     from training.phantom import generate_study, write_dicom_series
 
@@ -95,20 +103,50 @@ def main() -> None:
             estimate = timings["total"] + per_slice * n_explained
             print(f"saliency {mode:9s}: ~{per_slice:.2f} s/slice x {n_explained} slices -> total ~{estimate:.1f} s "
                   f"(estimate from {args.quick} slices)")
+        print(f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+              f"(volume {volume.array.dtype} {volume.array.nbytes / 2**20:.0f} MiB); load average now "
+              f"{os.getloadavg()[0]:.1f}")
+
+
+def _cpu_stages(args: argparse.Namespace) -> None:
+    """CPU seconds of decode, lungs and classify + opacity/boxes (``saliency none``) in this one process with one
+    torch thread: other jobs on the machine stretch the wall time, much less the CPU time a stage needs."""
+    from inference.lungs import segment_lungs
+
+    if args.series is None:
+        raise SystemExit("--cpu needs --series")
+    os.environ["LUNGSCOPE_DECODE_PROCESSES"] = "1"
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        bundle = _bundle(args.model, Path(tmp_name), "cpu")
+    segment_lungs(np.full((20, 64, 64), -1000.0, dtype=np.float32))  # the U-Net's weights, loaded outside the timing
+    stages: dict[str, float] = {}
+    start = time.process_time()
+    volume = load_study(args.series)
+    stages["decode"] = time.process_time() - start
+    start = time.process_time()
+    lungs = segment_lungs(volume)
+    stages["lungs"] = time.process_time() - start
+    start = time.process_time()
+    analyze(volume, bundle, saliency="none", lungs=lungs)
+    stages["classify+opacity"] = time.process_time() - start
+    stages["total"] = sum(stages.values())
+    print(f"CPU seconds, one process, one thread ({volume.n_slices} slices, {volume.array.dtype}): {_fmt(stages)}; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 def _time_saliency(volume, bundle, base, n: int) -> float:
     """Mean seconds of the fast IG (plus mapping back) over n lung slices, as the pipeline runs it."""
-    from inference.normalize import normalize_volume
+    from inference.normalize import apply_window, study_window
     from inference.preprocess import crop_geometry
 
-    normalized, _ = normalize_volume(volume.array, bundle.meta["normalization"], volume.is_hu, base.lung_mask)
+    window = study_window(volume.array, bundle.meta["normalization"], volume.is_hu, base.lung_mask)
     engine = SaliencyEngine(bundle.model.eval(), steps=int(bundle.meta["saliency"]["steps"]))
     picks = [s.index for s in base.slices][:: max(1, len(base.slices) // n)][:n]
     start = time.perf_counter()
     for k in picks:
         geometry = crop_geometry(base.lung_mask[k], float(bundle.meta["crop"]["margin"]), base.lung_mask.shape[1:])
-        x = torch.from_numpy(prepare_slice(normalized[k], geometry))[None].to(bundle.device)
+        x = torch.from_numpy(prepare_slice(apply_window(volume.array[k], window), geometry))[None].to(bundle.device)
         maps = engine.attribute(x, 2)
         [geometry.map_to_original(m) for m in (*maps.ig, maps.joint)]
     return (time.perf_counter() - start) / len(picks)

@@ -45,7 +45,9 @@ class LoadError(ValueError):
 class Volume:
     """A study's pixels in spatial order with the geometry needed to map pixels to the patient.
 
-    ``array`` is (z, y, x) float32: HU when ``is_hu``, else 0..255 grey levels of an already-windowed image.
+    ``array`` is (z, y, x): HU when ``is_hu``, else 0..255 grey levels of an already-windowed image; int16 for a
+    DICOM series whose every value is an integer in int16's range (the HU of nearly every CT: half the memory of
+    float32, which the pipeline converts to a slice or a reduced copy at a time), float32 otherwise.
     Per-slice lists have one entry per z; entries are None when the source does not say.
     """
 
@@ -162,7 +164,8 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _pixels(ds: pydicom.Dataset) -> np.ndarray:
-    """(frames, rows, cols) float32 after the modality LUT."""
+    """(frames, rows, cols) after the modality LUT: int16 when every value is an integer in its range (as stored
+    HU are), else float32."""
     try:
         arr = ds.pixel_array
     except Exception as exc:  # decoder errors come in many types (plugins, truncated data)
@@ -173,7 +176,11 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
         arr = arr.mean(axis=-1)
     if int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 or arr.ndim == 2:
         arr = arr[None]
-    return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if values.size and (values.min() < -32768 or values.max() > 32767):
+        return values
+    exact = values.astype(np.int16)
+    return exact if np.array_equal(exact, values) else values
 
 
 def _frame_count(ds: pydicom.Dataset) -> int:
@@ -202,16 +209,20 @@ def _is_compressed(ds: pydicom.Dataset) -> bool:
 
 
 def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.ndarray:
-    """(frames, rows, cols) float32 of ``series`` in the given order, each dataset's frames written into their place
-    (compressed ones decoded on the decode processes); the dataset's pixel bytes are released once decoded."""
+    """(frames, rows, cols) of ``series`` in the given order, each dataset's frames written into their place
+    (compressed ones decoded on the decode processes); the dataset's pixel bytes are released once decoded.
+    int16 while every slice is (see :func:`_pixels`), float32 from the first that is not."""
     counts = [_frame_count(ds) for ds in series]
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
-    array = np.empty((int(starts[-1]), *shape), dtype=np.float32)
+    array = np.empty((int(starts[-1]), *shape), dtype=np.int16)
 
     def place(k: int, frames: np.ndarray) -> None:
+        nonlocal array
         if frames.shape != (counts[k], *shape):
             raise LoadError(f"slice {k}: decoded {frames.shape[0]} frames of {frames.shape[1:]} where the header "
                             f"says {counts[k]} of {shape}")
+        if frames.dtype != array.dtype:
+            array = array.astype(np.float32)  # the slices placed so far are exact in float32 too
         array[starts[k]:starts[k + 1]] = frames
         for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if keyword in series[k]:
@@ -269,6 +280,7 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
     first = series[order[0]]
     is_hu = _is_ct(first)
     if not is_hu and array.max() > 255:  # a 16-bit non-CT image: bring it to the 8-bit range the pipeline expects
+        array = array.astype(np.float32)
         array = (array - array.min()) / max(float(np.ptp(array)), 1e-6) * 255.0
 
     pixel_spacing = [_floats(getattr(series[i], "PixelSpacing", None), 2) for i in order]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["GGO", "CONSOLIDATION", "GGO_HU", "HIGH_HU", "opacity_labels", "percentages", "lung_sides", "aerated_baseline"]
+__all__ = ["GGO", "CONSOLIDATION", "GGO_HU", "HIGH_HU", "opacity_labels", "percentages", "aerated_baseline"]
 
 GGO, CONSOLIDATION = 1, 2
 GGO_HU = (-750.0, -200.0)
@@ -41,6 +41,8 @@ CONTEXT_ABOVE_BASELINE = 160.0
 #: voxels, the baseline is the mode of the least dense ``BASELINE_FRACTION`` of them instead.
 BASELINE_FRACTION = 0.4
 MODE_QUANTILE = 0.6
+#: Slices counted at a time by :func:`percentages`.
+SLAB = 32
 
 
 def _mode(values: np.ndarray) -> float:
@@ -82,47 +84,110 @@ def opacity_labels(hu: np.ndarray, lung: np.ndarray, pixel_mm: float = 0.7, stru
     disk = _disk(structure_mm / 2.0 / max(pixel_mm, 1e-3))
     baseline = aerated_baseline(hu, lung) if baseline is None else baseline
     sigma = context_mm / max(pixel_mm, 1e-3)
+    # Every input of a slice's filters is zero outside its lung, so they run on the lung's bounding box plus the
+    # reach of the Gaussian (its truncation radius) and of the disk: the same sums in the same order as on the whole
+    # slice (bit for bit), on a fraction of its pixels. The Gaussians are read only at the opened dense pixels, so
+    # they run on those pixels' box plus the reach (none at all on a slice the opening leaves empty).
+    reach = max(int(4.0 * sigma + 0.5), disk.shape[0] // 2) + 1
     for z in range(hu.shape[0]):
-        if not lung[z].any():
+        box = _box(lung[z], reach)
+        if box is None:
             continue
-        inside = lung[z]
-        dense = inside & (hu[z] >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu[z] <= HIGH_HU[1])
+        inside, hu_z = lung[z][box], hu[z][box]
+        dense = inside & (hu_z >= max(GGO_HU[0], baseline + GGO_ABOVE_BASELINE)) & (hu_z <= HIGH_HU[1])
         if not dense.any():
             continue
-        dense = ndimage.binary_opening(dense, structure=disk)
+        dense = _opening(dense, disk)
+        near = _box(dense, reach)
+        if near is None:
+            continue
         # Mean HU of the surrounding lung only (normalised convolution: the chest wall does not leak in).
-        weight = ndimage.gaussian_filter(inside.astype(np.float32), sigma)
-        context = ndimage.gaussian_filter(np.where(inside, np.clip(hu[z], -1024, 150), 0).astype(np.float32), sigma)
-        dense &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
-        out[z][dense] = GGO
-        out[z][dense & (hu[z] >= HIGH_HU[0])] = CONSOLIDATION
+        around, hu_near = inside[near], hu_z[near]
+        weight = ndimage.gaussian_filter(around.astype(np.float32), sigma)
+        context = ndimage.gaussian_filter(np.where(around, np.clip(hu_near, -1024, 150), 0).astype(np.float32), sigma)
+        dense[near] &= context > (baseline + CONTEXT_ABOVE_BASELINE) * np.maximum(weight, 1e-3)
+        labels = out[z][box]
+        labels[dense] = GGO
+        labels[dense & (hu_z >= HIGH_HU[0])] = CONSOLIDATION
     return out[0] if squeeze else out
 
 
-def lung_sides(lung: np.ndarray) -> np.ndarray:
-    """int8 like ``lung``: 1 for the lung on the image's left half (patient right), 2 the other, 0 outside."""
-    lung = np.asarray(lung, dtype=bool)
-    cols = np.flatnonzero(lung.reshape(-1, lung.shape[-1]).any(axis=0))
-    out = np.zeros(lung.shape, dtype=np.int8)
-    if cols.size == 0:
-        return out
-    mid = (cols[0] + cols[-1] + 1) // 2
-    out[..., :mid][lung[..., :mid]] = 1
-    out[..., mid:][lung[..., mid:]] = 2
+def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, structure=disk)`` of a 2D mask (outside the image counts as background), as
+    the same erosion and dilation by the disk's rows: each row of a disk is a centred run of pixels, and a run's
+    erosion or dilation is a count over a sliding window (cumulative sums), exact and several times faster than
+    visiting every pixel of the disk at every pixel."""
+    r = disk.shape[0] // 2
+    rows = {dy - r: int(disk[dy].sum()) // 2 for dy in range(disk.shape[0]) if disk[dy].any()}
+    eroded = _stack_rows(mask, rows, erode=True)
+    return _stack_rows(eroded, rows, erode=False)
+
+
+def _stack_rows(mask: np.ndarray, rows: dict[int, int], erode: bool) -> np.ndarray:
+    """Erosion (all of) or dilation (any of) of ``mask`` by the disk whose row ``dy`` spans columns -w..w
+    (``rows[dy] = w``); pixels outside the image are background."""
+    height, width = mask.shape
+    pad = max(rows.values())
+    # cum[:, pad + k] = mask pixels of the row left of column k, constant beyond the image on either side
+    cum = np.zeros((height, width + 1 + 2 * pad), dtype=np.int32)
+    np.cumsum(mask, axis=1, out=cum[:, pad + 1:pad + 1 + width])
+    cum[:, pad + 1 + width:] = cum[:, pad + width:pad + 1 + width]
+    runs = {}
+    for w in set(rows.values()):  # pixels in the window x-w..x+w (clipped to the image) of each x
+        count = cum[:, pad + w + 1:pad + w + 1 + width] - cum[:, pad - w:pad - w + width]
+        runs[w] = count == 2 * w + 1 if erode else count > 0
+    out = np.full(mask.shape, erode, dtype=bool)
+    for dy, w in rows.items():
+        if abs(dy) >= height:  # the row lies outside the image for every y: background
+            if erode:
+                out[:] = False
+            continue
+        run = runs[w]
+        src = run[max(0, dy):height + min(0, dy)]  # row y + dy of the run, for the rows y where it exists
+        dst = out[max(0, -dy):height - max(0, dy)]
+        if erode:
+            dst &= src
+            out[:max(0, -dy)] = False  # y + dy above the image: background
+            out[height - max(0, dy):] = False
+        else:
+            dst |= src
     return out
 
 
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of a 2D mask grown by ``margin`` on every side (clipped to the image); None when empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(0, rows[0] - margin), rows[-1] + 1 + margin),
+            slice(max(0, cols[0] - margin), cols[-1] + 1 + margin))
+
+
 def percentages(labels: np.ndarray, lung: np.ndarray) -> dict[str, object]:
-    """``{"percent", "high_percent", "per_lung": {"left", "right"}}`` of the lung volume (voxel counts)."""
+    """``{"percent", "high_percent", "per_lung": {"left", "right"}}`` of the lung volume (voxel counts).
+
+    The lungs are split at the midline of the lung mask's columns: the image's left half is the patient's right
+    lung (radiological convention). Counted per image column a slab of ``SLAB`` slices at a time, so no
+    temporary the size of the study is made."""
     lung = np.asarray(lung, dtype=bool)
-    total = int(lung.sum())
+    labels = np.asarray(labels)
+    rows, cols = lung.shape[-2:]
+    lung3, labels3 = lung.reshape(-1, rows, cols), labels.reshape(-1, rows, cols)
+    lung_cols, opaque_cols = np.zeros(cols, np.int64), np.zeros(cols, np.int64)
+    opaque, high = 0, 0
+    for start in range(0, lung3.shape[0], SLAB):
+        inside, slab = lung3[start:start + SLAB], labels3[start:start + SLAB]
+        lung_cols += np.count_nonzero(inside, axis=(0, 1))
+        opaque_cols += np.count_nonzero((slab > 0) & inside, axis=(0, 1))
+        opaque += int(np.count_nonzero(slab))
+        high += int(np.count_nonzero(slab == CONSOLIDATION))
+    total = int(lung_cols.sum())
 
     def pct(part: int, whole: int) -> float:
         return round(100.0 * part / whole, 3) if whole else 0.0
 
-    sides = lung_sides(lung)
-    opaque = labels > 0
-    right, left = sides == 1, sides == 2  # image left = patient right (radiological convention)
-    return {"percent": pct(int(opaque.sum()), total), "high_percent": pct(int((labels == CONSOLIDATION).sum()), total),
-            "per_lung": {"left": pct(int((opaque & left).sum()), int(left.sum())),
-                         "right": pct(int((opaque & right).sum()), int(right.sum()))}}
+    present = np.flatnonzero(lung_cols)
+    mid = (present[0] + present[-1] + 1) // 2 if present.size else cols
+    return {"percent": pct(opaque, total), "high_percent": pct(high, total),
+            "per_lung": {"left": pct(int(opaque_cols[mid:].sum()), int(lung_cols[mid:].sum())),
+                         "right": pct(int(opaque_cols[:mid].sum()), int(lung_cols[:mid].sum()))}}

@@ -2,7 +2,8 @@
 
 ``analyze`` is what the CLI and the web app's analysis task run; ``slice_maps`` recomputes one slice's maps on
 demand (the viewer asks for maps of slices the run did not explain). Both prepare a slice exactly the same way, and
-exactly as training does (``normalize_volume`` with the bundle's parameters, ``crop_geometry`` + ``prepare_slice``).
+exactly as training does (``normalize_volume``'s window with the bundle's parameters, ``crop_geometry`` +
+``prepare_slice``), a slice at a time.
 
 Study decision (the bundle's ``aggregation``): every slice with lung is classified (the viewer's slice strip shows
 them all), but only the slices whose lung area is at least ``min_lung_fraction`` of the study's largest decide the
@@ -34,7 +35,7 @@ from .bundle import AGGREGATION_RULES, Bundle, min_lung_fraction_of
 from .domain import assess
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
-from .normalize import normalize_volume
+from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine
@@ -155,10 +156,16 @@ def _input_size(bundle: Bundle) -> int:
     return int(rows)
 
 
-def _prepare(volume: Volume, bundle: Bundle, lung_mask: np.ndarray) -> np.ndarray:
-    """The whole volume in [0, 1] with the bundle's normalisation (histogram of the lung voxels)."""
-    normalized, _ = normalize_volume(volume.array, bundle.meta["normalization"], volume.is_hu, lung_mask)
-    return normalized
+def _window(volume: Volume, bundle: Bundle, lung_mask: np.ndarray) -> tuple[float, float] | None:
+    """The study's window with the bundle's normalisation (histogram of the lung voxels); None for 8-bit input."""
+    return study_window(volume.array, bundle.meta["normalization"], volume.is_hu, lung_mask)
+
+
+def _input(volume: Volume, window: tuple[float, float] | None, index: int, geometry: CropGeometry, size: int
+           ) -> np.ndarray:
+    """Slice ``index`` as the model sees it: normalised as ``normalize_volume`` does the whole study in training
+    (the same elementwise window), cropped and resized; a slice at a time, so no float copy of the study is made."""
+    return prepare_slice(apply_window(volume.array[index], window), geometry, size)
 
 
 def _geometry(lung_mask: np.ndarray, index: int, bundle: Bundle) -> CropGeometry:
@@ -171,14 +178,16 @@ def _temperature(bundle: Bundle) -> float:
     return float(bundle.meta.get("calibration", {}).get("temperature", 1.0))
 
 
-def _classify(model: torch.nn.Module, inputs: np.ndarray, device: torch.device, temperature: float = 1.0
+def _classify(model: torch.nn.Module, inputs: Callable[[np.ndarray], np.ndarray], slices: np.ndarray,
+              device: torch.device, temperature: float = 1.0
               ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
     """Calibrated softmax probabilities (n, K), per slice its predicted class's three CAMs, and the pooled Conv5
-    features (n, C) the domain check uses, in batches."""
+    features (n, C) the domain check uses, in batches of ``BATCH`` slices prepared as they are needed
+    (``inputs(slices[a:b])``: (b - a, size, size)), so memory does not grow with the study's length."""
     probs, cams, features = [], [], []
     with torch.inference_mode():
-        for start in range(0, len(inputs), BATCH):
-            x = torch.from_numpy(inputs[start:start + BATCH, None]).to(device)
+        for start in range(0, len(slices), BATCH):
+            x = torch.from_numpy(inputs(slices[start:start + BATCH])[:, None]).to(device)
             out = model.forward_all(x.contiguous(memory_format=torch.channels_last))
             p = torch.softmax(out.logits.float() / temperature, dim=1)
             target = p.argmax(dim=1)
@@ -220,7 +229,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
 
     classes, model, device = bundle.classes, bundle.model, bundle.device
     model.eval().to(memory_format=torch.channels_last)
-    normalized = _prepare(volume, bundle, lung_mask)
+    window = _window(volume, bundle, lung_mask)
     areas = lung_mask.sum(axis=(1, 2))
     selected = np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
     lungs_found = selected.size > 0
@@ -228,8 +237,10 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         selected = np.arange(volume.n_slices)
     geometries = {int(k): _geometry(lung_mask, int(k), bundle) for k in selected}
     size = _input_size(bundle)
-    inputs = np.stack([prepare_slice(normalized[k], geometries[int(k)], size) for k in selected])
-    probs, cams, features = _classify(model, inputs, device, _temperature(bundle))
+
+    def inputs(ks: np.ndarray) -> np.ndarray:
+        return np.stack([_input(volume, window, int(k), geometries[int(k)], size) for k in ks])
+    probs, cams, features = _classify(model, inputs, selected, device, _temperature(bundle))
     deciding = _deciding(areas[selected], bundle)
     study = aggregate_as(probs[deciding], classes, bundle.meta.get("aggregation", {}))
     domain = assess(features[deciding], bundle.meta.get("domain"), lungs_found)
@@ -261,8 +272,8 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         min_area = int(bundle.meta.get("saliency", {}).get("min_box_area_px", 30))
         for done, i in enumerate(explain, start=1):
             k = int(selected[i])
-            slice_maps_k, joint224 = _explain(engine, inputs[i], classes.index(predicted[i]), cams[i],
-                                              geometries[k], predicted[i])
+            slice_maps_k, joint224 = _explain(engine, _input(volume, window, k, geometries[k], size),
+                                              classes.index(predicted[i]), cams[i], geometries[k], predicted[i])
             maps[k] = slice_maps_k
             if predicted[i] in positive:
                 lesions = extract_lesions(joint224, geometries[k], lung_mask[k],
@@ -291,10 +302,10 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
     """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class)."""
     bundle.model.eval().to(memory_format=torch.channels_last)
-    normalized = _prepare(volume, bundle, lung_mask)
     geometry = _geometry(lung_mask, index, bundle)
-    x224 = prepare_slice(normalized[index], geometry, _input_size(bundle))
-    probs, cams, _ = _classify(bundle.model, x224[None], bundle.device, _temperature(bundle))
+    x224 = _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle))
+    probs, cams, _ = _classify(bundle.model, lambda _: x224[None], np.array([index]), bundle.device,
+                               _temperature(bundle))
     target = int(probs[0].argmax())
     engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
     maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..io import Volume
-from .classical import block_mean, segment_hu, segment_image, upsample_mask, work_factor
+from .classical import segment_hu, segment_image, segment_work, upsample_mask
 from .fusion import fuse_masks, segment_grey
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last", "unet_on_lung_slab"]
@@ -107,16 +107,13 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
         return segment_grey(array)
     if method == "unet":
         return np.asarray(segment(array, **kw), dtype=bool)
-    classical = segment_hu(array, **kw)
     spacing = kw.get("spacing_mm")
-    hu = np.asarray(array, dtype=np.float32)
-    if hu.ndim == 2:
-        return choose_mask(hu, classical, probability(hu), float(spacing[1]) if spacing else None)[0]
+    if array.ndim == 2:
+        hu = np.asarray(array, dtype=np.float32)
+        return choose_mask(hu, segment_hu(hu, **kw), probability(hu), float(spacing[1]) if spacing else None)[0]
     # the fusion runs at the classical method's working matrix (its mask is exact there), a quarter of the voxels
     # of a 512 x 512 study; the U-Net sees the same cube either way
-    factor = work_factor(hu.shape, kw.get("work_size", 256))
-    work = block_mean(hu, factor)
-    classical_work = classical[:, ::factor, ::factor][:, :work.shape[1], :work.shape[2]]
-    fused = choose_mask(work, classical_work, unet_on_lung_slab(work, classical_work),
+    work, classical, factor = segment_work(array, **kw)
+    fused = choose_mask(work, classical, unet_on_lung_slab(work, classical),
                         float(spacing[1]) * factor if spacing else None)[0]
-    return upsample_mask(fused, factor, hu.shape)
+    return upsample_mask(fused, factor, array.shape)

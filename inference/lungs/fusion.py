@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from .classical import fill_and_close, segment_image
+from .classical import bounding_box, fill_and_close, members, segment_image
 
 __all__ = ["fuse_masks", "segment_grey", "grey_to_hu"]
 
@@ -54,20 +54,34 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
     if hu.ndim == 2:
         return fuse_masks(hu[None], classical[None], unet[None], pixel_mm, open_mm, threshold_hu, bone_hu,
                           None if support is None else support[None])[0]
-    tissue = ~classical & (hu >= threshold_hu) & (hu < bone_hu)
+    tissue = hu >= threshold_hu  # in place from here on: these masks are the size of the study
+    tissue &= hu < bone_hu
+    tissue &= ~classical
     dense = unet & tissue
     steps = int(round(open_mm / (pixel_mm or 1.0)))
-    if steps > 0 and dense.any():
-        opened = ndimage.binary_opening(dense, structure=_DISK, iterations=steps)
+    # the in-plane filters run on the bounding box of what they change, grown by their reach (bounding_box)
+    box = bounding_box(dense, steps + 1)
+    if steps > 0 and box is not None:
+        opened = ndimage.binary_opening(dense[box], structure=_DISK, iterations=steps)
         # grown back as far through dense tissue: the lesion's corners and its pleural edge (which the U-Net's coarse
         # border may cut) return, a removed rim does not
-        dense = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue)
+        dense.fill(False)
+        dense[box] = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=tissue[box])
+    del tissue
     if not dense.any():
         return classical
-    labels, _ = ndimage.label(dense | classical, structure=_IN_PLANE)
-    attached = np.unique(labels[classical])
-    fused = fill_and_close(np.isin(labels, attached[attached > 0]))
-    return fused if support is None else fused & (support | fill_and_close(classical))
+    lung = dense
+    lung |= classical
+    box = bounding_box(lung, 0)
+    labels, n = ndimage.label(lung[box], structure=_IN_PLANE)
+    lung[box] = members(labels, labels[classical[box]], n)
+    del labels
+    fused = fill_and_close(lung)
+    if support is not None:
+        fillable = fill_and_close(classical)
+        fillable |= support
+        fused &= fillable
+    return fused
 
 
 def grey_to_hu(image: np.ndarray, top: float = 255.0) -> np.ndarray:

@@ -62,10 +62,19 @@ class NeighbourAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, h, w = x.shape
-        f = self.encode(x.reshape(b * n, 1, h, w)).reshape(b, n, self.features, h, w)
+        return self.attend(self.encode(x.reshape(b * n, 1, h, w)).reshape(b, n, self.features, h, w))
+
+    def attend(self, f: torch.Tensor) -> torch.Tensor:
+        """The fusion of already encoded stacks (b, n, F, h, w): a slice's features do not depend on the stack it
+        sits in, so inference encodes each slice once and stacks the features (:func:`predict_view`)."""
+        b, n, c, h, w = f.shape
         centre = f[:, n // 2]
-        pairs = torch.cat([f, centre.unsqueeze(1).expand_as(f)], dim=2).reshape(b * n, 2 * self.features, h, w)
-        attn = torch.softmax(self.score(pairs).reshape(b, n, 1, h, w), dim=1)
+        # ``score`` is a 1x1 conv over (neighbour, centre) feature pairs: its centre half is the same for every
+        # neighbour, so it is computed once per stack instead of on n concatenated copies of the centre
+        weight = self.score.weight
+        scores = F.conv2d(f.reshape(b * n, c, h, w), weight[:, :c]).reshape(b, n, 1, h, w) + \
+            F.conv2d(centre, weight[:, c:], self.score.bias)[:, None]
+        attn = torch.softmax(scores, dim=1)
         return torch.cat([centre, (attn * f).sum(dim=1)], dim=1)
 
 
@@ -89,7 +98,10 @@ class SliceUNet(nn.Module):
         self.head = nn.Conv2d(chans[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.attention(x)
+        return self.segment_attended(self.attention(x))
+
+    def segment_attended(self, h: torch.Tensor) -> torch.Tensor:
+        """The U-Net part: the logit map of the attention's output (b, 2F, h, w)."""
         skips = []
         for i, block in enumerate(self.down):
             h = block(h if i == 0 else F.max_pool2d(h, 2))
@@ -189,7 +201,8 @@ def window(volume_hu: torch.Tensor, width: float, level: float) -> torch.Tensor:
 
 
 def neighbour_stacks(slices: torch.Tensor, k: int, index: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, h, w) -> (m, 2k+1, h, w): slices ``index`` (default all) with k neighbours either side (edges repeat)."""
+    """(n, ...) -> (m, 2k+1, ...): slices ``index`` (default all) with k neighbours either side (edges repeat);
+    the slices may be images (n, h, w) or their encoded features (n, F, h, w)."""
     n = slices.shape[0]
     index = torch.arange(n, device=slices.device) if index is None else index.to(slices.device)
     offsets = torch.arange(-k, k + 1, device=slices.device)
@@ -203,13 +216,16 @@ def view_slices(cube: torch.Tensor, view: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_view(net: SliceUNet, cube01: torch.Tensor, view: str, batch: int = 32) -> torch.Tensor:
-    """Lung probability of every voxel of a normalised cube from one view's network."""
+    """Lung probability of every voxel of a normalised cube from one view's network: the same as ``net`` on each
+    slice's neighbour stack, with every slice encoded once instead of once per stack it is in (2k+1 times)."""
     slices = view_slices(cube01, view)
+    features = net.attention.encode(slices[:, None])
     probs = torch.empty_like(slices)
     n = slices.shape[0]
     for start in range(0, n, batch):
         index = torch.arange(start, min(start + batch, n))
-        probs[start:start + len(index)] = torch.sigmoid(net(neighbour_stacks(slices, net.neighbours, index)))
+        attended = net.attention.attend(neighbour_stacks(features, net.neighbours, index))
+        probs[start:start + len(index)] = torch.sigmoid(net.segment_attended(attended))
     return probs.movedim(0, VIEW_AXIS[view])
 
 

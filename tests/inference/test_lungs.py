@@ -192,3 +192,38 @@ def test_default_mask_stays_out_of_the_abdomen_and_heart_of_a_real_scan() -> Non
     assert not auto[no_lung].any()
     assert auto[classical].all()
     assert (auto & ~classical).sum() <= 0.03 * classical.sum()
+
+
+def _long_int16_chest(n_slices: int, size: int = 512) -> np.ndarray:
+    """A (n, size, size) int16 HU chest as load_study holds a CT: air, a body, two lungs tapering at apex and base,
+    with a little texture so the thresholds see noise."""
+    yy, xx = np.mgrid[:size, :size] / size
+    body = ((yy - 0.5) / 0.38) ** 2 + ((xx - 0.5) / 0.45) ** 2 <= 1
+    texture = (np.random.default_rng(0).integers(-20, 21, (size, size))).astype(np.int16)
+    out = np.full((n_slices, size, size), -1000, dtype=np.int16)
+    for k in range(n_slices):
+        radius = 0.2 * np.sin(np.pi * (k + 0.5) / n_slices) ** 0.5
+        lungs = (((yy - 0.5) / 0.28) ** 2 + ((np.abs(xx - 0.5) - 0.2) / 0.15) ** 2) <= (radius / 0.2) ** 2
+        out[k][body] = 40
+        out[k][lungs] = -850
+        out[k] += texture
+    return out
+
+
+def test_lung_step_memory_stays_a_few_bytes_per_voxel_of_a_long_int16_study() -> None:
+    """The mask is computed on a block-averaged copy and the fusion's filters on bounding boxes, so the lungs step
+    of a long study needs a few bytes per voxel on top of the int16 volume (the bool mask it returns is one);
+    float32 copies of the study (4 bytes per voxel each) or whole-study int64 temporaries would break this."""
+    import tracemalloc
+
+    hu = _long_int16_chest(300)
+    volume = Volume(array=hu, kind="dicom-series", is_hu=True, spacing_mm=(1.0, 0.7, 0.7))
+    segment_lungs(hu[:24])  # the U-Net's weights, loaded once, are not the study's memory
+    tracemalloc.start()
+    try:
+        mask = segment_lungs(volume)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert mask.sum() > 0.05 * mask.size, "the lungs were found (the memory of an empty result proves nothing)"
+    assert peak < 6 * hu.size, f"lungs step peaked at {peak / hu.size:.2f} bytes per voxel (4.3 now, 14.2 before)"

@@ -71,3 +71,20 @@ def test_a_3_5_mm_vessel_is_not_consolidation() -> None:
     labels = opacity_labels(hu, lung, pixel_mm=0.7)
     assert not labels[:, 30:95, 25:30].any()
     assert (labels[:, 63:77, 83:102] == CONSOLIDATION).mean() > 0.95
+
+
+def test_the_row_wise_opening_is_scipys_binary_opening_with_the_disk() -> None:
+    """The vessel-removing opening runs as row runs with sliding counts: it must be the disk opening exactly,
+    image borders (outside is background) and disks taller than the image included."""
+    from scipy import ndimage
+
+    from inference.opacity import _disk, _opening
+
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        rows, cols = rng.integers(1, 60, 2)
+        mask = ndimage.gaussian_filter(rng.normal(size=(rows, cols)), rng.uniform(0.5, 3)) > rng.uniform(-0.3, 0.3)
+        if trial % 7 == 0:
+            mask[:] = True
+        disk = _disk(rng.uniform(0.5, 6))
+        np.testing.assert_array_equal(_opening(mask, disk), ndimage.binary_opening(mask, structure=disk))
