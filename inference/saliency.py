@@ -307,8 +307,12 @@ class SaliencyEngine:
             seed = _channels_last(seed.permute(0, 3, 1, 2).to(self.grad_dtype))
             boxes = self._support(top, box, fwd.planes)
             g = self._backward(seed, top, box, boxes, fwd, rows)
+            # the sum over steps as a (1, steps) x (steps, H W C1) product: the channels_last layout's natural view,
+            # and a bf16 product keeps bf16's speed (a bf16-to-fp32 sum takes 25 times as long)
+            n, c, h, w = g.shape
+            step_sum = torch.mm(g.new_ones(1, n), g.permute(0, 2, 3, 1).reshape(n, -1)).view(h, w, c).permute(2, 0, 1)
             b0 = boxes[0]
-            total[:, b0[0]:b0[1], b0[2]:b0[3]] += g.sum(0, dtype=total.dtype)
+            total[:, b0[0]:b0[1], b0[2]:b0[3]] += step_sum
 
     def _support(self, top: int, box: Box, planes: list[tuple[int, int]]) -> list[Box]:
         """Per stage 0..top, the box of its convolution plane outside which the gradient is zero, for a gradient
@@ -342,11 +346,7 @@ class SaliencyEngine:
             n, c = g.shape[:2]
             full = self._buffer(("grad", flip), (n, c, br1 - br0, bc1 - bc0), g.dtype)
             # max pooling's backward onto the doubled box, its flat indices moved from the plane to that box
-            width = fwd.planes[u][1]
-            indices = fwd.indices[u][rows, :, r0:r1, c0:c1]
-            local = self._buffer(("indices",), indices.shape, torch.int64)
-            torch.sub(torch.div(indices, width, rounding_mode="floor"), 2 * r0, out=local)
-            local.mul_(2 * (c1 - c0)).add_(indices.remainder(width)).sub_(2 * c0)
+            local = self._box_indices(fwd.indices[u][rows, :, r0:r1, c0:c1], fwd.planes[u][1], box)
             inner = (2 * (r1 - r0), 2 * (c1 - c0))
             unpooled = full if inner == tuple(full.shape[2:]) else self._buffer(("unpooled",), (n, c, *inner), g.dtype)
             torch.ops.aten.max_pool2d_with_indices_backward.grad_input(g, unpooled, *_POOL, local,
@@ -362,6 +362,21 @@ class SaliencyEngine:
                     self._relu_backward(g, fwd.masks[u][j - 1][rows, :, br0:br1, bc0:bc1])
             box = boxes[u]
         return g
+
+    def _box_indices(self, indices: torch.Tensor, width: int, box: Box) -> torch.Tensor:
+        """Max pooling's flat indices into a plane of ``width`` columns, for the pooled cells of ``box``, moved to
+        the doubled box's own plane. A cell (i, j) picks row 2 i + a, column 2 j + b (a, b in {0, 1}), so the
+        index moves by a per-row offset, and by one more row's width difference where a = 1 (index >= (2 i + 1)
+        width): two comparisons and adds instead of integer division, which does not vectorise."""
+        r0, r1, c0, c1 = box
+        local_width = 2 * (c1 - c0)
+        if r0 == 0 and c0 == 0 and local_width == width:
+            return indices
+        i = torch.arange(r0, r1, device=indices.device)[:, None]
+        shift = 2 * i * (local_width - width) - 2 * r0 * local_width - 2 * c0
+        local = self._buffer(("indices",), indices.shape, torch.int64)
+        torch.add(indices, shift, out=local)
+        return local.add_(indices >= (2 * i + 1) * width, alpha=local_width - width)
 
     def _relu_backward(self, g: torch.Tensor, output: torch.Tensor) -> None:
         """Zeroes ``g`` in place where the ReLU ``output`` is not positive. A bf16 ``g`` gets a bf16 copy of the
