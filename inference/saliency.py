@@ -9,20 +9,29 @@ finer Conv3/Conv4 detail.
 Why the fast path is faster than calling captum once per scale (each step measured with ``bench/saliency.py``):
 
 - one forward pass of the m scaled inputs through the backbone serves all three scales (captum re-runs the shared
-  stages for each scale), with BatchNorm folded into the convolutions (exact in eval mode);
+  stages for each scale), with BatchNorm folded into the convolutions (exact in eval mode). The forward is fp32, so
+  every ReLU and max-pooling choice, and every CAM maximum, is the fp32 model's; it is now 80 % of the time;
 - no autograd: the backward is written out layer by layer. A 3x3 convolution's input gradient is the same
   convolution with the kernel transposed and flipped, so it runs as a forward convolution; the ReLU derivative is
   the sign of the saved ReLU output, and the last ReLU of a stage is applied after max pooling, at a quarter of the
   size (exact: a pooled value is positive iff the element it came from is). Nothing of the forward is recomputed;
-- global max pooling makes the Conv3 and Conv4 scores depend on the receptive field of one CAM cell: their backward
-  runs on that window only (56 and 112 px of 224, so 1/16 and 1/4 of the cost), on crops of the forward's
-  activations; only Conv5 needs the full-image backward;
+- global max pooling seeds the gradient on the CAM cell(s) of the maximum only, and its support grows by one cell
+  per 3x3 convolution and doubles per pooling: each stage is back-propagated on the box of that support (exact;
+  steps sharing their maxima share one backward). A Conv5 maximum in a corner costs 30 % of the whole image's
+  backward, one in the centre about 75 %; Conv3 and Conv4 maxima far less;
+- on a CPU with AMX the backward convolutions (linear in the seed) run in bf16 with fp32 accumulation, 3-4x faster
+  than fp32 here: the maps then differ from fp32 ones by bf16 rounding of the gradients (correlation > 0.9999 with
+  captum at full width); ``grad_dtype=torch.float32`` keeps them fp32;
 - nothing follows the first convolution's backward but the sum over steps, which commutes with it: each scale's
   weighted step gradients are summed first and sent through its transposed kernel once;
 - on CPU, ReLU is fused into the convolution (a oneDNN post-op) and every large tensor is written into buffers the
   engine keeps across calls: tensors of 40-160 MB otherwise come freshly mapped from the OS on each call, and their
-  page faults took a fifth of the CPU time. The buffers hold about 1.5 GB at width 1.0 and 224 px (0.37 GB at the
+  page faults took a fifth of the CPU time. The buffers hold about 0.9 GB at width 1.0 and 224 px (0.22 GB at the
   shipped width 0.25); drop the engine to free them.
+
+Measured and left out: the first convolution is linear in the step's scale (its output is a x Wx + b), but with one
+input channel it costs what writing its 25 outputs costs, so computing Wx once gained nothing; NNPACK's Winograd
+convolutions were slower than oneDNN's here.
 """
 from __future__ import annotations
 
