@@ -127,6 +127,18 @@ def test_support_boxes_equal_the_whole_image_backward(monkeypatch: pytest.Monkey
         np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
 
 
+def test_step_groups_picked_by_index_equal_sliced_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps that share maxima are picked from the forward's tensors by a slice where consecutive, by an index
+    tensor (a copy) where not: both must give the same maps (here every group goes the index way)."""
+    model = _model(3)
+    x = _image(4)
+    sliced = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    monkeypatch.setattr(saliency, "_step_rows", lambda steps: torch.tensor(steps))
+    indexed = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    for a, b in zip(indexed.ig, sliced.ig):
+        np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(b).max())
+
+
 def test_support_boxes_shrink_to_the_receptive_field() -> None:
     """A Conv5 maximum in the corner cell: stage 4 (14 x 14) needs rows and columns 0-4 (the 2 x 2 cells pooled into
     it, grown by its 3 convolutions), and each stage below doubles the box and grows it by its convolutions, up to the
