@@ -31,7 +31,8 @@ Why the fast path is faster than calling captum once per scale (each step measur
 
 Measured and left out: the first convolution is linear in the step's scale (its output is a x Wx + b), but with one
 input channel it costs what writing its 25 outputs costs, so computing Wx once gained nothing; NNPACK's Winograd
-convolutions were slower than oneDNN's here.
+convolutions were slower than oneDNN's here; running the forward 1, 2 or 5 steps at a time (so that each layer reads
+its input from cache) cost 0-8 % more CPU than all 25 at once.
 """
 from __future__ import annotations
 
