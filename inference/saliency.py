@@ -36,6 +36,7 @@ its input from cache) cost 0-8 % more CPU than all 25 at once.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +186,7 @@ def _step_rows(steps: list[int]) -> slice | torch.Tensor:
     return torch.tensor(steps)
 
 
+@functools.cache
 def _has_bf16_matrix_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): oneDNN's bf16 convolutions then run
     3-4x faster than fp32 ones (measured on Sapphire Rapids). Elsewhere bf16 is emulated and no faster."""
@@ -343,8 +345,8 @@ class SaliencyEngine:
                   rows: slice | torch.Tensor) -> torch.Tensor:
         """Gradients w.r.t. the first conv's output (after its ReLU's derivative) on ``boxes[0]``, per step, from
         ``seed``: the gradient w.r.t. stage ``top``'s pooled output on ``box``, for the steps ``rows``. Each
-        stage's saved forward tensors are read on its box (views); each layer writes into the other of two
-        buffers."""
+        stage's saved forward tensors are read on its box (views where the steps are consecutive); each layer
+        writes into the other of two buffers."""
         g, flip = seed, 0
         for u in range(top, -1, -1):
             r0, r1, c0, c1 = box
@@ -390,7 +392,8 @@ class SaliencyEngine:
 
     def _relu_backward(self, g: torch.Tensor, output: torch.Tensor) -> None:
         """Zeroes ``g`` in place where the ReLU ``output`` is not positive. A bf16 ``g`` gets a bf16 copy of the
-        output first: the sign survives the rounding, and torch's mixed-dtype kernel is 30x slower than the copy."""
+        output first (torch's mixed-dtype kernel is 30x slower than the copy): bf16 has fp32's exponent range, so
+        every positive output above 1e-40 stays positive."""
         if output.dtype != g.dtype:
             output = self._buffer(("relu",), output.shape, g.dtype).copy_(output)
         torch.ops.aten.threshold_backward.grad_input(g, output, 0, grad_input=g)
