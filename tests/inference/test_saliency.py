@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.classifier import MultiScaleVGG
 from inference import saliency
+from inference.classifier import MultiScaleVGG
 from inference.saliency import SaliencyEngine, captum_ig, gauss_legendre, joint_saliency
 
 
@@ -146,7 +146,8 @@ def test_step_groups_picked_by_index_equal_sliced_ones(monkeypatch: pytest.Monke
 def test_support_boxes_shrink_to_the_receptive_field() -> None:
     """A Conv5 maximum in the corner cell: stage 4 (14 x 14) needs rows and columns 0-4 (the 2 x 2 cells pooled into
     it, grown by its 3 convolutions), and each stage below doubles the box and grows it by its convolutions, up to the
-    plane's edge (stage 0 by one: the first conv's backward is the caller's). Conv3's last row reaches 25 rows."""
+    plane's edge (stage 0 by one: the first conv's backward is the caller's). A Conv3 maximum shared by its CAM's
+    whole last row needs the image's last 25 rows."""
     engine = SaliencyEngine(_model(), grad_dtype=torch.float32)
     planes = [(224, 224), (112, 112), (56, 56), (28, 28), (14, 14)]
     assert engine._support(4, (0, 1, 0, 1), planes) == [(0, 121, 0, 121), (0, 60, 0, 60), (0, 29, 0, 29),
@@ -157,7 +158,8 @@ def test_support_boxes_shrink_to_the_receptive_field() -> None:
 
 @pytest.mark.parametrize("size", [40, 100, 120])
 def test_fast_path_equals_captum_at_other_sizes(size: int) -> None:
-    """Too small for a window (40), odd pooling sizes (100), a window stride that does not divide the size (120).
+    """Boxes clipped by the plane's edges on every side (40); planes of odd size (100: 25 at stage 2, 120: 15 at
+    stage 3), whose last row and column no pooling window covers.
 
     Seed 4: with seed 3 at 120 px, folding BatchNorm rounds one max-pooling choice the other way (a 0.7 % local
     difference in Conv4, as with the autograd fast path before), which is what the tolerance is not about."""
