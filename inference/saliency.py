@@ -189,7 +189,8 @@ def _step_rows(steps: list[int]) -> slice | torch.Tensor:
 @functools.cache
 def _has_bf16_matrix_units() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): oneDNN's bf16 convolutions then run
-    3-4x faster than fp32 ones (measured on Sapphire Rapids). Elsewhere bf16 is emulated and no faster."""
+    3-4x faster than fp32 ones (measured on Sapphire Rapids). Other CPUs keep fp32: not measured here, and without
+    bf16 instructions oneDNN emulates bf16 no faster than fp32."""
     try:
         with open("/proc/cpuinfo") as f:
             return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
