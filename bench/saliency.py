@@ -1,11 +1,13 @@
 """Benchmark: Integrated Gradients for the three scales of one 224x224 slice, captum per scale vs the fast path.
 
     .venv/bin/python bench/saliency.py [--repeats 3] [--threads 2] [--width 1.0] [--steps 25] [--device cpu|cuda]
+                                       [--grad-dtype auto|float32|bfloat16]
 
 Same model (full width, eval mode, random weights with non-trivial BatchNorm statistics), same input, same run;
 the two methods alternate so a busy machine slows both alike, and the best of ``--repeats`` is kept. Prints seconds
-per slice for each, their ratio and the maps' correlation per scale and for the joint saliency, with the load
-average before and after; writes the figures to bench/out/saliency.json. Not a test.
+per slice for each (wall clock, and the process's CPU seconds), their ratios and the maps' correlation per scale
+and for the joint saliency, with the load average before and after; writes the figures to
+bench/out/saliency.json. Not a test.
 
 ``--threads`` applies to the CPU only. On CUDA the timings synchronise the device, and TF32 convolutions are turned
 off for both methods so that the maps are fp32 as on the CPU (``--tf32`` keeps torch's default, on). Where captum is
@@ -62,14 +64,16 @@ def _captum_missing() -> str | None:
 
 
 def _timed(fn, device: torch.device):
-    """(seconds, result) of ``fn()``, waiting for queued device work on both sides of the clock."""
+    """(wall seconds, process CPU seconds, result) of ``fn()``, waiting for queued device work on both sides of the
+    clock. CPU seconds are this process's own (all its threads): on a machine shared with other jobs they stay
+    near what the work costs, where wall seconds grow with the others' load."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - cpu, result
 
 
 def main() -> None:
@@ -79,6 +83,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--grad-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="the engine's backward convolutions (auto: bf16 on a CPU with AMX, else fp32)")
     parser.add_argument("--tf32", action="store_true", help="CUDA: keep TF32 convolutions (torch's default)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -96,41 +102,50 @@ def main() -> None:
     target = 2
     load_before = _loadavg()
     missing = _captum_missing()
-    engine = SaliencyEngine(model, steps=args.steps)
+    grad_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[args.grad_dtype]
+    engine = SaliencyEngine(model, steps=args.steps, grad_dtype=grad_dtype)
     engine.attribute(x, target)  # warm-up: kernel selection, the engine's buffers
     if missing is None:
         captum_ig(model, x, target, args.steps)
 
-    t_captum, t_fast = [], []
+    t_captum, t_fast, cpu_captum, cpu_fast = [], [], [], []
     reference = None
     for _ in range(args.repeats):
         if missing is None:
-            seconds, reference = _timed(lambda: captum_ig(model, x, target, args.steps), device)
+            seconds, cpu, reference = _timed(lambda: captum_ig(model, x, target, args.steps), device)
             t_captum.append(seconds)
-        seconds, fast = _timed(lambda: engine.attribute(x, target), device)
+            cpu_captum.append(cpu)
+        seconds, cpu, fast = _timed(lambda: engine.attribute(x, target), device)
         t_fast.append(seconds)
+        cpu_fast.append(cpu)
     load_after = _loadavg()
 
     figures: dict = {"torch": torch.__version__, "device": where, "width": args.width, "steps": args.steps,
                      "repeats": args.repeats, "loadavg_before": load_before, "loadavg_after": load_after,
-                     "fast_s": min(t_fast), "fast_all_s": t_fast}
-    print(f"torch {torch.__version__}, {where}, width {args.width}, m={args.steps}, best of {args.repeats} "
+                     "fast_s": min(t_fast), "fast_all_s": t_fast,
+                     "fast_cpu_s": min(cpu_fast), "grad_dtype": str(engine.grad_dtype).removeprefix("torch.")}
+    print(f"torch {torch.__version__}, {where}, width {args.width}, m={args.steps}, best of {args.repeats}, "
+          f"backward convolutions in {figures['grad_dtype']} "
           f"(machine shared: absolute times vary, the ratio less so)")
     print(f"load average        : {load_before} before, {load_after} after (1, 5, 15 min)")
     if missing is None:
-        print(f"captum IG per scale : {min(t_captum):9.3f} s/slice  (all: {[round(t, 3) for t in t_captum]})")
+        print(f"captum IG per scale : {min(t_captum):9.3f} s/slice  (all: {[round(t, 3) for t in t_captum]}), "
+              f"CPU {min(cpu_captum):.3f} s")
     else:
         print(f"captum IG per scale : skipped: {missing}")
-    print(f"fast path           : {min(t_fast):9.3f} s/slice  (all: {[round(t, 3) for t in t_fast]})")
+    print(f"fast path           : {min(t_fast):9.3f} s/slice  (all: {[round(t, 3) for t in t_fast]}), "
+          f"CPU {min(cpu_fast):.3f} s")
     if missing is None:
         ref_maps = [r.detach().cpu().numpy() for r in reference]
         correlations = {name: _corr(ours, ref) for name, ours, ref in zip(("conv3", "conv4", "conv5"), fast.ig,
                                                                             ref_maps)}
         correlations["joint"] = _corr(fast.joint, joint_saliency(ref_maps))
-        print(f"speed-up            : {min(t_captum) / min(t_fast):9.2f}x")
+        print(f"speed-up            : {min(t_captum) / min(t_fast):9.2f}x  (CPU seconds: "
+              f"{min(cpu_captum) / min(cpu_fast):.2f}x)")
         for name, value in correlations.items():
             print(f"correlation {name:<8}: {value:.6f}")
         figures.update(captum_s=min(t_captum), captum_all_s=t_captum, ratio=min(t_captum) / min(t_fast),
+                       captum_cpu_s=min(cpu_captum), cpu_ratio=min(cpu_captum) / min(cpu_fast),
                        correlation=correlations)
     else:
         figures["captum_skipped"] = missing

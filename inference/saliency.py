@@ -9,24 +9,34 @@ finer Conv3/Conv4 detail.
 Why the fast path is faster than calling captum once per scale (each step measured with ``bench/saliency.py``):
 
 - one forward pass of the m scaled inputs through the backbone serves all three scales (captum re-runs the shared
-  stages for each scale), with BatchNorm folded into the convolutions (exact in eval mode);
+  stages for each scale), with BatchNorm folded into the convolutions (exact in eval mode). The forward is fp32, so
+  every ReLU and max-pooling choice, and every CAM maximum, is the fp32 model's; it is now 80 % of the time;
 - no autograd: the backward is written out layer by layer. A 3x3 convolution's input gradient is the same
   convolution with the kernel transposed and flipped, so it runs as a forward convolution; the ReLU derivative is
   the sign of the saved ReLU output, and the last ReLU of a stage is applied after max pooling, at a quarter of the
   size (exact: a pooled value is positive iff the element it came from is). Nothing of the forward is recomputed;
-- global max pooling makes the Conv3 and Conv4 scores depend on the receptive field of one CAM cell: their backward
-  runs on that window only (56 and 112 px of 224, so 1/16 and 1/4 of the cost), on crops of the forward's
-  activations; only Conv5 needs the full-image backward;
+- global max pooling seeds the gradient on the CAM cell(s) of the maximum only, and its support grows by one cell
+  per 3x3 convolution and doubles per pooling: each stage is back-propagated on the box of that support (exact;
+  steps sharing their maxima share one backward). A Conv5 maximum in a corner cell costs 25 % of the whole image's
+  backward, one in the centre 73 %; a central Conv4 maximum 14 % and a Conv3 one 3 % of theirs (multiply-adds);
+- on a CPU with AMX the backward convolutions (linear in the seed) run in bf16 with fp32 accumulation, 3-4x faster
+  than fp32 here: the maps then differ from fp32 ones by bf16 rounding of the gradients (correlation > 0.9999 with
+  captum at full width); ``grad_dtype=torch.float32`` keeps them fp32;
 - nothing follows the first convolution's backward but the sum over steps, which commutes with it: each scale's
   weighted step gradients are summed first and sent through its transposed kernel once;
 - on CPU, ReLU is fused into the convolution (a oneDNN post-op) and every large tensor is written into buffers the
   engine keeps across calls: tensors of 40-160 MB otherwise come freshly mapped from the OS on each call, and their
-  page faults took a fifth of the CPU time. The buffers hold about 1.5 GB at width 1.0 and 224 px (0.37 GB at the
+  page faults took a fifth of the CPU time. The buffers hold about 0.9 GB at width 1.0 and 224 px (0.22 GB at the
   shipped width 0.25); drop the engine to free them.
+
+Measured and left out: the first convolution is linear in the step's scale (its output is a x Wx + b), but with one
+input channel it costs what writing its 25 outputs costs, so computing Wx once gained nothing; NNPACK's Winograd
+convolutions were slower than oneDNN's here; running the forward 1, 2 or 5 steps at a time (so that each layer reads
+its input from cache) cost 0-8 % more CPU than all 25 at once.
 """
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classifier import HEAD_STAGES, STAGES, MultiScaleVGG
+from .classifier import HEAD_STAGES, MultiScaleVGG
 
 __all__ = ["gauss_legendre", "captum_ig", "SaliencyEngine", "SaliencyMaps", "joint_saliency"]
 
@@ -127,17 +137,6 @@ def _folded_stages(model: MultiScaleVGG, device: torch.device) -> list[list[_Con
     return stages
 
 
-def _receptive_window(stage: int) -> tuple[int, int]:
-    """(stride, side) of an input window that holds the receptive field of any output cell of ``stage``.
-
-    A cell of stage t (stride J = 2^(t+1)) sees the input rows [J i - P, J i + J + P), where P sums the 1-pixel conv
-    padding times the stride at which each conv runs. Rounded out to whole cells: side = J (1 + 2 ceil(P / J)).
-    """
-    stride = 2 ** (stage + 1)
-    pad = sum(n_convs * 2 ** t for t, (n_convs, _) in enumerate(STAGES[: stage + 1]))
-    return stride, stride * (1 + 2 * math.ceil(pad / stride))
-
-
 def _fused_conv_available(device: torch.device) -> bool:
     """Whether oneDNN's in-place conv + ReLU kernel works here (CPU builds with mkldnn; checked on a tiny case)."""
     if device.type != "cpu" or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
@@ -167,27 +166,50 @@ class _Forward:
     cams: list[torch.Tensor] = field(default_factory=list)
 
 
-@dataclass
-class _Level:
-    """One stage's saved tensors as one backward pass sees them (whole, or cropped to windows): the ReLU outputs
-    whose sign masks the gradient inside the stage, the pooled output, the pooling indices (flat offsets in the
-    pre-pooling plane of this view) and that plane's (rows, cols)."""
+Box = tuple[int, int, int, int]  # rows [r0, r1) and columns [c0, c1) of a plane
 
-    masks: list[torch.Tensor]
-    pooled: torch.Tensor
-    indices: torch.Tensor
-    plane: tuple[int, int]
+
+def _max_boxes(ties: torch.Tensor) -> list[Box]:
+    """Per step, the bounding box of the cells that hold its CAM maximum (``ties``: (m, h, w) booleans)."""
+    m, h, w = ties.shape
+    rows, cols = ties.any(dim=2), ties.any(dim=1)
+    r, c = torch.arange(h, device=ties.device), torch.arange(w, device=ties.device)
+    r0, r1 = torch.where(rows, r, h).amin(1), torch.where(rows, r, -1).amax(1) + 1
+    c0, c1 = torch.where(cols, c, w).amin(1), torch.where(cols, c, -1).amax(1) + 1
+    return list(zip(r0.tolist(), r1.tolist(), c0.tolist(), c1.tolist()))
+
+
+def _step_rows(steps: list[int]) -> slice | torch.Tensor:
+    """An index that picks ``steps`` (sorted) from a batch: a slice (a view, no copy) where they are consecutive."""
+    if steps[-1] - steps[0] + 1 == len(steps):
+        return slice(steps[0], steps[-1] + 1)
+    return torch.tensor(steps)
+
+
+@functools.cache
+def _has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): oneDNN's bf16 convolutions then run
+    3-4x faster than fp32 ones (measured on Sapphire Rapids). Other CPUs keep fp32: not measured here, and without
+    bf16 instructions oneDNN emulates bf16 no faster than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
 
 
 class SaliencyEngine:
     """Integrated Gradients for all three scales from one batched forward pass (see the module docstring).
 
     Built once per model (folding takes milliseconds); the model must be in eval mode and must not change
-    afterwards. Runs on the model's device (CPU or CUDA), fp32, without autograd; on CUDA the convolutions follow
-    torch's TF32 setting (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do.
+    afterwards. Runs on the model's device (CPU or CUDA), without autograd. The forward is fp32, so every ReLU and
+    max-pooling choice is the fp32 model's. The backward convolutions run in ``grad_dtype``: by default bf16 on a
+    CPU with AMX (fp32 accumulation; the maps differ from fp32 ones by bf16 rounding of the gradients, correlation
+    > 0.9999 at full width), fp32 elsewhere; on CUDA the convolutions follow torch's TF32 setting
+    (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do.
     """
 
-    def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS) -> None:
+    def __init__(self, model: MultiScaleVGG, steps: int = DEFAULT_STEPS, grad_dtype: torch.dtype | None = None) -> None:
         if model.training:
             raise ValueError("IG explains the deployed model: put it in eval mode first")
         device = next(model.parameters()).device
@@ -199,8 +221,11 @@ class SaliencyEngine:
         alphas, weights = gauss_legendre(steps)
         self.alphas = torch.tensor(alphas, dtype=torch.float32, device=device)
         self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
-        self.windows = [_receptive_window(HEAD_STAGES[s]) for s in range(2)]
         self._fused = _fused_conv_available(device)
+        if grad_dtype is None:
+            grad_dtype = torch.bfloat16 if self._fused and _has_bf16_matrix_units() else torch.float32
+        self.grad_dtype = grad_dtype
+        self.grad_kernels = [[_channels_last(conv.weight_t.to(grad_dtype)) for conv in stage] for stage in self.stages]
         self._buffers: dict[tuple, torch.Tensor] = {}
 
     def attribute(self, x: torch.Tensor, target: int) -> SaliencyMaps:
@@ -231,9 +256,8 @@ class SaliencyEngine:
         for u, stage in enumerate(self.stages):
             acts = []
             for j, conv in enumerate(stage):
-                # a stage's last ReLU output is only pooled: it goes to a backward gradient buffer of its shape
-                key = ("grad", 1, len(h), conv.weight.shape[0], *h.shape[-2:]) if j == len(stage) - 1 else ("act", u, j)
-                h = self._conv(h, conv.weight, conv.bias, True, key)
+                # a stage's last ReLU output is only pooled: it goes to a backward gradient buffer
+                h = self._conv(h, conv.weight, conv.bias, True, ("grad", 1) if j == len(stage) - 1 else ("act", u, j))
                 acts.append(h)
             n, c, r, k = h.shape
             pooled = self._buffer(("pooled", u), (n, c, r // 2, k // 2))
@@ -256,18 +280,20 @@ class SaliencyEngine:
         if not self._fused:
             out = F.conv2d(h, weight, bias, padding=1)
             return out.relu_() if relu else out
-        out = self._buffer(key, (h.shape[0], weight.shape[0], h.shape[2], h.shape[3])).zero_()
+        out = self._buffer(key, (h.shape[0], weight.shape[0], h.shape[2], h.shape[3]), h.dtype).zero_()
         return torch.ops.mkldnn._convolution_pointwise_.binary(
             out, h, weight, bias, *_CONV3X3, "add", 1.0, "relu" if relu else None, [], "" if relu else None)
 
     def _buffer(self, key: tuple, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """A channels_last tensor kept across calls under ``key`` (re-made when the shape changes)."""
-        shape = tuple(int(s) for s in shape)
-        buf = self._buffers.get(key)
-        if buf is None or tuple(buf.shape) != shape or buf.dtype != dtype:
-            buf = torch.empty(shape, dtype=dtype, device=self.device, memory_format=_CL)
-            self._buffers[key] = buf
-        return buf
+        """A channels_last (N, C, H, W) tensor on memory kept across calls under ``key``: one byte array per key,
+        grown when a larger tensor is asked for, so the backward's boxes of many sizes re-use the same pages."""
+        n, c, h, w = (int(s) for s in shape)
+        nbytes = n * c * h * w * dtype.itemsize
+        flat = self._buffers.get(key)
+        if flat is None or flat.numel() < nbytes:
+            flat = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+            self._buffers[key] = flat
+        return flat[:nbytes].view(dtype).view(n, h, w, c).permute(0, 3, 1, 2)
 
     # -- backward ------------------------------------------------------------------------------------------------
 
@@ -276,99 +302,99 @@ class SaliencyEngine:
         backward.
 
         ``F_s`` is the global max of the scale's target CAM. Like ``torch.amax`` (and so captum), the gradient is
-        split evenly between equal maxima. A step whose maximum is one cell of the Conv3 or Conv4 CAM back-propagates
-        on that cell's receptive window only; the others (Conv5, ties, inputs too small for a window) on the image.
+        split evenly between equal maxima. Steps whose maxima lie in the same box of CAM cells back-propagate
+        together, each stage on the box that holds the gradient's support only (see :meth:`_support`).
         """
         top = HEAD_STAGES[scale]
         cam = fwd.cams[scale][:, target]
-        m, cells_r, cells_c = cam.shape
         ties = cam == cam.amax(dim=(1, 2), keepdim=True)
-        counts = ties.sum(dim=(1, 2))
+        share = ties.float() / ties.sum(dim=(1, 2))[:, None, None]
         head = self.heads[scale][0][target]  # the CAM is head . features: its gradient w.r.t. the features
-        rows, cols = fwd.planes[0]
-        windowed = torch.zeros(m, dtype=torch.bool, device=self.device)
-        if scale < 2:
-            stride, side = self.windows[scale]
-            if side <= rows and side <= cols and rows % stride == 0 and cols % stride == 0:
-                windowed = counts == 1
-        whole = torch.nonzero(~windowed).flatten()
-        if len(whole):
-            share = ties[whole].float() / counts[whole, None, None]
-            seed = (share[:, None] * head[None, :, None, None] * self.weights[whole, None, None, None])
-            steps = None if len(whole) == m else whole
-            g = self._backward(seed.contiguous(memory_format=_CL), top, self._levels(fwd, top, steps))
-            # sum over steps as a (steps, H W C1) matrix: the channels_last layout's natural view, a fast reduction
-            total.permute(1, 2, 0).view(-1).add_(g.permute(0, 2, 3, 1).reshape(len(g), -1).sum(0))
-        if bool(windowed.any()):
-            steps = torch.nonzero(windowed).flatten()
-            stride, side = self.windows[scale]
-            cell = cam[steps].flatten(1).argmax(dim=1)
-            cell_r, cell_c = cell // cells_c, cell % cells_c
-            reach = (side // stride - 1) // 2  # cells on each side of the maximum that the window must include
-            r0 = ((cell_r - reach) * stride).clamp(0, rows - side)
-            c0 = ((cell_c - reach) * stride).clamp(0, cols - side)
-            seed = torch.zeros(len(steps), len(head), side // stride, side // stride, device=self.device)
-            local = torch.arange(len(steps), device=self.device)
-            seed[local, :, cell_r - r0 // stride, cell_c - c0 // stride] = head[None, :] * self.weights[steps, None]
-            windows = (steps.tolist(), r0.tolist(), c0.tolist(), side)
-            g = self._backward(seed.contiguous(memory_format=_CL), top, self._levels(fwd, top, steps, windows))
-            for i, (r, c) in enumerate(zip(windows[1], windows[2])):
-                total[:, r:r + side, c:c + side] += g[i]
+        groups: dict[Box, list[int]] = {}
+        for k, box in enumerate(_max_boxes(ties)):
+            groups.setdefault(box, []).append(k)
+        for box, steps in groups.items():
+            rows = _step_rows(steps)
+            r0, r1, c0, c1 = box
+            seed = share[rows, r0:r1, c0:c1, None] * head * self.weights[rows, None, None, None]
+            seed = _channels_last(seed.permute(0, 3, 1, 2).to(self.grad_dtype))
+            boxes = self._support(top, box, fwd.planes)
+            g = self._backward(seed, top, box, boxes, fwd, rows)
+            # the sum over steps as a (1, steps) x (steps, H W C1) product: the channels_last layout's natural view,
+            # and a bf16 product keeps bf16's speed (a bf16-to-fp32 sum takes 25 times as long)
+            n, c, h, w = g.shape
+            step_sum = torch.mm(g.new_ones(1, n), g.permute(0, 2, 3, 1).reshape(n, -1)).view(h, w, c).permute(2, 0, 1)
+            b0 = boxes[0]
+            total[:, b0[0]:b0[1], b0[2]:b0[3]] += step_sum
 
-    def _backward(self, seed: torch.Tensor, top: int, levels: list[_Level]) -> torch.Tensor:
-        """Gradients w.r.t. the first conv's output (after its ReLU's derivative), per step, from ``seed``: the
-        gradient w.r.t. stage ``top``'s pooled output. Each layer writes into the other of two buffers."""
+    def _support(self, top: int, box: Box, planes: list[tuple[int, int]]) -> list[Box]:
+        """Per stage 0..top, the box of its convolution plane outside which the gradient is zero, for a gradient
+        seeded on ``box`` of stage ``top``'s pooled output: max pooling's backward doubles a box, and each 3x3
+        convolution's grows it by one cell on every side, up to the plane's edges. Computing a stage on its box
+        with zero padding is exact (outside the box every gradient is zero); see the module docstring for what it
+        saves."""
+        boxes: list[Box] = []
+        for u in range(top, -1, -1):
+            rows, cols = planes[u]
+            grow = len(self.stages[u]) - (1 if u == 0 else 0)  # the first conv's backward is done by the caller
+            r0, r1, c0, c1 = box
+            box = (max(0, 2 * r0 - grow), min(rows, 2 * r1 + grow), max(0, 2 * c0 - grow), min(cols, 2 * c1 + grow))
+            boxes.append(box)
+        return boxes[::-1]
+
+    def _backward(self, seed: torch.Tensor, top: int, box: Box, boxes: list[Box], fwd: _Forward,
+                  rows: slice | torch.Tensor) -> torch.Tensor:
+        """Gradients w.r.t. the first conv's output (after its ReLU's derivative) on ``boxes[0]``, per step, from
+        ``seed``: the gradient w.r.t. stage ``top``'s pooled output on ``box``, for the steps ``rows``. Each
+        stage's saved forward tensors are read on its box (views where the steps are consecutive); each layer
+        writes into the other of two buffers."""
         g, flip = seed, 0
         for u in range(top, -1, -1):
-            level = levels[u]
+            r0, r1, c0, c1 = box
+            br0, br1, bc0, bc1 = boxes[u]
             # the stage's last ReLU, applied to the pooled gradient: max pooling picks a positive element iff the
             # pooled value is positive, and a zero one otherwise (whose ReLU derivative is 0, as in autograd)
-            torch.ops.aten.threshold_backward.grad_input(g, level.pooled, 0, grad_input=g)
+            self._relu_backward(g, fwd.pooled[u][rows, :, r0:r1, c0:c1])
             flip ^= 1
-            full = self._buffer(("grad", flip, *g.shape[:2], *level.plane), (*g.shape[:2], *level.plane))
-            torch.ops.aten.max_pool2d_with_indices_backward.grad_input(g, full, *_POOL, level.indices,
-                                                                       grad_input=full)
+            n, c = g.shape[:2]
+            full = self._buffer(("grad", flip), (n, c, br1 - br0, bc1 - bc0), g.dtype)
+            # max pooling's backward onto the doubled box, its flat indices moved from the plane to that box
+            local = self._box_indices(fwd.indices[u][rows, :, r0:r1, c0:c1], fwd.planes[u][1], box)
+            inner = (2 * (r1 - r0), 2 * (c1 - c0))
+            unpooled = full if inner == tuple(full.shape[2:]) else self._buffer(("unpooled",), (n, c, *inner), g.dtype)
+            torch.ops.aten.max_pool2d_with_indices_backward.grad_input(g, unpooled, *_POOL, local,
+                                                                       grad_input=unpooled)
+            if unpooled is not full:
+                full.zero_()[:, :, 2 * r0 - br0:2 * r1 - br0, 2 * c0 - bc0:2 * c1 - bc0].copy_(unpooled)
             g = full
-            convs = self.stages[u]
-            for j in range(len(convs) - 1, 0 if u == 0 else -1, -1):  # the first conv is done by the caller
+            kernels = self.grad_kernels[u]
+            for j in range(len(kernels) - 1, 0 if u == 0 else -1, -1):  # the first conv is done by the caller
                 flip ^= 1
-                n, c = g.shape[0], convs[j].weight_t.shape[0]
-                g = self._conv(g, convs[j].weight_t, None, relu=False, key=("grad", flip, n, c, *level.plane))
+                g = self._conv(g, kernels[j], None, relu=False, key=("grad", flip))
                 if j > 0:
-                    torch.ops.aten.threshold_backward.grad_input(g, level.masks[j - 1], 0, grad_input=g)
+                    self._relu_backward(g, fwd.masks[u][j - 1][rows, :, br0:br1, bc0:bc1])
+            box = boxes[u]
         return g
 
-    def _levels(self, fwd: _Forward, top: int, steps: torch.Tensor | None,
-                windows: tuple[list[int], list[int], list[int], int] | None = None) -> list[_Level]:
-        """The saved tensors of stages 0..top for the steps ``steps`` (None: all), whole or cropped to ``windows``
-        (step indices, window rows and columns of origin, side, in input pixels; origins aligned to stage ``top``'s
-        stride, so every crop is aligned to the pooling grid of every stage below)."""
-        levels = []
-        for u in range(top + 1):
-            masks, pooled, indices, plane = fwd.masks[u], fwd.pooled[u], fwd.indices[u], fwd.planes[u]
-            if windows is None:
-                if steps is not None:
-                    masks, pooled, indices = [t[steps] for t in masks], pooled[steps], indices[steps]
-                levels.append(_Level(masks, pooled, indices, plane))
-                continue
-            ks, r0s, c0s, side = windows
-            f = 2 ** u  # input pixels per cell of this stage's convolutions
-            masks = [self._crop(t, ks, r0s, c0s, f, side, ("crop", u, j)) for j, t in enumerate(masks)]
-            pooled = self._crop(pooled, ks, r0s, c0s, 2 * f, side, ("crop", u, "pooled"))
-            indices = self._crop(indices, ks, r0s, c0s, 2 * f, side, ("crop", u, "indices"))
-            # flat offsets in the image's plane -> offsets in the window's plane
-            width, size = plane[1], side // f
-            origin_r = torch.tensor(r0s, device=self.device)[:, None, None, None] // f
-            origin_c = torch.tensor(c0s, device=self.device)[:, None, None, None] // f
-            indices = (indices // width - origin_r) * size + (indices % width - origin_c)
-            levels.append(_Level(masks, pooled, indices.contiguous(memory_format=_CL), (size, size)))
-        return levels
+    def _box_indices(self, indices: torch.Tensor, width: int, box: Box) -> torch.Tensor:
+        """Max pooling's flat indices into a plane of ``width`` columns, for the pooled cells of ``box``, moved to
+        the doubled box's own plane. A cell (i, j) picks row 2 i + a, column 2 j + b (a, b in {0, 1}), so the
+        index moves by a per-row offset, and by one more row's width difference where a = 1 (index >= (2 i + 1)
+        width): two comparisons and adds instead of integer division, which does not vectorise."""
+        r0, r1, c0, c1 = box
+        local_width = 2 * (c1 - c0)
+        if r0 == 0 and c0 == 0 and local_width == width:
+            return indices
+        i = torch.arange(r0, r1, device=indices.device)[:, None]
+        shift = 2 * i * (local_width - width) - 2 * r0 * local_width - 2 * c0
+        local = self._buffer(("indices",), indices.shape, torch.int64)
+        torch.add(indices, shift, out=local)
+        return local.add_(indices >= (2 * i + 1) * width, alpha=local_width - width)
 
-    def _crop(self, t: torch.Tensor, ks: list[int], r0s: list[int], c0s: list[int], f: int, side: int,
-              key: tuple) -> torch.Tensor:
-        """Stack of ``t[k, :, window]`` for each step k, the window given in input pixels, ``f`` pixels per cell."""
-        size = side // f
-        out = self._buffer(key, (len(ks), t.shape[1], size, size), t.dtype)
-        for i, (k, r, c) in enumerate(zip(ks, r0s, c0s)):
-            out[i].copy_(t[k, :, r // f:r // f + size, c // f:c // f + size])
-        return out
+    def _relu_backward(self, g: torch.Tensor, output: torch.Tensor) -> None:
+        """Zeroes ``g`` in place where the ReLU ``output`` is not positive. A bf16 ``g`` gets a bf16 copy of the
+        output first (torch's mixed-dtype kernel is 30x slower than the copy): bf16 has fp32's exponent range, so
+        every positive output above 1e-40 stays positive."""
+        if output.dtype != g.dtype:
+            output = self._buffer(("relu",), output.shape, g.dtype).copy_(output)
+        torch.ops.aten.threshold_backward.grad_input(g, output, 0, grad_input=g)

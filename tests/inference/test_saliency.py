@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from inference import saliency
 from inference.classifier import MultiScaleVGG
 from inference.saliency import SaliencyEngine, captum_ig, gauss_legendre, joint_saliency
 
@@ -59,18 +60,26 @@ def test_completeness(scale: int) -> None:
     assert abs(fast - delta) <= 0.01 * abs(delta)
 
 
-def test_fast_path_equals_captum_per_scale() -> None:
+_BF16 = pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                                                              reason="oneDNN has no bf16 convolutions on this CPU"))
+
+
+@pytest.mark.parametrize("grad_dtype", [torch.float32, _BF16])
+def test_fast_path_equals_captum_per_scale(grad_dtype: torch.dtype) -> None:
+    """fp32 gradients: captum's maps but for float rounding; bf16 ones (the default on AMX CPUs): bf16 rounding of
+    the gradients only, the ReLU and pooling choices being the fp32 forward's."""
     model = _model(3)
     x = _image(4)
     target = 1
-    fast = SaliencyEngine(model).attribute(x, target)
+    fast = SaliencyEngine(model, grad_dtype=grad_dtype).attribute(x, target)
     reference = captum_ig(model, x, target)
+    # BatchNorm folding moves a few pre-activations across zero by float rounding: allow that, nothing more
+    tolerance = 5e-3 if grad_dtype == torch.float32 else 2e-2
     for ours, ref in zip(fast.ig, reference):
         ref = ref.numpy()
-        assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.999
-        # BatchNorm folding moves a few pre-activations across zero by float rounding: allow that, nothing more
-        np.testing.assert_allclose(ours, ref, atol=5e-3 * np.abs(ref).max())
-    np.testing.assert_allclose(fast.joint, joint_saliency(reference), atol=5e-3 * np.abs(fast.joint).max())
+        assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.9999
+        np.testing.assert_allclose(ours, ref, atol=tolerance * np.abs(ref).max())
+    np.testing.assert_allclose(fast.joint, joint_saliency(reference), atol=tolerance * np.abs(fast.joint).max())
 
 
 def test_fast_path_works_inside_inference_mode() -> None:
@@ -106,38 +115,65 @@ def test_fast_path_equals_captum_on_uniform_regions(target: int) -> None:
     shared = [int(((c[:, target] == c[:, target].amax(dim=(1, 2), keepdim=True)).sum(dim=(1, 2)) > 1).sum())
               for c in cams]
     assert sum(shared[:2]) > 0, "the case must have steps whose Conv3 or Conv4 maximum is shared"
-    _assert_equals_captum(SaliencyEngine(model).attribute(x, target), captum_ig(model, x, target))
+    _assert_equals_captum(SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, target), captum_ig(model, x, target))
 
 
-def test_receptive_windows_equal_the_whole_image_backward() -> None:
-    """Conv3/Conv4 back-propagated on crops of the CAM maximum's receptive window = on the whole image."""
+def test_support_boxes_equal_the_whole_image_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stage back-propagated on the box of the gradient's support = on the whole image, at every scale."""
     model = _model(3)
     x = _image(4)
-    windowed = SaliencyEngine(model)
-    whole = SaliencyEngine(model)
-    whole.windows = [(stride, 10**6) for stride, _ in whole.windows]  # no window fits: whole-image backward
-    for a, b in zip(windowed.attribute(x, 1).ig, whole.attribute(x, 1).ig):
+    boxed = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    # every step's maximum boxed as the whole CAM: every stage's box is then its whole plane
+    monkeypatch.setattr(saliency, "_max_boxes", lambda ties: [(0, ties.shape[1], 0, ties.shape[2])] * len(ties))
+    whole = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    for a, b in zip(boxed.ig, whole.ig):
         assert np.abs(a).max() > 0
         np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
 
 
+def test_step_groups_picked_by_index_equal_sliced_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps that share maxima are picked from the forward's tensors by a slice where consecutive, by an index
+    tensor (a copy) where not: both must give the same maps (here every group goes the index way)."""
+    model = _model(3)
+    x = _image(4)
+    sliced = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    monkeypatch.setattr(saliency, "_step_rows", lambda steps: torch.tensor(steps))
+    indexed = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    for a, b in zip(indexed.ig, sliced.ig):
+        np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(b).max())
+
+
+def test_support_boxes_shrink_to_the_receptive_field() -> None:
+    """A Conv5 maximum in the corner cell: stage 4 (14 x 14) needs rows and columns 0-4 (the 2 x 2 cells pooled into
+    it, grown by its 3 convolutions), and each stage below doubles the box and grows it by its convolutions, up to the
+    plane's edge (stage 0 by one: the first conv's backward is the caller's). A Conv3 maximum shared by its CAM's
+    whole last row needs the image's last 25 rows."""
+    engine = SaliencyEngine(_model(), grad_dtype=torch.float32)
+    planes = [(224, 224), (112, 112), (56, 56), (28, 28), (14, 14)]
+    assert engine._support(4, (0, 1, 0, 1), planes) == [(0, 121, 0, 121), (0, 60, 0, 60), (0, 29, 0, 29),
+                                                        (0, 13, 0, 13), (0, 5, 0, 5)]
+    assert engine._support(2, (27, 28, 0, 28), planes[:3]) == [(199, 224, 0, 224), (100, 112, 0, 112),
+                                                               (51, 56, 0, 56)]
+
+
 @pytest.mark.parametrize("size", [40, 100, 120])
 def test_fast_path_equals_captum_at_other_sizes(size: int) -> None:
-    """Too small for a window (40), odd pooling sizes (100), a window stride that does not divide the size (120).
+    """Boxes clipped by the plane's edges on every side (40); planes of odd size (100: 25 at stage 2, 120: 15 at
+    stage 3), whose last row and column no pooling window covers.
 
     Seed 4: with seed 3 at 120 px, folding BatchNorm rounds one max-pooling choice the other way (a 0.7 % local
     difference in Conv4, as with the autograd fast path before), which is what the tolerance is not about."""
     model = _model(4)
     x = _image(5, size=size)
-    _assert_equals_captum(SaliencyEngine(model).attribute(x, 1), captum_ig(model, x, 1))
+    _assert_equals_captum(SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1), captum_ig(model, x, 1))
 
 
 def test_portable_convolutions_equal_onednn_fused_ones() -> None:
     """The plain conv2d path (CUDA, builds without oneDNN) gives the maps of the fused oneDNN one."""
     model = _model(3)
     x = _image(4)
-    fused = SaliencyEngine(model)
-    plain = SaliencyEngine(model)
+    fused = SaliencyEngine(model, grad_dtype=torch.float32)
+    plain = SaliencyEngine(model, grad_dtype=torch.float32)
     plain._fused = False
     for a, b in zip(fused.attribute(x, 1).ig, plain.attribute(x, 1).ig):
         np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
@@ -159,7 +195,7 @@ def test_fast_path_on_cuda_equals_cpu() -> None:
     """The CUDA path (plain conv2d, no oneDNN) against the CPU one, both fp32 (TF32 convolutions off for the test)."""
     model = _model(3)
     x = _image(4)
-    cpu = SaliencyEngine(model).attribute(x, 1)
+    cpu = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
