@@ -169,13 +169,8 @@ class SliceSet:
         decides a study on all its lung slices."""
         if max_per_study is None:
             return self
-        keep: list[np.ndarray] = []
-        for s in range(self.n_studies):
-            rows = np.flatnonzero(self.study == s)
-            if rows.size > max_per_study:
-                rows = rows[np.linspace(0, rows.size - 1, max_per_study).round().astype(int)]
-            keep.append(rows)
-        idx = np.concatenate(keep)
+        idx = np.concatenate([evenly_spaced(np.flatnonzero(self.study == s), max_per_study)
+                              for s in range(self.n_studies)])
         t = torch.as_tensor(idx)
         return SliceSet(self.images[t], self.labels[t], self.study[idx], list(self.study_ids), self.study_labels,
                         self.groups, self.classes, self.sources)
@@ -190,6 +185,15 @@ class SliceSet:
     def class_counts(self) -> dict[str, int]:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts))
+
+
+def evenly_spaced(indices: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of ``indices``, evenly spaced from the first to the last (all of them when fewer): the one
+    rule for capping a study's slices, at preparation (``PrepConfig.max_slices``) and in training
+    (:meth:`SliceSet.capped`)."""
+    if indices.size <= limit:
+        return indices
+    return indices[np.linspace(0, indices.size - 1, limit).round().astype(int)]
 
 
 def _lung_mask(record: StudyRecord, method: str, source_lungs: bool = False) -> np.ndarray:
@@ -224,8 +228,8 @@ def prepared_slices(record: StudyRecord, prep: PrepConfig) -> tuple[np.ndarray, 
     else:
         area = mask.reshape(mask.shape[0], -1).sum(axis=1)
         keep = np.flatnonzero(area >= prep.min_lung_fraction * area.max())
-    if prep.max_slices is not None and keep.size > prep.max_slices:
-        keep = keep[np.linspace(0, keep.size - 1, prep.max_slices).round().astype(int)]
+    if prep.max_slices is not None:
+        keep = evenly_spaced(keep, prep.max_slices)
     out = np.empty((keep.size, prep.size, prep.size), dtype=np.float32)
     for j, z in enumerate(keep):
         geometry = crop_geometry(mask[z], prep.margin, unit.shape[1:], prep.size)
