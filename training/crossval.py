@@ -57,8 +57,7 @@ def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
     labels = data.labels.numpy()
     out: dict[str, Any] = {"slice": {"labels": labels, "probs": probs}, "study": {"probs": {}}}
     for name, p in probs.items():
-        ids, _, ps = study_level(labels, p, data.study, data.classes, aggregation.get("rule", "topk_mean"),
-                                 int(aggregation.get("k", 5)), float(aggregation.get("fraction", 0.25)))
+        ids, _, ps = study_level(labels, p, data.study, data.classes, aggregation)
         # The study's own class: with image-level slice labels a diseased study has NP slices too.
         out["study"]["labels"], out["study"]["probs"][name] = data.study_labels[ids], ps
     return out

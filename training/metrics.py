@@ -95,17 +95,16 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
 
 
 def study_level(labels: np.ndarray, probs: np.ndarray, study_index: np.ndarray, classes: Sequence[str],
-                rule: str = "topk_mean", k: int = 5, fraction: float = 0.25
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                aggregation: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slice labels/probabilities grouped by ``study_index`` -> (study ids, study labels, study probabilities).
 
-    Aggregation is ``inference.pipeline.aggregate`` itself (the bundle's rule, e.g. the mean of the top-k slices
-    ranked by 1 - P(NP)), so study-level figures measure exactly what the app reports.
+    Aggregation is ``inference.pipeline.aggregate_as`` itself with a bundle's ``aggregation`` block (e.g. the mean
+    of the top-k slices ranked by 1 - P(NP)), so study-level figures measure exactly what the app reports.
     """
-    from inference.pipeline import aggregate
+    from inference.pipeline import aggregate_as
 
     study_index = np.asarray(study_index)
     ids = np.unique(study_index)
     y = np.array([labels[study_index == s][0] for s in ids], dtype=np.int64)
-    p = np.stack([aggregate(probs[study_index == s], list(classes), rule, k, fraction) for s in ids])
+    p = np.stack([aggregate_as(probs[study_index == s], list(classes), aggregation) for s in ids])
     return ids, y, p

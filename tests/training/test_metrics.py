@@ -67,12 +67,12 @@ def test_study_level_groups_slices():
     labels = np.array([1, 1, 0, 0, 0])
     study = np.array([3, 3, 7, 7, 7])
     probs = np.array([[.4, .6], [.7, .3], [.9, .1], [.8, .2], [.6, .4]])
-    ids, y, p = study_level(labels, probs, study, ["NP", "COVID"], "topk_mean", k=1)
+    ids, y, p = study_level(labels, probs, study, ["NP", "COVID"], {"rule": "topk_mean", "k": 1})
     assert list(ids) == [3, 7] and list(y) == [1, 0]
     assert np.allclose(p, [[.4, .6], [.6, .4]])  # per study, the slice with the least P(NP)
-    _, _, p2 = study_level(labels, probs, study, ["NP", "COVID"], "topk_mean", k=2)
+    _, _, p2 = study_level(labels, probs, study, ["NP", "COVID"], {"rule": "topk_mean", "k": 2})
     assert np.allclose(p2[1], (probs[3] + probs[4]) / 2)
-    _, _, mean = study_level(labels, probs, study, ["NP", "COVID"], "mean")
+    _, _, mean = study_level(labels, probs, study, ["NP", "COVID"], {"rule": "mean"})
     assert np.allclose(mean[1], probs[2:].mean(0))
 
 
