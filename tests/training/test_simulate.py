@@ -129,7 +129,8 @@ def test_blocks_cover_apex_and_base_as_often_as_the_middle(bg) -> None:
 def test_simulated_studies_mix_whole_scans_and_blocks() -> None:
     """Part of the studies are the whole background (as the pipeline sees a chest CT), the rest 70 mm slabs; the
     scanner may resample the slices, so the comparison is in millimetres."""
-    whole_mm = phantom_background(7).hu.shape[0] * phantom_background(7).spacing_mm[0]
+    whole = phantom_background(7)
+    whole_mm = whole.hu.shape[0] * whole.spacing_mm[0]
     extents = [r.array.shape[0] * r.spacing_mm[0] for r in simulated_studies(["phantom:7"], per_class=6, seed=3)]
-    whole = sum(e >= 0.9 * whole_mm for e in extents)
-    assert 0 < whole < len(extents), (extents, whole_mm)
+    n_whole = sum(e >= 0.9 * whole_mm for e in extents)
+    assert 0 < n_whole < len(extents), (extents, whole_mm)
