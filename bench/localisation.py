@@ -9,8 +9,10 @@ with its default lung method. Printed, against the simulator's voxel truth:
 
 * lungs: Dice of the pipeline's lung mask and the fraction of lesion voxels inside it;
 * severity: percentage of opacity (PO) against the true lesion percentage of the lung: mean absolute error;
-* saliency: the pointing game (the map's maximum inside a lesion) on every explained slice that has a lesion, for
-  the joint map, each scale's Integrated Gradients and each CAM;
+* saliency: the pointing game (the map's maximum inside a lesion: the largest magnitude of the joint map and of each
+  scale's Integrated Gradients, the largest value of each CAM) on every explained slice that has a lesion; the
+  maps are the pipeline's, zero outside its lung mask; ``random_in_lungs`` is the chance a random lung pixel of
+  the same slices is a lesion pixel, the pointing game of a map that knows nothing;
 * boxes: recall of the true lesion components (8-connected, at least 20 mm^2) at IoU >= 0.3, and false boxes (IoU
   < 0.3 with every true component) per lung slice;
 * classification of these studies (3-way accuracy).
@@ -72,7 +74,7 @@ def _maps(slice_maps) -> dict[str, np.ndarray]:
 def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
     bundle = load_bundle(model, device="cpu")
     classes = bundle.classes
-    studies, hits = [], {m: [] for m in MAPS}
+    studies, hits, chance = [], {m: [] for m in MAPS}, []
     recall_hits = recall_total = false_boxes = lung_slices = 0
     t0 = time.time()
     for spec in specs:
@@ -97,8 +99,13 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                     recall_hits += sum(any(_iou(t, p) >= 0.3 for p in predicted) for t in truth)
                     false_boxes += sum(not any(_iou(p, t) >= 0.3 for t in truth) for p in predicted)
                     if s.index in result.maps and lesion[s.index].any():
+                        lungs_k = result.lung_mask[s.index]
+                        chance.append(float(lesion[s.index][lungs_k].mean()) if lungs_k.any() else 0.0)
                         for name, m in _maps(result.maps[s.index]).items():
-                            peak = np.unravel_index(int(np.argmax(np.abs(m))), m.shape)
+                            # IG and the joint map by magnitude (the paper's |.|); a CAM by its largest class
+                            # evidence (its strongest negative values are evidence against the class)
+                            score = np.where(lungs_k, m if name.startswith("cam") else np.abs(m), -np.inf)
+                            peak = np.unravel_index(int(np.argmax(score)), m.shape)
                             hits[name].append(bool(lesion[s.index][peak]))
                 studies.append({
                     "background": bg.name, "label": label, "findings": findings, "predicted": result.label,
@@ -119,6 +126,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
         "opacity_mae_points": round(float(np.mean(errors)), 3) if errors else None,
         "pointing_game": {m: (round(float(np.mean(v)), 4) if v else None) for m, v in hits.items()},
         "pointing_slices": len(hits["joint"]),
+        "pointing_random_in_lungs": round(float(np.mean(chance)), 4) if chance else None,
         "box_recall_iou30": round(recall_hits / recall_total, 4) if recall_total else None,
         "false_boxes_per_lung_slice": round(false_boxes / max(1, lung_slices), 4),
         "outside_flagged": int(sum(bool(s["outside"]) for s in studies)),

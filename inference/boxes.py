@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_isodata
 
-from .preprocess import CropGeometry, resize_map
+from .preprocess import CropGeometry
 
 __all__ = ["Box", "LesionMap", "blur5", "saliency_mask", "extract_lesions", "opacity_boxes", "infection_percent",
            "lung_volume_ml", "BOX_LABELS"]
@@ -88,8 +88,7 @@ def extract_lesions(joint: np.ndarray, geometry: CropGeometry, lung_mask: np.nda
     """
     labels, blurred = saliency_mask(joint, min_area_px)
     if lung_mask is not None:  # nothing outside the lungs becomes a box or counts as infection
-        lung_crop = np.asarray(lung_mask, dtype=np.float32)[geometry.y0:geometry.y1, geometry.x0:geometry.x1]
-        labels[resize_map(lung_crop, (geometry.size, geometry.size)) <= 0.5] = 0
+        labels[~geometry.mask_to_output(lung_mask)] = 0
     boxes: list[Box] = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:

@@ -38,7 +38,7 @@ from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
-from .saliency import SaliencyEngine
+from .saliency import SaliencyEngine, joint_saliency
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
            "aggregate", "aggregate_as", "positive_classes"]
@@ -202,15 +202,30 @@ def _classify(model: torch.nn.Module, inputs: Callable[[np.ndarray], np.ndarray]
 
 
 def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[np.ndarray],
-             geometry: CropGeometry, class_name: str) -> tuple[SliceMaps, np.ndarray]:
-    """IG maps of one prepared slice, mapped back to original pixels; also returns the joint map in the 224 grid."""
+             geometry: CropGeometry, class_name: str, lung: np.ndarray) -> tuple[SliceMaps, np.ndarray]:
+    """IG maps of one prepared slice, mapped back to original pixels and kept inside the slice's lung mask
+    (``lung``); also returns the joint map in the 224 grid, zero outside the lungs.
+
+    Why the lung restriction (not in the paper): with a zero baseline, Integrated Gradients weighs a pixel's
+    gradient by its brightness, so bone and soft tissue round the lungs (the spine above all) carried the largest
+    attributions, and the map's maximum landed there on most real slices. Disease is in the lungs (the mask keeps
+    the lesions), so the maps the viewer shows, the pointing game and the Isodata threshold of the boxes see only
+    the lungs. ``bench/localisation.py --per-class 4 --phantom-patients 3 --seed 777`` (297 slices with lesions,
+    default 2.2.0): pointing game of the joint map 0.21 -> 0.63 (a random lung pixel: 0.21), Conv3/4/5 IG
+    0.14/0.10/0.14 -> 0.62/0.57/0.61. Restricting each scale's global max pooling to the lung cells as well (so IG
+    explains the lungs' own evidence) gave 0.64 and was left out."""
     sal = engine.attribute(torch.from_numpy(x224)[None], target)
     size = geometry.size
-    maps = SliceMaps(joint=geometry.map_to_original(sal.joint),
-                     ig=[geometry.map_to_original(m) for m in sal.ig],
-                     cams=[geometry.map_to_original(resize_map(c, (size, size))) for c in cams],
-                     target=class_name)
-    return maps, sal.joint
+    lung224, inside = geometry.mask_to_output(lung), lung.astype(np.float32)
+
+    def back(m: np.ndarray | torch.Tensor) -> np.ndarray:
+        return geometry.map_to_original(m) * inside
+
+    ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
+    joint224 = joint_saliency(ig224)  # each scale at its peak inside the lungs
+    maps = SliceMaps(joint=back(joint224), ig=[back(m) for m in ig224],
+                     cams=[back(resize_map(c, (size, size))) for c in cams], target=class_name)
+    return maps, joint224
 
 
 def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: np.ndarray | None = None,
@@ -273,7 +288,8 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         for done, i in enumerate(explain, start=1):
             k = int(selected[i])
             slice_maps_k, joint224 = _explain(engine, _input(volume, window, k, geometries[k], size),
-                                              classes.index(predicted[i]), cams[i], geometries[k], predicted[i])
+                                              classes.index(predicted[i]), cams[i], geometries[k], predicted[i],
+                                              lung_mask[k])
             maps[k] = slice_maps_k
             if predicted[i] in positive:
                 lesions = extract_lesions(joint224, geometries[k], lung_mask[k],
@@ -308,7 +324,7 @@ def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray
                                _temperature(bundle))
     target = int(probs[0].argmax())
     engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
-    maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target])
+    maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target], lung_mask[index])
     return maps
 
 

@@ -53,6 +53,11 @@ class CropGeometry:
         oy1 = math.ceil(self.y0 + (y1 + 1) * self.scale_y - 1e-6) - 1
         return (max(0, ox0), max(0, oy0), min(cols - 1, max(ox0, ox1)), min(rows - 1, max(oy0, oy1)))
 
+    def mask_to_output(self, mask: np.ndarray) -> np.ndarray:
+        """A bool (rows, cols) mask of the original image -> bool (size, size) in the output grid (area share > 0.5)."""
+        crop = np.asarray(mask, dtype=np.float32)[self.y0:self.y1, self.x0:self.x1]
+        return resize_map(crop, (self.size, self.size)) > 0.5
+
     def map_to_original(self, map_out: np.ndarray | torch.Tensor) -> np.ndarray:
         """A (size, size) map in the output grid -> float32 (rows, cols): resized into the crop, zero outside it."""
         rows, cols = self.shape

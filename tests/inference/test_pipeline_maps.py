@@ -1,0 +1,30 @@
+"""The maps a study's analysis returns: every one is zero outside the slice's lung mask and carries signal inside."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inference.bundle import load_bundle
+from inference.io import Volume
+from inference.pipeline import analyze, slice_maps
+
+
+def test_maps_stay_inside_the_lungs(tiny_bundle: Path, phantom_covid) -> None:
+    volume = Volume(array=phantom_covid.hu.astype(np.float32), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5))
+    lungs = phantom_covid.lung_mask.astype(bool)
+    bundle = load_bundle(str(tiny_bundle), device="cpu")
+    result = analyze(volume, bundle, saliency="all", lungs=lungs)
+    assert len(result.maps) >= 3
+    for index, maps in list(result.maps.items())[:3]:
+        outside = ~lungs[index]
+        for m in (maps.joint, *maps.ig, *maps.cams):
+            assert not np.any(m[outside]), "a map has values outside the lungs"
+        # a scale's IG flows only through its max-pooled location's receptive field, which may lie outside the lungs
+        # (then that map, and the joint product, are zero there); the CAMs always cover the lungs
+        assert all(np.any(c[lungs[index]]) for c in maps.cams)
+        assert any(np.any(m[lungs[index]]) for m in maps.ig)
+        assert float(np.abs(maps.joint).max()) <= 1.0 + 1e-6  # scaled per scale, not a vanishing raw product
+    index = next(iter(result.maps))
+    again = slice_maps(volume, bundle, index, lungs)  # the viewer's on-demand maps follow the same rule
+    assert not any(np.any(m[~lungs[index]]) for m in (again.joint, *again.ig, *again.cams))
