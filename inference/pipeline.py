@@ -36,7 +36,7 @@ from .domain import assess
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
-from .opacity import aerated_baseline, opacity_labels, percentages
+from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 
@@ -273,8 +273,10 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
     if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
         baseline = aerated_baseline(volume.array, lung_mask)
+        slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None else None
         for i, k in enumerate(selected):
-            opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline)
+            opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline,
+                                             counted=through_plane_interior(lung_mask, int(k), slice_mm))
             slices[i].opacity_px = int(np.count_nonzero(opacity_mask[k]))
         opacity = percentages(opacity_mask, lung_mask)
     min_box_px = max(4, int(round(MIN_BOX_AREA_MM2 / (pixel_mm * pixel_mm)))) if volume.is_hu else 0

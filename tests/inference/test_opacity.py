@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.opacity import CONSOLIDATION, GGO, aerated_baseline, opacity_labels, percentages
+from inference.opacity import (CONSOLIDATION, GGO, aerated_baseline, opacity_labels, percentages,
+                               through_plane_interior)
 
 
 def _lungs(n: int = 3, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -88,3 +89,27 @@ def test_the_row_wise_opening_is_scipys_binary_opening_with_the_disk() -> None:
             mask[:] = True
         disk = _disk(rng.uniform(0.5, 6))
         np.testing.assert_array_equal(_opening(mask, disk), ndimage.binary_opening(mask, structure=disk))
+
+
+def test_the_lungs_through_plane_rim_is_not_counted() -> None:
+    """Where the lung ends between thick slices (the diaphragm dome), a slice's edge pixels share their thickness
+    with the tissue below and look like ground glass: in a study of 5 mm slices they are lung but not opacity; on
+    thin slices, or alone (no neighbours known), a slice's own pixels all count. Labelling slice by slice with
+    ``counted`` is labelling the volume."""
+    hu, lung = _lungs(5)
+    lung[2, 108:124, 10:60] = True  # slice 2 reaches further down than its neighbours: the rim
+    hu[2, 108:124, 10:60] = -520.0  # partial volume with the tissue below
+    hu[:, 40:70, 20:50] = -500.0  # ground glass inside the lung, through all slices
+    labels = opacity_labels(hu, lung, pixel_mm=0.7, slice_mm=5.0)
+    assert not labels[2, 110:122, 15:55].any(), "the through-plane rim is not opacity"
+    thin = opacity_labels(hu, lung, pixel_mm=0.7, slice_mm=1.25)
+    assert (thin[2, 110:122, 15:55] == GGO).mean() > 0.9
+    np.testing.assert_array_equal(thin, opacity_labels(hu, lung, pixel_mm=0.7))  # spacing unknown: as thin
+    assert (labels[1:4, 45:65, 25:45] == GGO).all()
+    alone = opacity_labels(hu[2], lung[2], pixel_mm=0.7, baseline=aerated_baseline(hu, lung))
+    assert (alone[110:122, 15:55] == GGO).mean() > 0.9
+    rim = lung[2] & ~through_plane_interior(lung, 2, 5.0)
+    assert rim[108:124, 10:60].all() and rim.sum() == 16 * 50
+    per_slice = np.stack([opacity_labels(hu[z], lung[z], pixel_mm=0.7, baseline=aerated_baseline(hu, lung),
+                                         counted=through_plane_interior(lung, z, 5.0)) for z in range(len(hu))])
+    np.testing.assert_array_equal(per_slice, labels)

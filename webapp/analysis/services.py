@@ -279,7 +279,8 @@ def slice_opacity(slice_result: SliceResult) -> np.ndarray:
 
     volume = readable_volume(run)
     pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7  # as inference.pipeline
-    mask = opacity_labels(volume.array, run_lungs(run, volume), pixel_mm)
+    mask = opacity_labels(volume.array, run_lungs(run, volume), pixel_mm,
+                          slice_mm=float(volume.spacing_mm[0]) if volume.spacing_mm is not None else None)
     maps.save_opacity_mask(run.pk, mask)
     return mask[index]
 
