@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--lr", type=float, default=5e-4, help="above the paper's 1e-4: a short budget")
     p.add_argument("--baseline", action="store_true", help="also cross-validate ResNet-18 (doubles the time)")
+    p.add_argument("--init", help="also cross-validate MultiScaleVGG started from this bundle's backbone (e.g. "
+                                  "default: trained on simulated lesions in real CT; same width)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "ucsd")
     a = p.parse_args(argv)
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{data.n_studies} images, {len(set(data.groups))} source groups, {data.class_counts()} "
           f"({time.time() - t0:.0f} s to load)", flush=True)
     models = [ModelSpec("MultiScaleVGG", "MultiScaleVGG", a.width)]
+    if a.init:
+        models.append(ModelSpec(f"MultiScaleVGG from {Path(a.init).name}", "MultiScaleVGG", a.width, a.init))
     if a.baseline:
         models.append(ModelSpec("ResNet-18", "resnet18", a.width))
     recipe = TrainConfig(iterations=a.iterations, lr=a.lr, val_every=max(25, a.iterations // 6),

@@ -31,11 +31,13 @@ __all__ = ["ModelSpec", "CrossvalConfig", "evaluate", "predictions", "score", "r
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to cross-validate: the label in the tables, the architecture, its width."""
+    """A model to cross-validate: the label in the tables, the architecture, its width, and optionally the bundle
+    whose backbone it starts from (``make_model``'s ``init``)."""
 
     label: str
     arch: str
     width: float = 1.0
+    init: str | None = None
 
 
 @dataclass
@@ -106,7 +108,7 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
                                 "n_test_studies": int(len(test_idx)), "n_test_slices": len(test), "models": {}}
         for spec in config.models:
             torch.manual_seed(config.train.seed + f)
-            model = make_model(spec.arch, len(data.classes), spec.width)
+            model = make_model(spec.arch, len(data.classes), spec.width, spec.init)
             t0 = time.time()
             result = train(model, train_pool.subset(tr).capped(config.max_slices), train_pool.subset(va), config.train,
                            out_dir=out / "runs" / f"fold{f}-{spec.arch}", device=config.device)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from inference.bundle import resolve_device
+from inference.bundle import load_bundle, resolve_device
 from inference.classifier import SCALE_NAMES, MultiScaleVGG
 
 from .augment import AugmentConfig, augment_batch
@@ -93,19 +93,29 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def make_model(arch: str, num_classes: int, width: float = 1.0) -> nn.Module:
+def make_model(arch: str, num_classes: int, width: float = 1.0, init: str | None = None) -> nn.Module:
     """A fresh ``MultiScaleVGG`` (the paper's) or ``resnet18`` (the from-scratch baseline).
 
     MultiScaleVGG's 1x1 CAM heads are re-initialised N(0, 0.01), bias 0: the architecture's kaiming fan-out init
     (fan-out = K) gives max-pooled class scores of magnitude ~10 at the start, a saturated softmax whose wrong
     confident guesses take hundreds of iterations to unlearn; small heads start every class near 1/K.
+    ``init`` (a bundle name or folder of the same width): its convolutional backbone (weights and BatchNorm
+    statistics) is the starting point, the heads are new (the task may have other classes): transfer from a
+    bundle trained on another task, e.g. the simulated-lesion one.
     """
     if arch == "MultiScaleVGG":
         model = MultiScaleVGG(num_classes=num_classes, width=width)
+        if init is not None:
+            source = load_bundle(init, device="cpu").model
+            if getattr(source, "width", None) != width:
+                raise ValueError(f"{init} has width {getattr(source, 'width', None)}, not {width}")
+            model.stages.load_state_dict(source.stages.state_dict())
         for head in model.heads:
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
         return model
+    if init is not None:
+        raise ValueError("only MultiScaleVGG starts from a bundle's backbone")
     if arch == "resnet18":
         return ResNet18(num_classes=num_classes, width=width)
     raise ValueError(f"unknown architecture {arch!r}: MultiScaleVGG or resnet18")

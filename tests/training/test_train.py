@@ -6,6 +6,7 @@ import torch
 
 from training.augment import AugmentConfig
 from training.datasets import TASKS, PrepConfig, build_slice_set, toy_studies
+from inference.classifier import MultiScaleVGG
 from training.train import TrainConfig, make_model, predict, train
 
 NO_AUG = AugmentConfig(crop_scale=(1.0, 1.0), rotation_deg=0.0, hflip_p=0.0, contrast=(1.0, 1.0))
@@ -77,3 +78,24 @@ def test_early_stopping_ends_a_stage(tiny):
                    _cfg(iterations=400, val_every=5, patience=5, lr=1e-6))
     assert result.iterations == 400
     assert len(result.history) < 400 / 10  # whole stretches skipped, not run
+
+
+def test_model_starts_from_a_bundles_backbone_with_new_heads(tmp_path) -> None:
+    from inference.bundle import load_bundle, save_bundle
+
+    torch.manual_seed(3)
+    source = MultiScaleVGG(3, width=0.125)
+    with torch.no_grad():  # BatchNorm statistics travel with the backbone
+        source.stages[0][1].running_mean.uniform_(0.1, 0.2)
+    path = save_bundle(source, tmp_path / "source", {"name": "source", "version": "0.0.1",
+                                                     "classes": ["NP", "CAP", "COVID"]})
+    model = make_model("MultiScaleVGG", 2, width=0.125, init=str(path))
+    stored = load_bundle(str(path), device="cpu").model  # as the bundle keeps them (fp16 weights)
+    for ours, theirs in zip(model.stages.state_dict().values(), stored.stages.state_dict().values()):
+        torch.testing.assert_close(ours, theirs)
+    assert float(model.stages[0][1].running_mean.min()) >= 0.09
+    assert all(h.out_channels == 2 and float(h.weight.std()) < 0.05 for h in model.heads)
+    with pytest.raises(ValueError, match="width"):
+        make_model("MultiScaleVGG", 2, width=0.25, init=str(path))
+    with pytest.raises(ValueError, match="MultiScaleVGG"):
+        make_model("resnet18", 2, width=0.125, init=str(path))
