@@ -8,7 +8,8 @@ with confounders), through a random scanner (``training.simulate``), then the wh
 with its default lung method. Printed, against the simulator's voxel truth:
 
 * lungs: Dice of the pipeline's lung mask and the fraction of lesion voxels inside it;
-* severity: percentage of opacity (PO) against the true lesion percentage of the lung: mean absolute error;
+* severity: percentage of opacity (PO) and the infection % (the opacity of the slices called diseased) against the
+  true lesion percentage of the lung: mean absolute errors;
 * saliency: the pointing game (the map's maximum inside a lesion: the largest magnitude of the joint map and of each
   scale's Integrated Gradients, the largest value of each CAM) on every explained slice that has a lesion; the
   maps are the pipeline's, zero outside its lung mask; ``random_in_lungs`` is the chance a random lung pixel of
@@ -111,6 +112,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                     "background": bg.name, "label": label, "findings": findings, "predicted": result.label,
                     "truth_percent": round(float(truth_pct), 3),
                     "opacity_percent": (result.opacity or {}).get("percent"),
+                    "infection_percent": round(float(result.infection_percent), 3),
                     "lung_dice": round(_dice(result.lung_mask, sample.lung), 4),
                     "lesion_in_lungs": round(float((result.lung_mask & lesion).sum() / lesion.sum()), 4)
                     if lesion.any() else None,
@@ -124,6 +126,8 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
         "lung_dice_mean": round(float(np.mean([s["lung_dice"] for s in studies])), 4),
         "lesion_in_lungs_mean": round(float(np.mean(inside)), 4) if inside else None,
         "opacity_mae_points": round(float(np.mean(errors)), 3) if errors else None,
+        "infection_mae_points": round(float(np.mean([abs(s["infection_percent"] - s["truth_percent"])
+                                                     for s in studies])), 3),
         "pointing_game": {m: (round(float(np.mean(v)), 4) if v else None) for m, v in hits.items()},
         "pointing_slices": len(hits["joint"]),
         "pointing_random_in_lungs": round(float(np.mean(chance)), 4) if chance else None,

@@ -4,7 +4,8 @@ The paper localises lesions without box labels: the joint IG saliency of a slice
 a 5x5 Gaussian, binarised with the Isodata threshold (Ridler-Calvard: the level halfway between the means of the
 two classes it separates, scale-free, so no tuned constant), cleaned with a morphological closing (dilation then
 erosion), split into connected components, and each component above a minimum area becomes its minimal bounding
-rectangle. Here the binary map is also kept: its part inside the lungs, over the lung area, is the severity.
+rectangle. Here the binary map is also kept: its part inside the lungs is a diseased slice's infected area on
+images without HU (on HU images the pipeline measures opacity instead, ``inference.pipeline._infected_px``).
 """
 from __future__ import annotations
 
@@ -135,7 +136,8 @@ def opacity_boxes(opacity: np.ndarray, salient: np.ndarray | None, label: str, m
 
 
 def infection_percent(infected_px: int, lung_px: int) -> float:
-    """Severity: saliency-positive lung area over lung area, in percent (0 when there is no lung)."""
+    """Severity: infected lung area (``inference.pipeline._infected_px``) over lung area, in percent (0 when there
+    is no lung)."""
     return 100.0 * infected_px / lung_px if lung_px else 0.0
 
 

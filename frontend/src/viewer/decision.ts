@@ -139,8 +139,11 @@ function aiSummary(analysis: Analysis | null): HTMLElement {
     bar.appendChild(el('span')).style.width = `${(p * 100).toFixed(1)}%`;
     tr.append(el('td', '', classText(key)), bar, el('td', 'num', percent(p, 1)));
   }
-  box.appendChild(el('p', '', `Infection: ${infection(analysis.infection_percent)} of lung`
+  const infected = box.appendChild(el('p', '', `Infection: ${infection(analysis.infection_percent)} of lung`
     + (analysis.lung_volume_ml != null ? ` · lung ${Math.round(analysis.lung_volume_ml)} ml` : '')));
+  infected.title = analysis.opacity_percent != null
+    ? 'The opacity (ground glass and consolidation density) of the slices the AI calls diseased, over the lung volume'
+    : 'The area the AI\'s saliency marks on the slices it calls diseased (no HU in these images to measure opacity)';
   box.appendChild(el('p', 'muted small', `Model ${analysis.model_name} ${analysis.model_version ?? ''}`));
   return box;
 }
