@@ -32,7 +32,7 @@ import torch
 
 from .boxes import BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
 from .bundle import AGGREGATION_RULES, Bundle, min_lung_fraction_of
-from .domain import assess
+from .domain import assess, trained_on_hu
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
@@ -266,7 +266,8 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     probs, cams, features = _classify(model, inputs, selected, device, _temperature(bundle))
     deciding = _deciding(areas[selected], bundle)
     study = aggregate_as(probs[deciding], classes, bundle.meta.get("aggregation", {}))
-    domain = assess(features[deciding], bundle.meta.get("domain"), lungs_found)
+    domain = assess(features[deciding], bundle.meta.get("domain"), lungs_found,
+                    familiar_input=volume.is_hu == trained_on_hu(bundle.meta))
     t_classify = time.perf_counter()
     report(0.3, f"classified {len(selected)} slices")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.domain import assess
+from inference.domain import assess, trained_on_hu
 from training.calibration import (choose_aggregation, expected_calibration_error, fit_domain, fit_temperature,
                                   study_probabilities)
 
@@ -54,6 +54,7 @@ def test_domain_flags_shifted_features_and_passes_familiar_ones() -> None:
     shifted = [assess(rng.normal(1.5, 1, (10, 16)), stats)["outside"] for _ in range(50)]
     assert sum(familiar) <= 3 and sum(shifted) >= 47
     assert assess(rng.normal(0, 1, (10, 16)), stats, lungs_found=False)["outside"], "no lungs: always outside"
+    assert assess(rng.normal(0, 1, (10, 16)), stats, familiar_input=False)["outside"], "8-bit to a HU model"
     assert assess(rng.normal(0, 1, (10, 16)), None) is None
 
 
@@ -81,3 +82,8 @@ def test_study_rule_is_chosen_on_validation_studies_of_every_length() -> None:
     accuracy = (study_probabilities(logits, study, CLASSES, aggregation, t).argmax(1) == labels).mean()
     fixed = (study_probabilities(logits, study, CLASSES, {"rule": "topk_mean", "k": 5}, 1.0).argmax(1) == labels).mean()
     assert accuracy > fixed + 0.1, (accuracy, fixed)
+
+
+def test_a_bundle_says_which_kind_of_pixel_values_it_learned_from() -> None:
+    assert trained_on_hu({"training": {"source": "simulated"}}) and trained_on_hu({})
+    assert not trained_on_hu({"training": {"source": "images"}})
