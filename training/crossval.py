@@ -22,6 +22,7 @@ from torch import nn
 
 from inference.bundle import DEFAULT_META
 
+from .calibration import choose_aggregation, logits_and_features
 from .datasets import SliceSet, group_kfold, group_split
 from .metrics import classification_metrics, study_level
 from .train import TrainConfig, make_model, predict, train
@@ -48,6 +49,9 @@ class CrossvalConfig:
     models: tuple[ModelSpec, ...] = (ModelSpec("MultiScaleVGG", "MultiScaleVGG"), ModelSpec("ResNet-18", "resnet18"))
     train: TrainConfig = field(default_factory=TrainConfig)
     aggregation: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_META["aggregation"]))
+    #: Choose each fold's study rule and temperature on its validation studies, as ``train-default`` does for the
+    #: shipped bundle (``training.calibration.choose_aggregation``); False scores every fold with ``aggregation``.
+    choose_rule: bool = True
     device: str = "auto"
     max_slices: int | None = None  # per training study (SliceSet.capped); test studies keep every lung slice
 
@@ -85,6 +89,17 @@ def _held_out_name(test: SliceSet) -> str:
     return "/".join(sources) + (f" ({', '.join(groups)})" if len(groups) <= 3 else f" ({len(groups)} patients)")
 
 
+def _study_rule(model: nn.Module, val: SliceSet, config: CrossvalConfig) -> tuple[dict[str, Any], float]:
+    """The study rule and temperature a fold's model is scored with: chosen on its validation studies when
+    ``config.choose_rule`` (what a shipped bundle carries), else ``config.aggregation`` at temperature 1. Before,
+    every fold was scored with the default top-5 rule, so the study figures of a leave-one-background-out run
+    were not those of the recipe that made the shipped bundle (which chose ``mean`` on validation)."""
+    if not config.choose_rule or len(val) == 0:
+        return dict(config.aggregation), 1.0
+    logits, _ = logits_and_features(model, val.images)
+    return choose_aggregation(logits, val.study, val.study_labels, list(val.classes), config.aggregation)
+
+
 def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
                  log: Callable[[str], None] = print,
                  splits: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
@@ -112,11 +127,13 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
             t0 = time.time()
             result = train(model, train_pool.subset(tr).capped(config.max_slices), train_pool.subset(va), config.train,
                            out_dir=out / "runs" / f"fold{f}-{spec.arch}", device=config.device)
-            pred = predictions(result.model, test, config.aggregation)
+            aggregation, temperature = _study_rule(result.model, train_pool.subset(va), config)
+            pred = predictions(result.model, test, aggregation, temperature=temperature)
             metrics = score(pred, data.classes)
             fold["models"][spec.label] = {"metrics": metrics, "train": {
                 "iterations": result.iterations, "steps": result.steps, "best": result.best, "wall_s": round(time.time() - t0, 1),
-                "slices_per_s": round(result.slices_per_s, 2)}}
+                "slices_per_s": round(result.slices_per_s, 2)},
+                "study_rule": {"aggregation": aggregation, "temperature": round(temperature, 4)}}
             for level in ("slice", "study"):
                 for name, p in pred[level]["probs"].items():
                     slot = pooled.setdefault(spec.label, {}).setdefault(level, {}).setdefault(

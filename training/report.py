@@ -133,8 +133,9 @@ def write_report(raw: dict[str, Any], out_dir: str | Path, title: str, setup: di
     lines = [f"# {title}", "", CI_NOTE, "",
              "Summary metrics: for a two-class task the positive class is the second one "
              f"({classes[-1] if len(classes) == 2 else 'n/a'}); for more classes, the macro mean of the one-vs-rest "
-             "figures. Study level: slice probabilities aggregated with the bundle rule "
-             "(inference.pipeline.aggregate: mean of the top-k slices ranked by 1 - P(NP)).", ""]
+             "figures. Study level: slice probabilities aggregated with each fold's study rule and temperature, "
+             "chosen on its validation studies as a shipped bundle's are (inference.pipeline.aggregate; "
+             "folds.json: study_rule).", ""]
     lines += ["## Setup", "", "```json", json.dumps(setup, indent=1, default=float), "```", ""]
     for level in ("slice", "study"):
         lines += [f"## Classifiers, {level} level (paper Table 2)", "",
