@@ -118,16 +118,16 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
     for f, (train_idx, test_idx) in enumerate(splits):
         train_pool = data.subset(train_idx)
         tr, va = group_split(train_pool.study_labels, train_pool.groups, config.val_fraction, seed=config.seed + f)
-        test = data.subset(test_idx)
+        val, test = train_pool.subset(va), data.subset(test_idx)
         fold: dict[str, Any] = {"fold": f, "held_out": _held_out_name(test), "n_train_studies": int(len(tr)), "n_val_studies": int(len(va)),
                                 "n_test_studies": int(len(test_idx)), "n_test_slices": len(test), "models": {}}
         for spec in config.models:
             torch.manual_seed(config.train.seed + f)
             model = make_model(spec.arch, len(data.classes), spec.width, spec.init)
             t0 = time.time()
-            result = train(model, train_pool.subset(tr).capped(config.max_slices), train_pool.subset(va), config.train,
+            result = train(model, train_pool.subset(tr).capped(config.max_slices), val, config.train,
                            out_dir=out / "runs" / f"fold{f}-{spec.arch}", device=config.device)
-            aggregation, temperature = _study_rule(result.model, train_pool.subset(va), config)
+            aggregation, temperature = _study_rule(result.model, val, config)
             pred = predictions(result.model, test, aggregation, temperature=temperature)
             metrics = score(pred, data.classes)
             fold["models"][spec.label] = {"metrics": metrics, "train": {
