@@ -1,7 +1,12 @@
 """Benchmark: Integrated Gradients for the three scales of one 224x224 slice, captum per scale vs the fast path.
 
     .venv/bin/python bench/saliency.py [--repeats 3] [--threads 2] [--width 1.0] [--steps 25] [--device cpu|cuda]
-                                       [--grad-dtype auto|float32|bfloat16]
+                                       [--grad-dtype auto|float32|bfloat16] [--size 224] [--slices 1]
+                                       [--grouping auto|boxes|whole]
+
+``--slices N`` gives the fast path N slices in one call (``SaliencyEngine.attribute_many``, as the pipeline does
+for small models) and reports its time per slice; captum explains one. ``--size 112 --width 0.25`` is the shipped
+default model's input.
 
 Same model (full width, eval mode, random weights with non-trivial BatchNorm statistics), same input, same run;
 the two methods alternate so a busy machine slows both alike, and the best of ``--repeats`` is kept. Prints seconds
@@ -86,6 +91,10 @@ def main() -> None:
     parser.add_argument("--grad-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="the engine's backward convolutions (auto: bf16 on a CPU with AMX, else fp32)")
     parser.add_argument("--tf32", action="store_true", help="CUDA: keep TF32 convolutions (torch's default)")
+    parser.add_argument("--size", type=int, default=224, help="input rows and columns")
+    parser.add_argument("--slices", type=int, default=1, help="slices per fast-path call (attribute_many)")
+    parser.add_argument("--grouping", default="auto", choices=["auto", "boxes", "whole"],
+                        help="the backward's grouping (auto: whole planes for small models)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no CUDA device here")
@@ -98,13 +107,19 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         where = f"cuda ({torch.cuda.get_device_name(device)}, TF32 {'on' if args.tf32 else 'off'})"
     model = _model(args.width).to(device)
-    x = torch.rand(1, 1, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
+    xs = torch.rand(args.slices, 1, args.size, args.size, generator=torch.Generator().manual_seed(1)).to(device)
+    x = xs[:1]
     target = 2
     load_before = _loadavg()
     missing = _captum_missing()
     grad_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}[args.grad_dtype]
-    engine = SaliencyEngine(model, steps=args.steps, grad_dtype=grad_dtype)
-    engine.attribute(x, target)  # warm-up: kernel selection, the engine's buffers
+    whole_plane = {"auto": None, "boxes": False, "whole": True}[args.grouping]
+    engine = SaliencyEngine(model, steps=args.steps, grad_dtype=grad_dtype, whole_plane=whole_plane)
+
+    def fast_path() -> list:
+        return engine.attribute_many(xs, [target] * args.slices)
+
+    fast_path()  # warm-up: kernel selection, the engine's buffers
     if missing is None:
         captum_ig(model, x, target, args.steps)
 
@@ -115,16 +130,19 @@ def main() -> None:
             seconds, cpu, reference = _timed(lambda: captum_ig(model, x, target, args.steps), device)
             t_captum.append(seconds)
             cpu_captum.append(cpu)
-        seconds, cpu, fast = _timed(lambda: engine.attribute(x, target), device)
-        t_fast.append(seconds)
-        cpu_fast.append(cpu)
+        seconds, cpu, maps = _timed(fast_path, device)
+        fast = maps[0]
+        t_fast.append(seconds / args.slices)
+        cpu_fast.append(cpu / args.slices)
     load_after = _loadavg()
 
     figures: dict = {"torch": torch.__version__, "device": where, "width": args.width, "steps": args.steps,
+                     "size": args.size, "slices_per_call": args.slices, "grouping": args.grouping,
                      "repeats": args.repeats, "loadavg_before": load_before, "loadavg_after": load_after,
                      "fast_s": min(t_fast), "fast_all_s": t_fast,
                      "fast_cpu_s": min(cpu_fast), "grad_dtype": str(engine.grad_dtype).removeprefix("torch.")}
-    print(f"torch {torch.__version__}, {where}, width {args.width}, m={args.steps}, best of {args.repeats}, "
+    print(f"torch {torch.__version__}, {where}, width {args.width}, {args.size} px, {args.slices} slice(s) per "
+          f"call, grouping {args.grouping}, m={args.steps}, best of {args.repeats}, "
           f"backward convolutions in {figures['grad_dtype']} "
           f"(machine shared: absolute times vary, the ratio less so)")
     print(f"load average        : {load_before} before, {load_after} after (1, 5, 15 min)")

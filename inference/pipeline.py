@@ -209,10 +209,12 @@ def _classify(model: torch.nn.Module, inputs: Callable[[np.ndarray], np.ndarray]
     return np.concatenate(probs), cams, np.concatenate(features)
 
 
-def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[np.ndarray],
-             geometry: CropGeometry, class_name: str, lung: np.ndarray) -> tuple[SliceMaps, np.ndarray]:
-    """IG maps of one prepared slice, mapped back to original pixels and kept inside the slice's lung mask
-    (``lung``); also returns the joint map in the 224 grid, zero outside the lungs.
+def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams: list[list[np.ndarray]],
+             geometries: list[CropGeometry], class_names: list[str], lungs: list[np.ndarray]
+             ) -> list[tuple[SliceMaps, np.ndarray]]:
+    """IG maps of prepared slices ``x224`` (S, size, size), each for its target class, in one engine call; each
+    slice's maps are mapped back to original pixels and kept inside its lung mask (``lungs``); with each, the joint
+    map in the 224 grid, zero outside the lungs.
 
     Why the lung restriction (not in the paper): with a zero baseline, Integrated Gradients weighs a pixel's
     gradient by its brightness, so bone and soft tissue round the lungs (the spine above all) carried the largest
@@ -222,18 +224,16 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, target: int, cams: list[n
     default 2.2.0): pointing game of the joint map 0.21 -> 0.63 (a random lung pixel: 0.21), Conv3/4/5 IG
     0.14/0.10/0.14 -> 0.62/0.57/0.61. Restricting each scale's global max pooling to the lung cells as well (so IG
     explains the lungs' own evidence) gave 0.64 and was left out."""
-    sal = engine.attribute(torch.from_numpy(x224)[None], target)
-    size = geometry.size
-    lung224, inside = geometry.mask_to_output(lung), lung.astype(np.float32)
-
-    def back(m: np.ndarray | torch.Tensor) -> np.ndarray:
-        return geometry.map_to_original(m) * inside
-
-    ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
-    joint224 = joint_saliency(ig224)  # each scale at its peak inside the lungs
-    maps = SliceMaps(joint=back(joint224), ig=[back(m) for m in ig224],
-                     cams=[back(resize_map(c, (size, size))) for c in cams], target=class_name)
-    return maps, joint224
+    out = []
+    for sal, cam, geometry, class_name, lung in zip(engine.attribute_many(torch.from_numpy(x224)[:, None], targets),
+                                                    cams, geometries, class_names, lungs):
+        lung224, inside = geometry.mask_to_output(lung), lung.astype(np.float32)
+        ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
+        joint224 = joint_saliency(ig224)  # each scale at its peak inside the lungs
+        scaled_cams = [resize_map(c, (geometry.size, geometry.size)) for c in cam]
+        back = [geometry.map_to_original(m) * inside for m in [joint224, *ig224, *scaled_cams]]
+        out.append((SliceMaps(joint=back[0], ig=back[1:4], cams=back[4:], target=class_name), joint224))
+    return out
 
 
 def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: np.ndarray | None = None,
@@ -297,16 +297,19 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     if explain:
         engine = SaliencyEngine(model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
         min_area = int(bundle.meta.get("saliency", {}).get("min_box_area_px", 30))
-        for done, i in enumerate(explain, start=1):
-            k = int(selected[i])
-            slice_maps_k, joint224 = _explain(engine, _input(volume, window, k, geometries[k], size),
-                                              classes.index(predicted[i]), cams[i], geometries[k], predicted[i],
-                                              lung_mask[k])
-            maps[k] = slice_maps_k
-            if predicted[i] in positive:
-                lesions = extract_lesions(joint224, geometries[k], lung_mask[k],
-                                          BOX_LABELS.get(predicted[i], "other"), min_area)
-                salient[i] = lesions
+        per_call = engine.slices_per_call(size, size)
+        for first in range(0, len(explain), per_call):
+            chunk = explain[first:first + per_call]
+            ks = [int(selected[i]) for i in chunk]
+            explained = _explain(engine, np.stack([_input(volume, window, k, geometries[k], size) for k in ks]),
+                                 [classes.index(predicted[i]) for i in chunk], [cams[i] for i in chunk],
+                                 [geometries[k] for k in ks], [predicted[i] for i in chunk], [lung_mask[k] for k in ks])
+            for i, k, (slice_maps_k, joint224) in zip(chunk, ks, explained):
+                maps[k] = slice_maps_k
+                if predicted[i] in positive:
+                    salient[i] = extract_lesions(joint224, geometries[k], lung_mask[k],
+                                                 BOX_LABELS.get(predicted[i], "other"), min_area)
+            done = first + len(chunk)
             report(0.3 + 0.7 * done / len(explain), f"saliency {done}/{len(explain)}")
     for i, k in enumerate(selected):
         disease = max(positive, key=lambda c: probs[i][classes.index(c)])
@@ -338,7 +341,8 @@ def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray
                                _temperature(bundle))
     target = int(probs[0].argmax())
     engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
-    maps, _ = _explain(engine, x224, target, cams[0], geometry, bundle.classes[target], lung_mask[index])
+    [(maps, _)] = _explain(engine, x224[None], [target], cams, [geometry], [bundle.classes[target]],
+                           [lung_mask[index]])
     return maps
 
 

@@ -64,14 +64,15 @@ _BF16 = pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not torch.ops.mkld
                                                               reason="oneDNN has no bf16 convolutions on this CPU"))
 
 
+@pytest.mark.parametrize("whole_plane", [False, True])
 @pytest.mark.parametrize("grad_dtype", [torch.float32, _BF16])
-def test_fast_path_equals_captum_per_scale(grad_dtype: torch.dtype) -> None:
+def test_fast_path_equals_captum_per_scale(grad_dtype: torch.dtype, whole_plane: bool) -> None:
     """fp32 gradients: captum's maps but for float rounding; bf16 ones (the default on AMX CPUs): bf16 rounding of
     the gradients only, the ReLU and pooling choices being the fp32 forward's."""
     model = _model(3)
     x = _image(4)
     target = 1
-    fast = SaliencyEngine(model, grad_dtype=grad_dtype).attribute(x, target)
+    fast = SaliencyEngine(model, grad_dtype=grad_dtype, whole_plane=whole_plane).attribute(x, target)
     reference = captum_ig(model, x, target)
     # BatchNorm folding moves a few pre-activations across zero by float rounding: allow that, nothing more
     tolerance = 5e-3 if grad_dtype == torch.float32 else 2e-2
@@ -102,8 +103,9 @@ def _assert_equals_captum(fast, reference) -> None:
         np.testing.assert_allclose(ours, ref, atol=5e-3 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("whole_plane", [False, True])
 @pytest.mark.parametrize("target", [0, 2])
-def test_fast_path_equals_captum_on_uniform_regions(target: int) -> None:
+def test_fast_path_equals_captum_on_uniform_regions(target: int, whole_plane: bool) -> None:
     """A uniform image makes exactly equal values: max-pooling ties (the first element wins) and CAM maxima shared
     by several cells (torch.amax, so captum, splits the gradient evenly between them). The fast path must compute
     equal neighbourhoods equally to break the first kind as captum does, and split the second kind the same way."""
@@ -115,17 +117,18 @@ def test_fast_path_equals_captum_on_uniform_regions(target: int) -> None:
     shared = [int(((c[:, target] == c[:, target].amax(dim=(1, 2), keepdim=True)).sum(dim=(1, 2)) > 1).sum())
               for c in cams]
     assert sum(shared[:2]) > 0, "the case must have steps whose Conv3 or Conv4 maximum is shared"
-    _assert_equals_captum(SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, target), captum_ig(model, x, target))
+    engine = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=whole_plane)
+    _assert_equals_captum(engine.attribute(x, target), captum_ig(model, x, target))
 
 
 def test_support_boxes_equal_the_whole_image_backward(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each stage back-propagated on the box of the gradient's support = on the whole image, at every scale."""
     model = _model(3)
     x = _image(4)
-    boxed = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    boxed = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=False).attribute(x, 1)
     # every step's maximum boxed as the whole CAM: every stage's box is then its whole plane
     monkeypatch.setattr(saliency, "_max_boxes", lambda ties: [(0, ties.shape[1], 0, ties.shape[2])] * len(ties))
-    whole = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    whole = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=False).attribute(x, 1)
     for a, b in zip(boxed.ig, whole.ig):
         assert np.abs(a).max() > 0
         np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
@@ -136,11 +139,40 @@ def test_step_groups_picked_by_index_equal_sliced_ones(monkeypatch: pytest.Monke
     tensor (a copy) where not: both must give the same maps (here every group goes the index way)."""
     model = _model(3)
     x = _image(4)
-    sliced = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    sliced = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=False).attribute(x, 1)
     monkeypatch.setattr(saliency, "_step_rows", lambda steps: torch.tensor(steps))
-    indexed = SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1)
+    indexed = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=False).attribute(x, 1)
     for a, b in zip(indexed.ig, sliced.ig):
         np.testing.assert_allclose(a, b, atol=1e-6 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("whole_plane", [False, True])
+def test_several_inputs_at_once_equal_one_at_a_time(whole_plane: bool) -> None:
+    """``attribute_many``: inputs of other classes in one forward and one backward per scale give each input the
+    maps of its own call (steps of different inputs sharing a box go back together; each input's steps are summed
+    apart)."""
+    model = _model(3)
+    engine = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=whole_plane)
+    xs = torch.cat([_image(seed, size=96) for seed in (4, 5, 6)])
+    targets = [1, 0, 1]
+    together = engine.attribute_many(xs, targets)
+    for x, target, maps in zip(xs, targets, together):
+        alone = engine.attribute(x[None], target)
+        for a, b in zip(maps.ig, alone.ig):
+            assert np.abs(b).max() > 0
+            np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
+        np.testing.assert_allclose(maps.joint, alone.joint, atol=1e-5)
+
+
+def test_slices_per_call_follow_the_activation_budget() -> None:
+    """The engine's saved forward activations for one input of this model at 112 px: 25 steps x 4 bytes x the
+    convolutions' output cells (8 channels at width 0.125 x 2 convs at 112 px, ...)."""
+    engine = SaliencyEngine(_model())
+    cells = 2 * 4 * 112 ** 2 + 2 * 8 * 56 ** 2 + 3 * 16 * 28 ** 2 + 3 * 32 * 14 ** 2 + 3 * 32 * 7 ** 2
+    per_input = 25 * 4 * cells
+    assert engine.slices_per_call(112, 112, budget_bytes=3 * per_input) == 3
+    assert engine.slices_per_call(112, 112, budget_bytes=3 * per_input - 1) == 2
+    assert engine.slices_per_call(112, 112, budget_bytes=1) == 1
 
 
 def test_support_boxes_shrink_to_the_receptive_field() -> None:
@@ -156,8 +188,9 @@ def test_support_boxes_shrink_to_the_receptive_field() -> None:
                                                                (51, 56, 0, 56)]
 
 
+@pytest.mark.parametrize("whole_plane", [False, True])
 @pytest.mark.parametrize("size", [40, 100, 120])
-def test_fast_path_equals_captum_at_other_sizes(size: int) -> None:
+def test_fast_path_equals_captum_at_other_sizes(size: int, whole_plane: bool) -> None:
     """Boxes clipped by the plane's edges on every side (40); planes of odd size (100: 25 at stage 2, 120: 15 at
     stage 3), whose last row and column no pooling window covers.
 
@@ -165,7 +198,8 @@ def test_fast_path_equals_captum_at_other_sizes(size: int) -> None:
     difference in Conv4, as with the autograd fast path before), which is what the tolerance is not about."""
     model = _model(4)
     x = _image(5, size=size)
-    _assert_equals_captum(SaliencyEngine(model, grad_dtype=torch.float32).attribute(x, 1), captum_ig(model, x, 1))
+    engine = SaliencyEngine(model, grad_dtype=torch.float32, whole_plane=whole_plane)
+    _assert_equals_captum(engine.attribute(x, 1), captum_ig(model, x, 1))
 
 
 def test_portable_convolutions_equal_onednn_fused_ones() -> None:
