@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .lesions import insert_lesions
-from .scanner import ScanSample, enhance, randomize
+from .scanner import ScanSample, randomize
 
 if TYPE_CHECKING:
     from training.datasets import StudyRecord
@@ -148,8 +148,6 @@ def simulate(rng: np.random.Generator, background: Background, label: str, block
     """
     block = _block(rng, background, block_mm)
     hu, lung = background.hu[block], background.lung[block]
-    if scanner:
-        hu = enhance(rng, hu, lung)
     painted = insert_lesions(rng, hu, lung, background.spacing_mm, label, extent=extent,
                              cranial_last=background.cranial_last)
     sample = ScanSample(painted.hu, lung, painted.lesion, background.spacing_mm)

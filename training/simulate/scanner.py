@@ -10,14 +10,7 @@ phantom-trained model did). Each study drawn from any source (real background or
 * **reconstruction kernel and dose**: Gaussian noise whose texture is shaped by a smooth (soft-tissue kernel) or
   sharpening (lung kernel) filter, at a level from ultra-low to standard dose;
 * **calibration**: a HU offset (+-30) and gain (0.97-1.03);
-* **padding**: the region outside the scan circle stored as -1024, -2048 or -3024, as different vendors do;
-* **IV contrast** (:func:`enhance`, applied to the clean background before the lesions are painted): half the
-  studies get iodinated contrast, blood brighter by 80-300 HU in the lung vessels and the mediastinal blood pool.
-  Two of the five real backgrounds are contrast scans (LIDC-IDRI-0001 and 0003: mediastinal median 163 and -73 HU,
-  lung-vessel 90th percentile 236 and 240 HU, against 22-34 and 21-48 HU in the non-contrast LIDC-IDRI-0002 and
-  Lung_Dx-A0002), and held out of training each of the two had 12 of 14 healthy studies called pneumonia, the
-  non-contrast LIDC-IDRI-0002 none: bright vessels were read as disease. Every background now appears with and
-  without contrast in every class.
+* **padding**: the region outside the scan circle stored as -1024, -2048 or -3024, as different vendors do.
 
 The lung and lesion masks are transformed with the image (nearest neighbour / slab "any"), so the truth stays aligned.
 """
@@ -27,13 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
 
-__all__ = ["ScanSample", "randomize", "enhance", "PADDING_VALUES", "CONTRAST_P"]
+__all__ = ["ScanSample", "randomize", "PADDING_VALUES"]
 
 PADDING_VALUES = (-1024.0, -2048.0, -3024.0)
-CONTRAST_P = 0.5  # share of studies given IV contrast
-BLOOD_HU = 40.0  # unenhanced blood
 
 
 @dataclass
@@ -100,31 +90,3 @@ def randomize(rng: np.random.Generator, sample: ScanSample, max_thickness_mm: fl
         hu[:, outside] = float(rng.choice(PADDING_VALUES))
     np.clip(hu, -3024.0, 3071.0, out=hu)
     return ScanSample(hu, lung & ~outside, lesion & ~outside, (dz, dy, dx))
-
-
-def enhance(rng: np.random.Generator, hu: np.ndarray, lung: np.ndarray, p: float = CONTRAST_P) -> np.ndarray:
-    """``hu`` as an IV-contrast scan would show it, with probability ``p`` (else unchanged, the same array).
-
-    Blood gets ``E`` HU more (80-300: venous to pulmonary-arterial phase). In the lungs a voxel's share of blood is
-    taken from its density, 0 at -600 HU (aerated lung) to 1 at unenhanced blood (+40), so partial-volume vessels
-    brighten in proportion. In the mediastinum (between the lungs: each slice's convex hull of the lungs, the lungs
-    taken out) soft tissue of blood density (0-80 HU after a 1.5-pixel Gaussian, so noise makes no speckle: heart,
-    great vessels; fat and bone are outside that range) gets 0.6-1.2 ``E``, its edges softened. Run on the clean
-    background, so the lesions painted afterwards keep their own densities (a consolidation hides the vessels it
-    fills, as on a real scan). ``hu`` is (z, y, x) float32; ``lung`` its clean lung mask."""
-    if rng.random() >= p:
-        return hu
-    boost = np.float32(rng.uniform(80.0, 300.0))
-    out = hu.astype(np.float32, copy=True)
-    share = np.clip((hu + 600.0) / (BLOOD_HU + 600.0), 0.0, 1.0) * lung
-    out += boost * share.astype(np.float32)
-    pool = np.float32(rng.uniform(0.6, 1.2)) * boost
-    for k in range(hu.shape[0]):
-        if not lung[k].any():
-            continue
-        hull = convex_hull_image(lung[k])
-        smooth = ndimage.gaussian_filter(hu[k], 1.5)  # decided on the smoothed image: noise makes no speckle
-        bone = ndimage.binary_dilation(hu[k] > 200.0, iterations=3)  # where smoothing passes 0-80 at its edge
-        blood = (hull & ~lung[k] & ~bone & (smooth >= 0.0) & (smooth <= 80.0)).astype(np.float32)
-        out[k] += pool * ndimage.gaussian_filter(blood, 0.7)
-    return out
