@@ -280,14 +280,17 @@ class SaliencyEngine:
     def slices_per_call(self, height: int, width: int, budget_bytes: int = BATCH_BYTES) -> int:
         """How many inputs of this size :meth:`attribute_many` should take at once: as many as keep the forward's
         saved activations (m steps each) within ``budget_bytes``, at least one."""
-        per_input = len(self.alphas) * 4 * sum(conv.weight.shape[0] * (height >> u) * (width >> u)
-                                                for u, stage in enumerate(self.stages) for conv in stage)
+        per_input = len(self.alphas) * 4 * sum(outputs for _, outputs in self._conv_outputs(height, width))
         return max(1, budget_bytes // per_input)
 
     def _backbone_macs(self, height: int, width: int) -> int:
         """Multiply-adds of the backbone's convolutions for one input of this size."""
-        return sum(int(conv.weight[0].numel()) * conv.weight.shape[0] * (height >> u) * (width >> u)
-                   for u, stage in enumerate(self.stages) for conv in stage)
+        return sum(int(conv.weight[0].numel()) * outputs for conv, outputs in self._conv_outputs(height, width))
+
+    def _conv_outputs(self, height: int, width: int) -> list[tuple[_Conv, int]]:
+        """Each backbone convolution with its number of output values for one input of this size."""
+        return [(conv, conv.weight.shape[0] * (height >> u) * (width >> u))
+                for u, stage in enumerate(self.stages) for conv in stage]
 
     # -- forward -------------------------------------------------------------------------------------------------
 
