@@ -134,29 +134,3 @@ def test_simulated_studies_mix_whole_scans_and_blocks() -> None:
     extents = [r.array.shape[0] * r.spacing_mm[0] for r in simulated_studies(["phantom:7"], per_class=6, seed=3)]
     n_whole = sum(e >= 0.9 * whole_mm for e in extents)
     assert 0 < n_whole < len(extents), (extents, whole_mm)
-
-
-def test_reshaped_anatomy_moves_the_chest_keeps_its_tissue_and_stays_within_bounds(bg) -> None:
-    """Another body's chest: lungs of a different shape and size, the same HU per tissue, the lung mask moved with
-    the image, displacements of organ scale (a few mm, never tens), and air where the image had none."""
-    from training.simulate.anatomy import DISPLACEMENT_MM, STRETCH, reshape_anatomy
-
-    ratios, moved = [], []
-    for seed in range(6):
-        hu, lung = reshape_anatomy(np.random.default_rng(seed), bg.hu, bg.lung, bg.spacing_mm)
-        assert hu.shape == lung.shape == bg.hu.shape and hu.dtype == np.float32 and lung.dtype == bool
-        ratios.append(lung.sum() / bg.lung.sum())
-        moved.append(float((lung ^ bg.lung).sum() / bg.lung.sum()))
-        # the mask follows the image: what it covers is still aerated lung, as in the background
-        assert abs(np.median(hu[lung]) - np.median(bg.hu[bg.lung])) < 30
-        assert hu.min() >= bg.hu.min() - 1e-3 and hu.max() <= bg.hu.max() + 1e-3, "interpolation, no new values"
-        # centroid shift bounded by the stretch and displacement limits
-        shift_mm = np.abs(np.array(ndimage.center_of_mass(lung))[1:] - np.array(ndimage.center_of_mass(bg.lung))[1:])
-        assert (shift_mm * np.array(bg.spacing_mm[1:]) < 3 * DISPLACEMENT_MM + 10).all()
-    lo, hi = STRETCH
-    assert lo * lo * 0.8 < min(ratios) and max(ratios) < hi * hi * 1.2
-    assert max(ratios) - min(ratios) > 0.05, "chests of different size"
-    assert min(moved) > 0.05, "every draw reshapes the lungs"
-    same = reshape_anatomy(np.random.default_rng(0), bg.hu, bg.lung, bg.spacing_mm)
-    again = reshape_anatomy(np.random.default_rng(0), bg.hu, bg.lung, bg.spacing_mm)
-    assert np.array_equal(same[0], again[0]) and np.array_equal(same[1], again[1]), "seeded: reproducible"

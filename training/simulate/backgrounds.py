@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .anatomy import reshape_anatomy
 from .lesions import insert_lesions
 from .scanner import ScanSample, randomize
 
@@ -136,10 +135,9 @@ def phantom_background(seed: int, size: int = 256, n_slices: int = 40) -> Backgr
 
 
 def simulate(rng: np.random.Generator, background: Background, label: str, block_mm: float | None = 70.0,
-             extent: float | None = None, scanner: bool = True, anatomy: bool = True) -> tuple[ScanSample, list[str]]:
-    """A random block of ``background``'s lung slices (the whole background when ``block_mm`` is None), reshaped
-    as another patient's chest (``anatomy``, :mod:`training.simulate.anatomy`), with ``label``'s findings, through
-    a random scanner.
+             extent: float | None = None, scanner: bool = True) -> tuple[ScanSample, list[str]]:
+    """A random block of ``background``'s lung slices (the whole background when ``block_mm`` is None) with
+    ``label``'s findings, through a random scanner.
 
     The block's start is drawn so that every lung slice is equally likely to be covered, apex and base included:
     a start drawn only among the positions where the whole block fits inside the lungs would cover the first and
@@ -150,8 +148,6 @@ def simulate(rng: np.random.Generator, background: Background, label: str, block
     """
     block = _block(rng, background, block_mm)
     hu, lung = background.hu[block], background.lung[block]
-    if anatomy:
-        hu, lung = reshape_anatomy(rng, hu, lung, background.spacing_mm)
     painted = insert_lesions(rng, hu, lung, background.spacing_mm, label, extent=extent,
                              cranial_last=background.cranial_last)
     sample = ScanSample(painted.hu, lung, painted.lesion, background.spacing_mm)
