@@ -15,7 +15,9 @@ with its default lung method. Printed, against the simulator's voxel truth:
   maps are the pipeline's, zero outside its lung mask; ``random_in_lungs`` is the chance a random lung pixel of
   the same slices is a lesion pixel, the pointing game of a map that knows nothing;
 * boxes: recall of the true lesion components (8-connected, at least 20 mm^2) at IoU >= 0.3, and false boxes (IoU
-  < 0.3 with every true component) per lung slice;
+  < 0.3 with every true component) per lung slice; ``by_component_size``: per size of the true component, its
+  recall, the share of its pixels the opacity measure labels, and how many any opacity component's box (whatever
+  its size) would find at IoU 0.3, the ceiling of boxes drawn from the opacity labels;
 * classification of these studies (3-way accuracy).
 The truth comes from the same simulator as part of the training data, but these backgrounds and lesions were never
 seen: the figures measure generalisation to new anatomy, not to new disease; say so wherever they are quoted.
@@ -39,6 +41,8 @@ from inference.pipeline import analyze  # noqa: E402
 from training.simulate.backgrounds import background, simulate  # noqa: E402
 
 MAPS = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5")
+#: Size classes (mm^2) of the true lesion components in ``by_component_size``.
+SIZE_EDGES_MM2 = (20.0, 100.0, 300.0, 700.0, 2000.0, float("inf"))
 #: True lesion components smaller than this (mm^2 in the slice) are not counted for box recall.
 TRUTH_MIN_AREA_MM2 = 20.0
 
@@ -48,12 +52,26 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def _truth_boxes(lesion2d: np.ndarray, min_px: int) -> list[tuple[int, int, int, int]]:
-    labels, _ = ndimage.label(lesion2d, structure=np.ones((3, 3), dtype=bool))
+def _components(mask2d: np.ndarray, min_px: int = 1) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """The 8-connected components of at least ``min_px`` pixels: (box (x0, y0, x1, y1), pixels inside the box)."""
+    labels, _ = ndimage.label(mask2d, structure=np.ones((3, 3), dtype=bool))
     out = []
     for i, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is not None and int((labels[found] == i).sum()) >= min_px:
-            out.append((found[1].start, found[0].start, found[1].stop - 1, found[0].stop - 1))
+        if found is not None and int((pixels := labels[found] == i).sum()) >= min_px:
+            out.append(((found[1].start, found[0].start, found[1].stop - 1, found[0].stop - 1), pixels))
+    return out
+
+
+def _by_size(rows: list[tuple[float, bool, float, bool]]) -> list[dict]:
+    """(area mm^2, found by a box, share labelled opacity, found by any opacity component) per size class."""
+    out = []
+    for lo, hi in zip(SIZE_EDGES_MM2, SIZE_EDGES_MM2[1:]):
+        inside = [r for r in rows if lo <= r[0] < hi]
+        if inside:
+            out.append({"area_mm2": [lo, hi if hi != float("inf") else None], "components": len(inside),
+                        "box_recall_iou30": round(float(np.mean([r[1] for r in inside])), 4),
+                        "opacity_labelled": round(float(np.mean([r[2] for r in inside])), 4),
+                        "any_opacity_component_iou30": round(float(np.mean([r[3] for r in inside])), 4)})
     return out
 
 
@@ -77,6 +95,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
     classes = bundle.classes
     studies, hits, chance = [], {m: [] for m in MAPS}, []
     recall_hits = recall_total = false_boxes = lung_slices = 0
+    components: list[tuple[float, bool, float, bool]] = []
     t0 = time.time()
     for spec in specs:
         bg = background(spec)
@@ -94,11 +113,19 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                 min_px = max(4, int(round(TRUTH_MIN_AREA_MM2 / (pixel * pixel))))
                 for s in result.slices:
                     lung_slices += 1
-                    truth = _truth_boxes(lesion[s.index], min_px)
+                    truth = _components(lesion[s.index], min_px)
                     predicted = [(b.x0, b.y0, b.x1, b.y1) for b in s.boxes]
+                    opaque = result.opacity_mask[s.index] > 0
+                    opacity_boxes = [box for box, _ in _components(opaque)] if truth else []
+                    for t, pixels in truth:
+                        x0, y0, x1, y1 = t
+                        components.append((float(pixels.sum()) * pixel * pixel,
+                                           any(_iou(t, p) >= 0.3 for p in predicted),
+                                           float(opaque[y0:y1 + 1, x0:x1 + 1][pixels].mean()),
+                                           any(_iou(t, o) >= 0.3 for o in opacity_boxes)))
                     recall_total += len(truth)
-                    recall_hits += sum(any(_iou(t, p) >= 0.3 for p in predicted) for t in truth)
-                    false_boxes += sum(not any(_iou(p, t) >= 0.3 for t in truth) for p in predicted)
+                    recall_hits += sum(found for _, found, _, _ in components[len(components) - len(truth):])
+                    false_boxes += sum(not any(_iou(p, t) >= 0.3 for t, _ in truth) for p in predicted)
                     if s.index in result.maps and lesion[s.index].any():
                         lungs_k = result.lung_mask[s.index]
                         chance.append(float(lesion[s.index][lungs_k].mean()) if lungs_k.any() else 0.0)
@@ -133,6 +160,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
         "pointing_random_in_lungs": round(float(np.mean(chance)), 4) if chance else None,
         "box_recall_iou30": round(recall_hits / recall_total, 4) if recall_total else None,
         "false_boxes_per_lung_slice": round(false_boxes / max(1, lung_slices), 4),
+        "by_component_size": _by_size(components),
         "outside_flagged": int(sum(bool(s["outside"]) for s in studies)),
         "per_study": studies,
     }
