@@ -117,14 +117,13 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                     predicted = [(b.x0, b.y0, b.x1, b.y1) for b in s.boxes]
                     opaque = result.opacity_mask[s.index] > 0
                     opacity_boxes = [box for box, _ in _components(opaque)] if truth else []
-                    for t, pixels in truth:
-                        x0, y0, x1, y1 = t
-                        components.append((float(pixels.sum()) * pixel * pixel,
-                                           any(_iou(t, p) >= 0.3 for p in predicted),
+                    found = [any(_iou(t, p) >= 0.3 for p in predicted) for t, _ in truth]
+                    for ((x0, y0, x1, y1), pixels), hit in zip(truth, found):
+                        components.append((float(pixels.sum()) * pixel * pixel, hit,
                                            float(opaque[y0:y1 + 1, x0:x1 + 1][pixels].mean()),
-                                           any(_iou(t, o) >= 0.3 for o in opacity_boxes)))
+                                           any(_iou((x0, y0, x1, y1), o) >= 0.3 for o in opacity_boxes)))
                     recall_total += len(truth)
-                    recall_hits += sum(found for _, found, _, _ in components[len(components) - len(truth):])
+                    recall_hits += sum(found)
                     false_boxes += sum(not any(_iou(p, t) >= 0.3 for t, _ in truth) for p in predicted)
                     if s.index in result.maps and lesion[s.index].any():
                         lungs_k = result.lung_mask[s.index]
