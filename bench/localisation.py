@@ -118,10 +118,11 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                     opaque = result.opacity_mask[s.index] > 0
                     opacity_boxes = [box for box, _ in _components(opaque)] if truth else []
                     found = [any(_iou(t, p) >= 0.3 for p in predicted) for t, _ in truth]
-                    for ((x0, y0, x1, y1), pixels), hit in zip(truth, found):
+                    for (box, pixels), hit in zip(truth, found):
+                        x0, y0, x1, y1 = box
                         components.append((float(pixels.sum()) * pixel * pixel, hit,
                                            float(opaque[y0:y1 + 1, x0:x1 + 1][pixels].mean()),
-                                           any(_iou((x0, y0, x1, y1), o) >= 0.3 for o in opacity_boxes)))
+                                           any(_iou(box, o) >= 0.3 for o in opacity_boxes)))
                     recall_total += len(truth)
                     recall_hits += sum(found)
                     false_boxes += sum(not any(_iou(p, t) >= 0.3 for t, _ in truth) for p in predicted)
