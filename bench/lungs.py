@@ -1,6 +1,6 @@
 """Benchmark: lung masks that keep the disease, on held-out real backgrounds (and a phantom) with simulated lesions.
 
-    .venv/bin/python bench/lungs.py [--seeds 2] [--threads 1] [--open-mm 0 3 5] [--levels 0.5 0.7 0.85]
+    .venv/bin/python bench/lungs.py [--seeds 2] [--first-seed 0] [--threads 1] [--open-mm 0 3 5] [--levels 0.5 0.7 0.85]
                                     [--timing-scan LIDC-IDRI-0003]
 
 Every held-out background (``training.unet.HELD_OUT_BACKGROUNDS``, never trained on, and the phantom patient 900,
@@ -90,6 +90,9 @@ def _summary(rows: list[dict], key: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="draw the studies from seeds first..first+seeds-1 (fresh draws to confirm a choice made "
+                             "on the default ones)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--open-mm", type=float, nargs="*", default=[0.0, 3.0, 5.0])
     parser.add_argument("--levels", type=float, nargs="*", default=[0.5, 0.7, 0.85],
@@ -104,7 +107,7 @@ def main() -> None:
     rows = []
     for spec in specs:
         for label in ("CAP", "COVID"):
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 row = measure_study(spec, label, seed, args.open_mm, args.levels)
                 rows.append(row)
                 print(f"{row['background']:15s} {label:5s} seed {seed} lesion {row['lesion_voxels']:7d}  " + "  ".join(

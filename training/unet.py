@@ -1,4 +1,4 @@
-"""Train the multi-view lung U-Net (``inference.lungs.multiview_unet``) on one CPU core.
+"""Train the multi-view lung U-Net (``inference.lungs.multiview_unet``) on the CPU (one thread by default).
 
     python -m training.unet --out models/lungs-unet --seed 0 --source simulated   # the shipped weights
     python -m training.unet --out /tmp/unet --source phantom                       # phantoms only (the first model)
@@ -18,7 +18,7 @@ Training first shares one network across the views, then specialises a copy per 
 sample is a neighbour stack cut along a view, normalised with a randomly chosen window of the vote (so every
 network works under every window), with random z and left-right flips (scanners store either cranio-caudal
 order) and HU shift/noise jitter. Loss: soft Dice + binary cross-entropy against the area-averaged (soft) lung
-mask; Adam, warm-up then cosine decay. One thread, so a colleague's job on the
+mask; Adam, warm-up then cosine decay. One thread by default (``--threads``), so a colleague's job on the
 other core keeps running. At the end the model is written (fp16) with a ``model.json`` recording the recipe, the
 training time and the Dice of the full ``segment`` pipeline on fresh phantom studies.
 """
@@ -65,6 +65,7 @@ class UNetConfig:
     source: str = "phantom"  # or "simulated": lesions painted into real backgrounds and phantom patients
     init: str | None = None  # a lungs-unet folder to fine-tune (its view networks; no shared phase)
     eval_seeds: list[int] = field(default_factory=lambda: [900_001, 900_002, 900_003])
+    threads: int = 1
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -221,7 +222,7 @@ def train(cfg: UNetConfig, out: str | Path, log=print) -> dict:
     like is common to the views, so they learn it together three times faster. Phase 2 copies it into the
     three view networks and fine-tunes each on its own view (round robin), so the votes specialise and differ.
     """
-    torch.set_num_threads(1)
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
@@ -275,7 +276,7 @@ def train(cfg: UNetConfig, out: str | Path, log=print) -> dict:
     meta = {"name": "lungs-unet", "version": f"{cfg.source}-seed{cfg.seed}", "cube": list(cfg.cube), "windows": windows,
             "vote": "majority of view x window maps thresholded at 0.5",
             "training": {**asdict(cfg), "cube": list(cfg.cube), "steps_done": done, "data_seconds": round(data_s),
-                         "train_seconds": round(train_s), "threads": 1,
+                         "train_seconds": round(train_s),
                          "data": "training.phantom" if cfg.source == "phantom" else
                          f"training.simulate on {', '.join(TRAIN_BACKGROUNDS)} + phantom patients, "
                          f"{cfg.studies // 4} whole phantom chests"},
@@ -294,9 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", choices=("phantom", "simulated"), default=UNetConfig.source)
     parser.add_argument("--init", help="a lungs-unet folder to fine-tune instead of training from scratch")
     parser.add_argument("--lr", type=float, default=UNetConfig.lr)
+    parser.add_argument("--cube", type=int, nargs=3, default=list(UNetConfig.cube), metavar=("Z", "Y", "X"),
+                        help="the cube the study is resampled to (a finer in-plane grid keeps thin lesions at the "
+                             "pleura, at a quadratic cost)")
+    parser.add_argument("--size", type=int, default=UNetConfig.size,
+                        help="phantom matrix (at least the cube's in-plane size)")
+    parser.add_argument("--threads", type=int, default=UNetConfig.threads)
     a = parser.parse_args(argv)
     train(UNetConfig(seed=a.seed, steps=a.steps, studies=a.studies, max_minutes=a.max_minutes, source=a.source,
-                     init=a.init, lr=a.lr), a.out)
+                     init=a.init, lr=a.lr, cube=tuple(a.cube), size=a.size, threads=a.threads), a.out)
 
 
 if __name__ == "__main__":
