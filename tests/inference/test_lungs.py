@@ -158,20 +158,27 @@ def test_default_keeps_pleural_consolidations_on_a_held_out_real_scan() -> None:
     assert np.mean(kept) >= 0.9 and max(kept) >= 0.95
 
 
-def test_8bit_slice_keeps_a_dense_lesion() -> None:
-    """A UCSD-style 8-bit slice (lung window) of a CAP phantom the U-Net never saw: Otsu alone drops the
-    consolidation, the default grey-level fusion keeps it."""
+def test_8bit_slices_keep_dense_lesions() -> None:
+    """UCSD-style 8-bit slices (lung window) of twelve phantoms the U-Net never saw, each at its most involved slice
+    (seeds 40-51, CAP and COVID in turn): Otsu alone drops the consolidation, the default grey-level fusion keeps
+    most of the lesions. Measured with the shipped weights: lesion kept 0.83 on average (one CAP slice 0.0: the
+    single-slice U-Net misses some lobar consolidations outright), Dice 0.948 (models/lungs-unet/MODEL_CARD.md)."""
     from training.phantom import generate_study
 
-    study = generate_study(33, "CAP", size=256, n_slices=40)
-    k = int(np.argmax(study.lesion_mask.sum(axis=(1, 2))))
-    grey = np.round(fixed_window(study.hu[k], 1500, -600) * 255).astype(np.float32)
-    volume = Volume(array=grey[None], kind="image", is_hu=False)
-    lesion, lung = study.lesion_mask[k], study.lung_mask[k]
-    classical, auto = segment_lungs(volume, method="classical")[0], segment_lungs(volume)[0]
-    assert (classical & lesion).sum() < 0.2 * lesion.sum()
-    assert (auto & lesion).sum() >= 0.9 * lesion.sum()
-    assert dice(auto, lung) >= 0.93 and dice(auto, lung) > dice(classical, lung) + 0.1
+    kept, kept_otsu, dices, dices_otsu = [], [], [], []
+    for seed in range(40, 52):
+        study = generate_study(seed, ("CAP", "COVID")[seed % 2], size=256, n_slices=40)
+        k = int(np.argmax(study.lesion_mask.sum(axis=(1, 2))))
+        grey = np.round(fixed_window(study.hu[k], 1500, -600) * 255).astype(np.float32)
+        volume = Volume(array=grey[None], kind="image", is_hu=False)
+        lesion, lung = study.lesion_mask[k], study.lung_mask[k]
+        otsu, auto = segment_lungs(volume, method="classical")[0], segment_lungs(volume)[0]
+        kept.append((auto & lesion).sum() / lesion.sum())
+        kept_otsu.append((otsu & lesion).sum() / lesion.sum())
+        dices.append(dice(auto, lung))
+        dices_otsu.append(dice(otsu, lung))
+    assert np.mean(kept) >= 0.75 and np.mean(kept) >= np.mean(kept_otsu) + 0.2
+    assert np.mean(dices) >= 0.93 and np.mean(dices) > np.mean(dices_otsu)
 
 
 def test_default_mask_stays_out_of_the_abdomen_and_heart_of_a_real_scan() -> None:
