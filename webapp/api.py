@@ -1,6 +1,8 @@
 """API-wide pieces: the exception handler that keeps every bad request a 4xx with a readable reason."""
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -10,11 +12,17 @@ from rest_framework.views import set_rollback
 from webapp.core.concurrency import StaleVersion, VersionRequired
 from webapp.core.errors import Refused
 
+log = logging.getLogger(__name__)
+
 
 def exception_handler(exc, context):
     """DRF's handler, plus the domain's exceptions mapped to HTTP here, in one place: a stale version is 409 with the
     current object, a missing version 428, a refused change 400, and Django's own ValidationError 400 instead of a
-    500."""
+    500. A stored file that has gone from storage (removed with its study while a viewer was still loading it, or
+    lost) is a 404 that says so, logged for the admin, not a 500."""
+    if isinstance(exc, FileNotFoundError):
+        log.error("stored file missing: %s", exc.filename or exc)
+        exc = exceptions.NotFound("a stored file of this resource is missing from storage")
     if isinstance(exc, Refused):
         exc = exceptions.ValidationError({"detail": str(exc)})
     if isinstance(exc, StaleVersion | VersionRequired):

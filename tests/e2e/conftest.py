@@ -39,7 +39,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, transactional_db, storage_dir):
+    """A fresh browser context. It depends on the database and the storage so that it closes before they are torn
+    down: otherwise the viewer's prefetch could still ask the live server for files of a study already gone."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.errors = []  # uncaught page errors, asserted empty by the tests that care

@@ -33,3 +33,26 @@ def test_metadata_and_frames_for_every_stored_variant(api, storage_dir, shared_d
         assert body.count(b"transfer-syntax=1.2.840.10008.1.2.1") == 2 and len(body) > 2 * frame_bytes
         assert api.get(f"{base}/frames/{last + 1}").status_code == 404
         assert api.get(f"{base}/frames/x").status_code == 400
+
+
+def test_a_stored_file_gone_from_storage_is_a_404_on_every_retrieval(api, storage_dir, phantom_files):
+    """A viewer still loading a study whose files were removed (or lost) gets a 404 that says why, never a 500,
+    and a study retrieval answers before it starts to stream rather than cutting the body short."""
+    from django.core.files.storage import default_storage
+
+    with IngestBatch() as batch:
+        for path in phantom_files[:2]:
+            batch.add_file(path.read_bytes(), path.name)
+    gone, kept = Instance.objects.select_related("series__study").order_by("instance_number")[:2]
+    default_storage.delete(gone.file.name)
+    study, series = gone.series.study.study_instance_uid, gone.series.series_instance_uid
+    base = f"/dicomweb/studies/{study}/series/{series}/instances/{gone.sop_instance_uid}"
+    uri = f"/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={gone.sop_instance_uid}"
+    for url, accept in ((base, "multipart/related; type=application/dicom"), (f"{base}/metadata", "*/*"),
+                        (f"{base}/frames/1", "multipart/related; type=application/octet-stream"),
+                        (f"/dicomweb/studies/{study}", "multipart/related; type=application/dicom"), (uri, "*/*")):
+        response = api.get(url, HTTP_ACCEPT=accept)
+        assert response.status_code == 404, (url, response.status_code)
+        assert "missing" in response.json()["detail"], url
+    kept_url = f"/dicomweb/studies/{study}/series/{series}/instances/{kept.sop_instance_uid}"
+    assert api.get(kept_url, HTTP_ACCEPT="multipart/related; type=application/dicom").status_code == 200

@@ -70,6 +70,9 @@ class RetrieveInstances(DicomWebView):
     def get(self, request, study: str, series: str | None = None, instance: str | None = None):
         part_type(request.headers.get("Accept", ""), (DICOM,))
         instances = list(instances_in_scope(study, series, instance))
+        # Checked before the first byte goes out: once streaming, a missing file could only cut the body short.
+        if missing := next((i for i in instances if not default_storage.exists(i.file.name)), None):
+            raise FileNotFoundError(2, "stored file missing", missing.file.name)
         parts = (Part(DICOM, file_content(i, request.user), location=request.build_absolute_uri(instance_path(i)))
                  for i in instances)
         return multipart_response(parts, DICOM)
