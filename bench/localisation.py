@@ -13,7 +13,9 @@ with its default lung method. Printed, against the simulator's voxel truth:
 * saliency: the pointing game (the map's maximum inside a lesion: the largest magnitude of the joint map and of each
   scale's Integrated Gradients, the largest value of each CAM) on every explained slice that has a lesion; the
   maps are the pipeline's, zero outside its lung mask; ``random_in_lungs`` is the chance a random lung pixel of
-  the same slices is a lesion pixel, the pointing game of a map that knows nothing;
+  the same slices is a lesion pixel, the pointing game of a map that knows nothing; ``random_in_opacity`` the
+  chance a random pixel the HU opacity measure labels is a lesion pixel (a random lung pixel where it labels
+  none): what a map that knew only the opacities would score, so a saliency map earns its place above it;
 * boxes: recall of the true lesion components (8-connected, at least 20 mm^2) at IoU >= 0.3, and false boxes (IoU
   < 0.3 with every true component) per lung slice; ``by_component_size``: per size of the true component, its
   recall, the share of its pixels the opacity measure labels, and how many any opacity component's box (whatever
@@ -93,7 +95,7 @@ def _maps(slice_maps) -> dict[str, np.ndarray]:
 def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
     bundle = load_bundle(model, device="cpu")
     classes = bundle.classes
-    studies, hits, chance = [], {m: [] for m in MAPS}, []
+    studies, hits, chance, opacity_chance = [], {m: [] for m in MAPS}, [], []
     recall_hits = recall_total = false_boxes = lung_slices = 0
     components: list[tuple[float, bool, float, bool]] = []
     t0 = time.time()
@@ -129,6 +131,9 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
                     if s.index in result.maps and lesion[s.index].any():
                         lungs_k = result.lung_mask[s.index]
                         chance.append(float(lesion[s.index][lungs_k].mean()) if lungs_k.any() else 0.0)
+                        labelled = opaque & lungs_k
+                        opacity_chance.append(float(lesion[s.index][labelled].mean()) if labelled.any()
+                                              else chance[-1])
                         for name, m in _maps(result.maps[s.index]).items():
                             # IG and the joint map by magnitude (the paper's |.|); a CAM by its largest class
                             # evidence (its strongest negative values are evidence against the class)
@@ -158,6 +163,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
         "pointing_game": {m: (round(float(np.mean(v)), 4) if v else None) for m, v in hits.items()},
         "pointing_slices": len(hits["joint"]),
         "pointing_random_in_lungs": round(float(np.mean(chance)), 4) if chance else None,
+        "pointing_random_in_opacity": round(float(np.mean(opacity_chance)), 4) if opacity_chance else None,
         "box_recall_iou30": round(recall_hits / recall_total, 4) if recall_total else None,
         "false_boxes_per_lung_slice": round(false_boxes / max(1, lung_slices), 4),
         "by_component_size": _by_size(components),

@@ -133,7 +133,12 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
             fold["models"][spec.label] = {"metrics": metrics, "train": {
                 "iterations": result.iterations, "steps": result.steps, "best": result.best, "wall_s": round(time.time() - t0, 1),
                 "slices_per_s": round(result.slices_per_s, 2)},
-                "study_rule": {"aggregation": aggregation, "temperature": round(temperature, 4)}}
+                "study_rule": {"aggregation": aggregation, "temperature": round(temperature, 4)},
+                # each held-out study's class and probabilities (after the fold's rule and temperature), so a
+                # decision rule can be studied on anatomy the fold never saw without training again
+                "held_out_studies": {"labels": pred["study"]["labels"].tolist(),
+                                     "probs": {name: np.round(p, 5).tolist()
+                                               for name, p in pred["study"]["probs"].items()}}}
             for level in ("slice", "study"):
                 for name, p in pred[level]["probs"].items():
                     slot = pooled.setdefault(spec.label, {}).setdefault(level, {}).setdefault(

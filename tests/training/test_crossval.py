@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,6 +37,18 @@ def test_each_fold_is_scored_with_the_rule_chosen_on_its_validation_studies(toy,
             assert {k: v for k, v in rule["aggregation"].items() if k in ("rule", "k", "fraction")} in candidates
             assert rule["aggregation"]["min_lung_fraction"] == _config(True).aggregation["min_lung_fraction"]
             assert rule["temperature"] >= 1.0
+
+
+def test_each_held_out_study_is_kept_with_the_probabilities_its_figures_came_from(toy, tmp_path) -> None:
+    run_crossval(toy, _config(True), tmp_path, log=lambda _: None)
+    for fold in json.loads((tmp_path / "folds.json").read_text())["folds"]:
+        model = fold["models"]["MultiScaleVGG"]
+        kept = model["held_out_studies"]
+        labels, joint = np.array(kept["labels"]), np.array(kept["probs"]["joint"])
+        assert len(labels) == fold["n_test_studies"] and joint.shape == (len(labels), 3)
+        np.testing.assert_allclose(joint.sum(axis=1), 1.0, atol=1e-4)
+        accuracy = model["metrics"]["study"]["joint"]["summary"]["accuracy"]
+        assert float(np.mean(joint.argmax(axis=1) == labels)) == pytest.approx(accuracy)
 
 
 def test_a_fixed_rule_when_asked(toy, tmp_path) -> None:
