@@ -131,6 +131,10 @@ def validate_meta(meta: dict[str, Any], expected_classes: list[str] | None = Non
         raise BundleError(f"bundle input size {size} does not match the expected {list(expected_input_size)}")
     if meta.get("aggregation", {}).get("rule") not in AGGREGATION_RULES:
         raise BundleError(f"model.json 'aggregation.rule' must be one of {', '.join(AGGREGATION_RULES)}")
+    shift = meta["aggregation"].get("prior_shift", {})
+    if not (isinstance(shift, dict) and set(shift) <= set(classes)
+            and all(isinstance(v, int | float) and abs(v) <= 10 for v in shift.values())):
+        raise BundleError("model.json 'aggregation.prior_shift' must map class names to log-odds offsets within +-10")
 
 
 def load_bundle(name_or_path: str | Path, device: str | torch.device = "auto",

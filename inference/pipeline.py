@@ -18,7 +18,11 @@ positive class's probability for tasks without NP) and the study probability vec
   a healthy scan, of 16 slices the 30 %);
 - ``max``: the vector of the single highest-ranked slice (``topk_mean`` with k = 1).
 
-Bundles choose their rule on validation studies (``training.calibration.choose_aggregation``).
+Bundles choose their rule on validation studies (``training.calibration.choose_aggregation``). A bundle may then
+shift the study vector's prior (``prior_shift``: a log-odds offset per class, the vector multiplied by
+``exp(offset)`` and renormalised; the slices' own probabilities are left alone): fitted where the model meets
+anatomy it never trained on (``training.calibration.fit_prior_shift``), because validation studies drawn from the
+training patients make a healthy new chest look more diseased to the model than any of them did.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "aggregate", "aggregate_as", "positive_classes"]
+           "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -146,9 +150,21 @@ def aggregate(probs: np.ndarray, classes: list[str], rule: str = "topk_mean", k:
 
 
 def aggregate_as(probs: np.ndarray, classes: list[str], aggregation: dict[str, Any]) -> np.ndarray:
-    """:func:`aggregate` with a bundle's ``aggregation`` block (rule, k, fraction; defaults for what it lacks)."""
-    return aggregate(probs, classes, str(aggregation.get("rule", "topk_mean")), int(aggregation.get("k", 5)),
-                     float(aggregation.get("fraction", 0.25)))
+    """:func:`aggregate` with a bundle's ``aggregation`` block (rule, k, fraction; defaults for what it lacks), then
+    its ``prior_shift`` if any (see the module docstring)."""
+    study = aggregate(probs, classes, str(aggregation.get("rule", "topk_mean")), int(aggregation.get("k", 5)),
+                      float(aggregation.get("fraction", 0.25)))
+    return shift_prior(study, classes, aggregation.get("prior_shift", {}))
+
+
+def shift_prior(vector: np.ndarray, classes: list[str], shift: dict[str, float]) -> np.ndarray:
+    """A probability vector (or rows of them) with each class's log-odds moved by ``shift[class]`` (0 for classes
+    it does not name), renormalised: Bayes' rule for a change of the class prior."""
+    if not shift:
+        return vector
+    weights = np.exp(np.array([float(shift.get(c, 0.0)) for c in classes]))
+    shifted = np.asarray(vector, dtype=np.float64) * weights
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.asarray(vector).dtype)
 
 
 def _deciding(areas: np.ndarray, bundle: Bundle) -> np.ndarray:

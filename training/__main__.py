@@ -1,9 +1,11 @@
-"""Command line: ``python -m training {train-default,train-paper,train,crossval,retrain} ...`` (``--help`` on each).
+"""Command line: ``python -m training {train-default,train-paper,train,crossval,prior-shift,retrain,check-real} ...``
+(``--help`` on each).
 
 * ``train-default`` / ``train-paper``: the shipped ``models/default`` and ``models/paper`` bundles, phantom data,
   fixed seeds (see their MODEL_CARD.md).
 * ``train``: a bundle from any source, recipe values overridable; runs under ``torchrun`` for DDP.
 * ``crossval``: k-fold patient-level cross-validation, MultiScaleVGG vs ResNet-18, report folder.
+* ``prior-shift``: a bundle's study prior shift fitted on a leave-one-background-out run (``training.prior_shift``).
 * ``retrain``: the web app's retraining entry point on a training-ready export.
 """
 from __future__ import annotations
@@ -325,6 +327,16 @@ def cmd_retrain(a: argparse.Namespace) -> None:
     print(f"bundle written to {result.bundle_dir}; log {result.log_path}")
 
 
+def cmd_prior_shift(a: argparse.Namespace) -> None:
+    from .prior_shift import prior_shift_report, write_prior_shift
+
+    report = prior_shift_report(a.crossval, a.shifted_class)
+    print(json.dumps(report, indent=1))
+    if a.bundle:
+        write_prior_shift(a.bundle, report)
+        print(f"offset {report['offset']} for {a.shifted_class} written to {a.bundle / 'model.json'}")
+
+
 def cmd_check_real(a: argparse.Namespace) -> None:
     from .checks import main_check
 
@@ -380,6 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="retrained")
     p.add_argument("--version", default="1")
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("prior-shift", help="fit a bundle's study prior shift on a leave-one-background-out "
+                                           "cross-validation's held-out studies (nested effect printed)")
+    p.add_argument("--crossval", type=Path, required=True, help="crossval report folder (its folds.json)")
+    p.add_argument("--bundle", type=Path, help="write the fitted offset to this bundle's model.json")
+    p.add_argument("--shifted-class", default="NP")
+    p.set_defaults(func=cmd_prior_shift)
 
     p = sub.add_parser("check-real", help="score every real scan of the shared data folder with a bundle")
     p.add_argument("--model", default="default", help="bundle name or folder")

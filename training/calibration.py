@@ -6,6 +6,11 @@
   parameter, no gradient needed), over temperatures >= 1 only (see ``TEMPERATURES``). Accuracy is unchanged at
   slice level; confidence becomes honest.
 * **Expected calibration error** (ECE, 10 equal-width confidence bins) reports how far confidence is from accuracy.
+* **Prior shift** (:func:`fit_prior_shift`, :func:`held_out_prior_shifts`): a log-odds offset for one class of
+  the study vector (``aggregation.prior_shift``, applied by ``inference.pipeline.aggregate_as``), fitted by the
+  same NLL grid search on the held-out studies of a leave-one-background-out cross-validation, i.e. on anatomy the
+  fold's model never saw, where validation studies (the training patients' own) cannot show the shift. Its effect
+  is measured nested: each fold is scored with the offset fitted on the other folds.
 * **Domain model** for :mod:`inference.domain`: mean and Ledoit-Wolf shrunk precision of the training slices' pooled
   Conv5 features; the threshold is the 99th percentile of the validation studies' scores plus 5 %, so about that
   share of in-distribution studies pass.
@@ -20,11 +25,11 @@ from sklearn.covariance import LedoitWolf
 from torch import nn
 
 from inference.domain import slice_distances
-from inference.pipeline import aggregate_as
+from inference.pipeline import aggregate_as, shift_prior
 
 __all__ = ["logits_and_features", "study_probabilities", "fit_temperature", "choose_aggregation",
-           "AGGREGATION_CANDIDATES", "expected_calibration_error",
-           "fit_domain", "study_scores"]
+           "AGGREGATION_CANDIDATES", "expected_calibration_error", "negative_log_likelihood", "PRIOR_SHIFTS",
+           "fit_prior_shift", "held_out_prior_shifts", "fit_domain", "study_scores"]
 
 #: Temperatures tried, all >= 1: scaling only ever softens. The validation studies come from the training
 #: backgrounds, where the model is at its best; a temperature below 1 fitted there (0.25 was) sharpens exactly the
@@ -59,7 +64,8 @@ def study_probabilities(logits: np.ndarray, study: np.ndarray, classes: list[str
     return np.stack([aggregate_as(probs[study == s], classes, aggregation) for s in range(int(study.max()) + 1)])
 
 
-def _nll(p: np.ndarray, labels: np.ndarray) -> float:
+def negative_log_likelihood(p: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log p(true class) of probability rows ``p`` (N, K), clipped at 1e-12."""
     return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
 
 
@@ -68,7 +74,8 @@ def _fit(logits: np.ndarray, study: np.ndarray, study_labels: np.ndarray, classe
     """(temperature, its study-level NLL): the temperature of ``TEMPERATURES`` with the lowest NLL."""
     best, best_nll = 1.0, float("inf")
     for t in TEMPERATURES:
-        nll = _nll(study_probabilities(logits, study, classes, aggregation, float(t)), study_labels)
+        nll = negative_log_likelihood(study_probabilities(logits, study, classes, aggregation, float(t)),
+                                      study_labels)
         if nll < best_nll:
             best, best_nll = float(t), nll
     return best, best_nll
@@ -101,6 +108,34 @@ def choose_aggregation(logits: np.ndarray, study: np.ndarray, study_labels: np.n
         scored.append((nll, aggregation, temperature))
     nll, aggregation, temperature = min(scored, key=lambda row: row[0])
     return aggregation, temperature
+
+
+#: Log-odds offsets tried for the shifted class, in steps of 0.05 nats.
+PRIOR_SHIFTS = np.round(np.arange(-3.0, 3.0001, 0.05), 2)
+
+
+def fit_prior_shift(probs: np.ndarray, labels: np.ndarray, classes: list[str], shifted: str = "NP") -> float:
+    """The offset of ``PRIOR_SHIFTS`` for class ``shifted`` that minimises the NLL of these study probability vectors
+    (N, K) against their classes; 0 wins ties, so the prior moves only where the data ask for it."""
+    nlls = [negative_log_likelihood(shift_prior(probs, classes, {shifted: float(b)}), labels)
+            for b in PRIOR_SHIFTS]
+    best = min(nlls)
+    return float(min((b for b, nll in zip(PRIOR_SHIFTS, nlls) if nll <= best + 1e-12), key=abs))
+
+
+def held_out_prior_shifts(folds: list[tuple[np.ndarray, np.ndarray]], classes: list[str],
+                          shifted: str = "NP") -> tuple[list[float], list[np.ndarray]]:
+    """Nested estimate of what a prior shift does on unseen anatomy. ``folds``: per cross-validation fold, its
+    held-out studies' (probabilities (N, K), classes (N,)). Returns per fold the offset fitted on the *other* folds
+    and this fold's probabilities shifted by it."""
+    offsets, shifted_probs = [], []
+    for i, (probs, _) in enumerate(folds):
+        others = [f for j, f in enumerate(folds) if j != i]
+        offset = fit_prior_shift(np.concatenate([p for p, _ in others]), np.concatenate([y for _, y in others]),
+                                 classes, shifted)
+        offsets.append(offset)
+        shifted_probs.append(shift_prior(probs, classes, {shifted: offset}))
+    return offsets, shifted_probs
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:

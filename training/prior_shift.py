@@ -1,0 +1,82 @@
+"""``python -m training prior-shift``: fit a bundle's study prior shift on a cross-validation's held-out studies.
+
+A leave-one-background-out cross-validation (``crossval --split-by background``) keeps, per fold, every held-out
+study's class and probabilities (``folds.json``: ``held_out_studies``). On that anatomy, which the fold's model
+never saw, a healthy chest looks more diseased to the model than the training patients' validation studies did; the
+study rule and temperature chosen on validation cannot see that. This command
+
+1. measures the shift's effect *nested*: each fold's studies are scored with the offset fitted on the other folds
+   (``training.calibration.held_out_prior_shifts``), before and after, so the figure is not the fit's own;
+2. fits the offset on all folds' held-out studies, and with ``--bundle`` writes it to that bundle's ``model.json``
+   (``aggregation.prior_shift``, with where it came from under ``calibration.prior_shift``).
+
+The folds' models are not the shipped one (each trained on four of the five backgrounds, the shipped one on all
+five), and each fold scored with its own study rule: the offset is an estimate of the shipped model's shift on a
+new patient, and the model card must say so.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import (expected_calibration_error, fit_prior_shift, held_out_prior_shifts,
+                          negative_log_likelihood)
+from .metrics import classification_metrics
+
+__all__ = ["held_out_folds", "prior_shift_report", "write_prior_shift"]
+
+
+def held_out_folds(crossval_dir: Path, model: str = "MultiScaleVGG",
+                   classifier: str = "joint") -> tuple[list[str], list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """(classes, each fold's held-out name, each fold's (study probabilities, study classes)) from ``folds.json``."""
+    raw = json.loads((Path(crossval_dir) / "folds.json").read_text())
+    folds, names = [], []
+    for fold in raw["folds"]:
+        kept = fold["models"][model].get("held_out_studies")
+        if kept is None:
+            raise ValueError(f"{crossval_dir}/folds.json has no held-out study probabilities: rerun crossval with "
+                             "this version")
+        folds.append((np.asarray(kept["probs"][classifier], dtype=np.float64), np.asarray(kept["labels"])))
+        names.append(fold["held_out"])
+    return list(raw["classes"]), names, folds
+
+
+def _figures(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    metrics = classification_metrics(labels, probs, classes)
+    return {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["summary"]["auc"], 4),
+            "nll": round(negative_log_likelihood(probs, labels), 4),
+            "ece": round(expected_calibration_error(labels, probs), 4),
+            "sensitivity": {c: round(metrics["per_class"][c]["sensitivity"], 4) for c in classes},
+            "specificity": {c: round(metrics["per_class"][c]["specificity"], 4) for c in classes}}
+
+
+def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any]:
+    """The nested before/after figures per fold and pooled, and the offset fitted on every fold."""
+    classes, names, folds = held_out_folds(crossval_dir)
+    offsets, after = held_out_prior_shifts(folds, classes, shifted)
+    per_fold = [{"held_out": name, "offset": offset, "before": _figures(p, y, classes),
+                 "after": _figures(q, y, classes)}
+                for name, (p, y), offset, q in zip(names, folds, offsets, after)]
+    labels = np.concatenate([y for _, y in folds])
+    pooled_before = _figures(np.concatenate([p for p, _ in folds]), labels, classes)
+    pooled_after = _figures(np.concatenate(after), labels, classes)
+    offset = fit_prior_shift(np.concatenate([p for p, _ in folds]), labels, classes, shifted)
+    return {"crossval": str(crossval_dir), "shifted_class": shifted, "offset": offset, "studies": int(labels.size),
+            "nested": {"per_fold": per_fold, "pooled_before": pooled_before, "pooled_after": pooled_after}}
+
+
+def write_prior_shift(bundle_dir: Path, report: dict[str, Any]) -> None:
+    """Store the fitted offset in a bundle's ``model.json``, with its source and nested effect."""
+    path = Path(bundle_dir) / "model.json"
+    meta = json.loads(path.read_text())
+    meta.setdefault("aggregation", {})["prior_shift"] = {report["shifted_class"]: report["offset"]}
+    nested = report["nested"]
+    meta.setdefault("calibration", {})["prior_shift"] = {
+        "fitted_on": f"held-out studies of {report['crossval']} ({report['studies']} studies, leave one background "
+                     "out)",
+        "nested_accuracy": [nested["pooled_before"]["accuracy"], nested["pooled_after"]["accuracy"]],
+        "nested_nll": [nested["pooled_before"]["nll"], nested["pooled_after"]["nll"]]}
+    path.write_text(json.dumps(meta, indent=2) + "\n")
