@@ -333,7 +333,7 @@ def cmd_prior_shift(a: argparse.Namespace) -> None:
     report = prior_shift_report(a.crossval, a.shifted_class)
     print(json.dumps(report, indent=1))
     if a.bundle:
-        write_prior_shift(a.bundle, report)
+        write_prior_shift(a.bundle, report, a.version)
         print(f"offset {report['offset']} for {a.shifted_class} written to {a.bundle / 'model.json'}")
 
 
@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--crossval", type=Path, required=True, help="crossval report folder (its folds.json)")
     p.add_argument("--bundle", type=Path, help="write the fitted offset to this bundle's model.json")
     p.add_argument("--shifted-class", default="NP")
+    p.add_argument("--version", help="with --bundle: the bundle's new version (its decisions change)")
     p.set_defaults(func=cmd_prior_shift)
 
     p = sub.add_parser("check-real", help="score every real scan of the shared data folder with a bundle")

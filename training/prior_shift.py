@@ -68,10 +68,13 @@ def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any
             "nested": {"per_fold": per_fold, "pooled_before": pooled_before, "pooled_after": pooled_after}}
 
 
-def write_prior_shift(bundle_dir: Path, report: dict[str, Any]) -> None:
-    """Store the fitted offset in a bundle's ``model.json``, with its source and nested effect."""
+def write_prior_shift(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:
+    """Store the fitted offset in a bundle's ``model.json``, with its source and nested effect (and a new version:
+    the weights are the same, the study decisions are not)."""
     path = Path(bundle_dir) / "model.json"
     meta = json.loads(path.read_text())
+    if version:
+        meta["version"] = version
     meta.setdefault("aggregation", {})["prior_shift"] = {report["shifted_class"]: report["offset"]}
     nested = report["nested"]
     meta.setdefault("calibration", {})["prior_shift"] = {

@@ -77,8 +77,9 @@ def test_the_command_reports_the_nested_effect_and_writes_a_loadable_bundle(tmp_
     assert nested["pooled_after"]["sensitivity"]["NP"] > nested["pooled_before"]["sensitivity"]["NP"]
     bundle = tmp_path / "bundle"
     shutil.copytree(resolve_path("default"), bundle)
-    write_prior_shift(bundle, report)
+    write_prior_shift(bundle, report, version="9.9.9")
     loaded = load_bundle(bundle, device="cpu")
+    assert loaded.version == "9.9.9"
     assert loaded.meta["aggregation"]["prior_shift"] == {"NP": report["offset"]}
     assert loaded.meta["calibration"]["prior_shift"]["nested_nll"][1] == nested["pooled_after"]["nll"]
 
