@@ -60,12 +60,11 @@ def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any
     per_fold = [{"held_out": name, "offset": offset, "before": _figures(p, y, classes),
                  "after": _figures(q, y, classes)}
                 for name, (p, y), offset, q in zip(names, folds, offsets, after)]
-    labels = np.concatenate([y for _, y in folds])
-    pooled_before = _figures(np.concatenate([p for p, _ in folds]), labels, classes)
-    pooled_after = _figures(np.concatenate(after), labels, classes)
-    offset = fit_prior_shift(np.concatenate([p for p, _ in folds]), labels, classes, shifted)
-    return {"crossval": str(crossval_dir), "shifted_class": shifted, "offset": offset, "studies": int(labels.size),
-            "nested": {"per_fold": per_fold, "pooled_before": pooled_before, "pooled_after": pooled_after}}
+    probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
+    return {"crossval": str(crossval_dir), "shifted_class": shifted, "studies": int(labels.size),
+            "offset": fit_prior_shift(probs, labels, classes, shifted),
+            "nested": {"per_fold": per_fold, "pooled_before": _figures(probs, labels, classes),
+                       "pooled_after": _figures(np.concatenate(after), labels, classes)}}
 
 
 def write_prior_shift(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:

@@ -15,6 +15,7 @@ Users who do not see patient identity (annotators) get files and metadata with i
 """
 from __future__ import annotations
 
+import errno
 import warnings
 from collections.abc import Iterable
 
@@ -72,7 +73,7 @@ class RetrieveInstances(DicomWebView):
         instances = list(instances_in_scope(study, series, instance))
         # Checked before the first byte goes out: once streaming, a missing file could only cut the body short.
         if missing := next((i for i in instances if not default_storage.exists(i.file.name)), None):
-            raise FileNotFoundError(2, "stored file missing", missing.file.name)
+            raise FileNotFoundError(errno.ENOENT, "stored file missing", missing.file.name)
         parts = (Part(DICOM, file_content(i, request.user), location=request.build_absolute_uri(instance_path(i)))
                  for i in instances)
         return multipart_response(parts, DICOM)
