@@ -30,6 +30,7 @@ from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set
 from .calibration import (choose_aggregation, expected_calibration_error, fit_domain, logits_and_features,
                           study_probabilities)
 from .distributed import setup, teardown
+from .files import written_whole
 from .report import write_report
 from .retrain import RetrainConfig, retrain, summary_metrics, write_bundle
 from .simulate.backgrounds import REAL_BACKGROUNDS, real_backgrounds, shared_data_dir, simulated_studies
@@ -175,8 +176,8 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
             return data
     data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, cache)
+        with written_whole(cache) as out:
+            torch.save(data, out)
     print(f"data: {data.n_studies} studies, {len(data)} slices {data.class_counts()} ({time.time() - t0:.0f} s)",
           flush=True)
     return data

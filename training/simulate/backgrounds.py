@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..files import written_whole
 from .lesions import insert_lesions
 from .scanner import ScanSample, randomize
 
@@ -109,9 +110,9 @@ def load_background(name: str, work_size: int = 256, root: Path | None = None) -
     dz, dy, dx = volume.spacing_mm or (2.5, 0.7, 0.7)
     spacing = (float(dz), float(dy) * factor, float(dx) * factor)
     cranial_last = cranial_is_last(volume)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, hu=hu.astype(np.float32), lung=lung, spacing=np.asarray(spacing),
-                        cranial_last=np.asarray(cranial_last))
+    with written_whole(cache) as out:
+        np.savez_compressed(out, hu=hu.astype(np.float32), lung=lung, spacing=np.asarray(spacing),
+                            cranial_last=np.asarray(cranial_last))
     return Background(name, source, hu.astype(np.float32), lung, spacing, cranial_last)
 
 
