@@ -52,7 +52,7 @@ def cranial_is_last(volume: Volume) -> bool:
 
 
 def choose_mask(hu: np.ndarray, classical: np.ndarray, unet_probability: np.ndarray,
-                pixel_mm: float | None = None) -> tuple[np.ndarray, str]:
+                pixel_mm: float | None = None, cranial_last: bool = True) -> tuple[np.ndarray, str]:
     """``auto``'s choice: (mask, method) - the fusion of both when the U-Net's mask (probability > 0.5) holds
     ``AUTO_MIN_COVERAGE`` of the classical one, else the classical mask. The fusion adds only the U-Net's
     confident lung (probability > ``AUTO_ADD_LEVEL``): at the lung bases and the heart, its coarse border takes in
@@ -61,7 +61,7 @@ def choose_mask(hu: np.ndarray, classical: np.ndarray, unet_probability: np.ndar
     coverage = float((classical & (unet_probability > 0.5)).sum()) / reference if reference else 0.0
     if reference and coverage >= AUTO_MIN_COVERAGE:
         return fuse_masks(hu, classical, unet_probability > AUTO_ADD_LEVEL, pixel_mm,
-                          support=unet_probability > AUTO_HOLE_LEVEL), "fusion"
+                          support=unet_probability > AUTO_HOLE_LEVEL, cranial_last=cranial_last), "fusion"
     return classical, "classical"
 
 
@@ -115,5 +115,5 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
     # of a 512 x 512 study; the U-Net sees the same cube either way
     work, classical, factor = segment_work(array, **kw)
     fused = choose_mask(work, classical, unet_on_lung_slab(work, classical),
-                        float(spacing[1]) * factor if spacing else None)[0]
+                        float(spacing[1]) * factor if spacing else None, kw.get("cranial_last", True))[0]
     return upsample_mask(fused, factor, array.shape)

@@ -118,6 +118,32 @@ def test_fusion_adds_dense_lesions_not_the_unets_rim_air_or_bone() -> None:
     assert not fused[:, :, :4].any() and not fused[:, 20:24, 40:43].any()
 
 
+def test_a_consolidated_apex_is_followed_up_and_nothing_is_followed_down() -> None:
+    """Slices 2-4: a lung with aerated lung in every slice. Slices 5-7 (towards the head): the lung is a white-out
+    (dense, no aerated voxel in its slice, 2,700 mm^2), which the U-Net holds: kept, slice by slice upwards. In
+    slices 0-1, below the lung, the same dense column (the spleen or liver dome the U-Net takes for lung) is not;
+    nor is dense tissue above that does not lie over the lung below it, nor a small patch above a small aerated
+    lobule (144 mm^2: below the size of a consolidated segment)."""
+    hu = np.full((8, 40, 40), 40.0, np.float32)
+    classical = np.zeros(hu.shape, dtype=bool)
+    classical[2:5, 10:30, 10:25] = True
+    classical[2:5, 32:36, 30:34] = True
+    hu[classical] = -850.0
+    unet = np.zeros(hu.shape, dtype=bool)
+    unet[:, 10:30, 10:25] = True  # the lung column, white-out above and blob below
+    unet[:, 32:36, 30:34] = True
+    unet[6, 2:8, 30:38] = True  # dense tissue away from the lung: not over the lung below it
+    for cranial_last in (True, False):
+        order = slice(None) if cranial_last else slice(None, None, -1)
+        fused = fuse_masks(hu[order], classical[order], unet[order], pixel_mm=3.0, open_mm=3.0,
+                           cranial_last=cranial_last)[order]
+        assert fused[2:5][classical[2:5]].all()
+        assert fused[5:8, 10:30, 10:25].all(), "the consolidated apex above the aerated lung is lung"
+        assert not fused[:2].any(), "dense tissue below the lungs is not followed down"
+        assert not fused[6, 2:8, 30:38].any()
+        assert not fused[5:, 32:36, 30:34].any(), "a stray patch is not followed up"
+
+
 def _held_out_cap(rng_seed: int):
     """A CAP consolidation reaching the pleura, inserted into a held-out real background (LIDC-IDRI-0003): the
     whole chest at half the working matrix (128 px), seconds to segment. (Thin slabs are the U-Net's weak case:
