@@ -61,6 +61,7 @@ class UNetConfig:
     lr: float = 5e-3
     shared_fraction: float = 0.6
     lesion_fraction: float = 0.45
+    lesion_weight: float = 1.0  # cross-entropy weight of lesion pixels (the rest weigh 1)
     max_minutes: float = 9.5
     source: str = "phantom"  # or "simulated": lesions painted into real backgrounds and phantom patients
     init: str | None = None  # a lungs-unet folder to fine-tune (its view networks; no shared phase)
@@ -142,15 +143,15 @@ def make_data(cfg: UNetConfig) -> list[CubeStudy]:
 
 
 def sample_batch(rng: np.random.Generator, data: list[CubeStudy], view: str,
-                 cfg: UNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of (2k+1)-slice stacks along ``view`` and the centre slices' soft masks.
+                 cfg: UNetConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of (2k+1)-slice stacks along ``view``, the centre slices' soft lung masks and their soft lesion masks.
 
     ``lesion_fraction`` of the samples are slices through a lesion (consolidation and ground glass must be
     segmented as lung), 80 % of the rest show lung, the others may be any slice (apex, abdomen, outside air).
     """
     windows = list(DEFAULT_WINDOWS.values())
     with_lesions = [d for d in data if bool(d.lesion.any())]
-    xs, ys = [], []
+    xs, ys, ls = [], [], []
     for _ in range(cfg.batch):
         lesion_pick = bool(with_lesions) and rng.random() < cfg.lesion_fraction
         item = (with_lesions if lesion_pick else data)[int(rng.integers(len(with_lesions if lesion_pick else data)))]
@@ -172,7 +173,8 @@ def sample_batch(rng: np.random.Generator, data: list[CubeStudy], view: str,
         width, level = windows[int(rng.integers(len(windows)))]
         xs.append(window(stack, width, level))
         ys.append(mask_s[index[0]])
-    return torch.stack(xs), torch.stack(ys)
+        ls.append(view_slices(lesion, view)[index[0]].float())
+    return torch.stack(xs), torch.stack(ys), torch.stack(ls)
 
 
 def learning_rate(peak: float, progress: float) -> float:
@@ -181,11 +183,16 @@ def learning_rate(peak: float, progress: float) -> float:
     return peak * min(1.0, progress / 0.05) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Soft Dice over the batch plus binary cross-entropy."""
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, lesion: torch.Tensor | None = None,
+            lesion_weight: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the batch plus binary cross-entropy, whose lesion pixels weigh ``lesion_weight``.
+
+    Why a lesion weight: a large consolidation is a minority of the lung pixels even in the slices drawn through
+    lesions, and the shipped network left whole lobar consolidations out (``models/lungs-unet/MODEL_CARD.md``)."""
     prob = torch.sigmoid(logits)
     soft_dice = (2 * (prob * target).sum() + 1.0) / (prob.sum() + target.sum() + 1.0)
-    return (1.0 - soft_dice) + F.binary_cross_entropy_with_logits(logits, target)
+    weight = None if lesion is None or lesion_weight == 1.0 else 1.0 + (lesion_weight - 1.0) * lesion
+    return (1.0 - soft_dice) + F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
 def evaluate(model: MultiViewUNet, seeds: list[int], size: int = 192, n_slices: int = 64) -> dict[str, float]:
@@ -254,8 +261,8 @@ def train(cfg: UNetConfig, out: str | Path, log=print) -> dict:
             net, opt = nets[view], opts[view]
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg.lr, progress)
-        x, y = sample_batch(rng, data, view, cfg)
-        loss = loss_fn(net(x), y)
+        x, y, lesion = sample_batch(rng, data, view, cfg)
+        loss = loss_fn(net(x), y, lesion, cfg.lesion_weight)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -301,9 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=UNetConfig.size,
                         help="phantom matrix (at least the cube's in-plane size)")
     parser.add_argument("--threads", type=int, default=UNetConfig.threads)
+    parser.add_argument("--lesion-weight", type=float, default=UNetConfig.lesion_weight,
+                        help="cross-entropy weight of lesion pixels (1: every pixel alike)")
     a = parser.parse_args(argv)
     train(UNetConfig(seed=a.seed, steps=a.steps, studies=a.studies, max_minutes=a.max_minutes, source=a.source,
-                     init=a.init, lr=a.lr, cube=tuple(a.cube), size=a.size, threads=a.threads), a.out)
+                     init=a.init, lr=a.lr, cube=tuple(a.cube), size=a.size, threads=a.threads,
+                     lesion_weight=a.lesion_weight), a.out)
 
 
 if __name__ == "__main__":
