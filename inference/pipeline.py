@@ -45,7 +45,7 @@ from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
+           "model_input", "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -348,11 +348,17 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         maps=maps, lung_mask=lung_mask, opacity_mask=opacity_mask, opacity=opacity, domain=domain)
 
 
+def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> tuple[np.ndarray, CropGeometry]:
+    """Slice ``index`` as ``analyze`` gives it to the model (the study's window, the lung crop, the input size) and
+    the crop that maps it back to the slice's pixels."""
+    geometry = _geometry(lung_mask, index, bundle)
+    return _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle)), geometry
+
+
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
     """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class)."""
     bundle.model.eval().to(memory_format=torch.channels_last)
-    geometry = _geometry(lung_mask, index, bundle)
-    x224 = _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle))
+    x224, geometry = model_input(volume, bundle, index, lung_mask)
     probs, cams, _ = _classify(bundle.model, lambda _: x224[None], np.array([index]), bundle.device,
                                _temperature(bundle))
     target = int(probs[0].argmax())
