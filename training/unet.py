@@ -18,9 +18,10 @@ Training first shares one network across the views, then specialises a copy per 
 sample is a neighbour stack cut along a view, normalised with a randomly chosen window of the vote (so every
 network works under every window), with random z and left-right flips (scanners store either cranio-caudal
 order) and HU shift/noise jitter. Loss: soft Dice + binary cross-entropy against the area-averaged (soft) lung
-mask; Adam, warm-up then cosine decay. One thread by default (``--threads``), so a colleague's job on the
-other core keeps running. At the end the model is written (fp16) with a ``model.json`` recording the recipe, the
-training time and the Dice of the full ``segment`` pipeline on fresh phantom studies.
+mask (``--lesion-weight`` weighs the lesion pixels' cross-entropy; 1 by default); Adam, warm-up then cosine
+decay. One thread by default (``--threads``), so a colleague's job on the other core keeps running. At the end
+the model is written (fp16) with a ``model.json`` recording the recipe, the training time and the Dice of the full
+``segment`` pipeline on fresh phantom studies.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def make_data(cfg: UNetConfig) -> list[CubeStudy]:
 
 def sample_batch(rng: np.random.Generator, data: list[CubeStudy], view: str,
                  cfg: UNetConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A batch of (2k+1)-slice stacks along ``view``, the centre slices' soft lung masks and their soft lesion masks.
+    """A batch of (2k+1)-slice stacks along ``view``, the centre slices' soft lung masks and their 0/1 lesion masks.
 
     ``lesion_fraction`` of the samples are slices through a lesion (consolidation and ground glass must be
     segmented as lung), 80 % of the rest show lung, the others may be any slice (apex, abdomen, outside air).
