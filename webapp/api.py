@@ -1,10 +1,12 @@
-"""API-wide pieces: the exception handler that keeps every bad request a 4xx with a readable reason."""
+"""API-wide pieces: the exception handler that keeps every bad request a 4xx with a readable reason, and the
+default pagination."""
 from __future__ import annotations
 
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -13,6 +15,14 @@ from webapp.core.concurrency import StaleVersion, VersionRequired
 from webapp.core.errors import Refused
 
 log = logging.getLogger(__name__)
+
+
+class Pagination(LimitOffsetPagination):
+    """``?limit=&offset=`` paging with a largest page: without one, ``limit=99999999999999999999`` reached
+    PostgreSQL as a LIMIT beyond its 64-bit range (a 500), and any limit asked the server for a whole table at once.
+    A larger ``limit`` gives the largest page, as DRF's ``max_limit`` does."""
+
+    max_limit = 1000
 
 
 def exception_handler(exc, context):

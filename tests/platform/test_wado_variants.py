@@ -56,3 +56,16 @@ def test_a_stored_file_gone_from_storage_is_a_404_on_every_retrieval(api, storag
         assert "missing" in response.json()["detail"], url
     kept_url = f"/dicomweb/studies/{study}/series/{series}/instances/{kept.sop_instance_uid}"
     assert api.get(kept_url, HTTP_ACCEPT="multipart/related; type=application/dicom").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_nul_character_in_a_uid_or_query_is_a_400_on_every_dicomweb_route(api):
+    """No DICOM UID or value holds a NUL; PostgreSQL refuses one in a query, which was a 500 on retrievals, searches
+    and WADO-URI alike."""
+    for url in ("/dicomweb/studies/1.2%00/series", "/dicomweb/studies/1.2/series/%00/instances",
+                "/dicomweb/studies/1.2/series/1.3/instances/1.4%00/metadata", "/dicomweb/studies?PatientID=a%00",
+                "/wado?requestType=WADO&studyUID=%00&seriesUID=1&objectUID=1"):
+        response = api.get(url, HTTP_ACCEPT="*/*")
+        assert response.status_code == 400, (url, response.status_code)
+        assert "NUL" in response.json()["detail"], url
+    assert api.get("/dicomweb/studies/1.2/series", HTTP_ACCEPT="*/*").status_code == 200  # a plain UID still works

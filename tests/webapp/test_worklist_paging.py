@@ -44,3 +44,19 @@ def test_pages_follow_the_ordering_with_ties_and_studies_without_results(users):
     rows = client.get("/api/studies/?limit=5&ordering=-ai_uncertainty").json()["results"]
     decided = set(Decision.objects.values_list("study_id", flat=True))
     assert all((row["reviewer"] == "clin") == (row["id"] in decided) for row in rows), rows
+
+
+def test_a_limit_beyond_the_largest_page_gives_the_largest_page(users):
+    """``limit`` past PostgreSQL's 64-bit LIMIT was a 500; any limit now gives at most the API's largest page."""
+    from webapp.api import Pagination
+
+    for n in range(3):
+        make_study(date=f"2024011{n}")
+    client = client_for(users.clinician)
+    for who, url in ((client, "/api/studies/?limit=99999999999999999999"),
+                     (client_for(users.admin), "/api/audit/?limit=99999999999999999999")):  # the API's default paging
+        response = who.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        assert len(response.json()["results"]) <= Pagination.max_limit
+    assert len(client.get("/api/studies/?limit=99999999999999999999").json()["results"]) == 3
+    assert len(client.get(f"/api/studies/?limit={Pagination.max_limit + 1}").json()["results"]) == 3

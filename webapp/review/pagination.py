@@ -8,10 +8,10 @@ table, and joining the fifty rows of the page is cheap. Same pages, same order, 
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from rest_framework.pagination import LimitOffsetPagination
+from webapp.api import Pagination
 
 
-class KeysFirstPagination(LimitOffsetPagination):
+class KeysFirstPagination(Pagination):
     def paginate_queryset(self, queryset: QuerySet, request, view=None) -> list | None:
         keys = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
         if keys is None:

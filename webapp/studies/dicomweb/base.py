@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -20,3 +21,11 @@ class DicomWebView(APIView):
 
     def perform_content_negotiation(self, request, force=False):
         return super().perform_content_negotiation(request, force=True)
+
+    def initial(self, request, *args, **kwargs):
+        """Refuse a UID or query value holding a NUL character with a 400 before any view code runs: no DICOM
+        value has one, and PostgreSQL rejects it in a query (a 500 on every retrieval and search before)."""
+        super().initial(request, *args, **kwargs)
+        values = [*kwargs.values(), *(v for values in request.query_params.lists() for v in values[1])]
+        if any("\x00" in str(value) for value in values):
+            raise ParseError("a UID or query parameter contains a NUL character")

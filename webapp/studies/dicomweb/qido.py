@@ -18,8 +18,9 @@ from django.db.models import Count, Model, Prefetch, Q, QuerySet
 from django.urls import reverse
 from rest_framework import generics, serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+
+from webapp.api import Pagination
 
 from ..models import Instance, Series, Study
 from . import dicomjson
@@ -164,7 +165,7 @@ def match_q(attribute: Attribute, raw: str) -> Q:
     return condition
 
 
-class QidoPagination(LimitOffsetPagination):
+class QidoPagination(Pagination):
     """QIDO's limit/offset; the body stays a bare DICOM JSON array (no envelope), more results signalled by a
     ``Warning`` header as PS3.18 10.6.3.3 describes."""
 
