@@ -26,6 +26,6 @@ class DicomWebView(APIView):
         """Refuse a UID or query value holding a NUL character with a 400 before any view code runs: no DICOM
         value has one, and PostgreSQL rejects it in a query (a 500 on every retrieval and search before)."""
         super().initial(request, *args, **kwargs)
-        values = [*kwargs.values(), *(v for values in request.query_params.lists() for v in values[1])]
+        values = [*kwargs.values(), *(v for _, listed in request.query_params.lists() for v in listed)]
         if any("\x00" in str(value) for value in values):
             raise ParseError("a UID or query parameter contains a NUL character")
