@@ -161,9 +161,9 @@ def sample_batch(rng: np.random.Generator, data: list[CubeStudy], view: str,
             hu, mask, lesion = hu.flip(0), mask.flip(0), lesion.flip(0)
         if rng.random() < 0.5:
             hu, mask, lesion = hu.flip(2), mask.flip(2), lesion.flip(2)
-        hu_s, mask_s = view_slices(hu, view), view_slices(mask, view)
+        hu_s, mask_s, lesion_s = view_slices(hu, view), view_slices(mask, view), view_slices(lesion, view)
         if lesion_pick:
-            pool = torch.nonzero(view_slices(lesion, view).flatten(1).any(dim=1))[:, 0]
+            pool = torch.nonzero(lesion_s.flatten(1).any(dim=1))[:, 0]
         else:
             with_lung = torch.nonzero(mask_s.amax(dim=(1, 2)) > 0.5)[:, 0]
             pool = with_lung if (rng.random() < 0.8 and len(with_lung)) else torch.arange(hu_s.shape[0])
@@ -174,7 +174,7 @@ def sample_batch(rng: np.random.Generator, data: list[CubeStudy], view: str,
         width, level = windows[int(rng.integers(len(windows)))]
         xs.append(window(stack, width, level))
         ys.append(mask_s[index[0]])
-        ls.append(view_slices(lesion, view)[index[0]].float())
+        ls.append(lesion_s[index[0]].float())
     return torch.stack(xs), torch.stack(ys), torch.stack(ls)
 
 
