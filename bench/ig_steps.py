@@ -70,9 +70,10 @@ def main() -> None:
     xs, targets = real_inputs(bundle)
     if not xs:
         sys.exit(f"no real scans under {shared_data_dir()}: nothing to measure")
+    scales = [model.scale_forward(s) for s in range(3)]
     with torch.no_grad():
-        deltas = [[float(model.scale_forward(s)(x[None])[0, t] - model.scale_forward(s)(torch.zeros_like(x[None]))[0, t])
-                   for s in range(3)] for x, t in zip(xs, targets)]
+        deltas = [[float(f(x[None])[0, t] - f(torch.zeros_like(x[None]))[0, t]) for f in scales]
+                  for x, t in zip(xs, targets)]
     reference = [SaliencyEngine(model, steps=args.reference, grad_dtype=torch.float32).attribute(x, t)
                  for x, t in zip(xs, targets)]
     rows = []
