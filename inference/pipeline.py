@@ -34,7 +34,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .boxes import BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes
+from .boxes import (BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes,
+                    smoothed_magnitude)
 from .bundle import AGGREGATION_RULES, Bundle, min_lung_fraction_of
 from .domain import assess, trained_on_hu
 from .io import Volume
@@ -74,7 +75,9 @@ Progress = Callable[..., None]  # progress(fraction in [0, 1], message)
 @dataclass
 class SliceMaps:
     """One slice's explanation at its original rows x columns (float32): joint saliency, IG per scale, CAM per scale,
-    all for the slice's predicted class ``target``."""
+    all for the slice's predicted class ``target``. The joint and IG maps are magnitudes smoothed as the paper reads
+    them for localisation (``inference.boxes.smoothed_magnitude``, in the model's input grid); the CAMs are signed
+    class evidence."""
 
     joint: np.ndarray
     ig: list[np.ndarray]
@@ -229,8 +232,9 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
              geometries: list[CropGeometry], class_names: list[str], lungs: list[np.ndarray]
              ) -> list[tuple[SliceMaps, np.ndarray]]:
     """IG maps of prepared slices ``x224`` (S, size, size), each for its target class, in one engine call; each
-    slice's maps are mapped back to original pixels and kept inside its lung mask (``lungs``); with each, the joint
-    map in the 224 grid, zero outside the lungs.
+    slice's maps are kept inside its lung mask (``lungs``), the joint and IG maps smoothed in magnitude (the paper's
+    |.| and 5x5 Gaussian, ``smoothed_magnitude``) and mapped back to original pixels; with each, the raw joint map
+    in the 224 grid, zero outside the lungs, which the boxes' Isodata step smooths the same way.
 
     Why the lung restriction (not in the paper): with a zero baseline, Integrated Gradients weighs a pixel's
     gradient by its brightness, so bone and soft tissue round the lungs (the spine above all) carried the largest
@@ -247,7 +251,8 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
         ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
         joint224 = joint_saliency(ig224)  # each scale at its peak inside the lungs
         scaled_cams = [resize_map(c, (geometry.size, geometry.size)) for c in cam]
-        back = [geometry.map_to_original(m) * inside for m in [joint224, *ig224, *scaled_cams]]
+        shown = [smoothed_magnitude(m).astype(np.float32) for m in [joint224, *ig224]]
+        back = [geometry.map_to_original(m) * inside for m in [*shown, *scaled_cams]]
         out.append((SliceMaps(joint=back[0], ig=back[1:4], cams=back[4:], target=class_name), joint224))
     return out
 

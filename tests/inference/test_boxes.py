@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import threshold_isodata
 
-from inference.boxes import blur5, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes, saliency_mask
+from inference.boxes import (blur5, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes, saliency_mask,
+                            smoothed_magnitude)
 from inference.preprocess import crop_geometry
 
 
@@ -30,6 +31,22 @@ def test_blur_is_a_5x5_kernel() -> None:
     impulse[5, 5] = 1.0
     support = np.argwhere(blur5(impulse) > 0)
     assert support.min(axis=0).tolist() == [3, 3] and support.max(axis=0).tolist() == [7, 7]
+
+
+def test_the_smoothed_magnitude_points_at_dense_attribution_not_at_a_lone_pixel() -> None:
+    """IG is speckled: a lone pixel can outweigh every pixel of a region of dense attribution of either sign. The
+    smoothed magnitude (the form the pipeline keeps) peaks inside the region; the raw map's maximum is the lone
+    pixel."""
+    rng = np.random.default_rng(3)
+    saliency = 0.02 * rng.standard_normal((64, 64))
+    saliency[40:48, 10:18] = rng.choice([-0.5, 0.5], size=(8, 8))  # attribution of both signs, as IG gives
+    saliency[12, 50] = 1.0
+    assert np.unravel_index(np.argmax(np.abs(saliency)), saliency.shape) == (12, 50)
+    smoothed = smoothed_magnitude(saliency)
+    assert np.all(smoothed >= 0)
+    peak = np.unravel_index(np.argmax(smoothed), smoothed.shape)
+    assert 40 <= peak[0] < 48 and 10 <= peak[1] < 18
+    np.testing.assert_allclose(blur5(saliency), smoothed / smoothed.max())
 
 
 def test_blob_gives_one_box_at_the_blob_in_original_pixels() -> None:

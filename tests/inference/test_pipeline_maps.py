@@ -1,13 +1,17 @@
-"""The maps a study's analysis returns: every one is zero outside the slice's lung mask and carries signal inside."""
+"""The maps a study's analysis returns: every one is zero outside the slice's lung mask and carries signal inside;
+the joint and IG maps are the paper's smoothed magnitudes of the engine's attributions."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from inference.bundle import load_bundle
 from inference.io import Volume
-from inference.pipeline import analyze, slice_maps
+from inference.boxes import smoothed_magnitude
+from inference.pipeline import analyze, model_input, slice_maps
+from inference.saliency import SaliencyEngine
 
 
 def test_maps_stay_inside_the_lungs(tiny_bundle: Path, phantom_covid) -> None:
@@ -28,3 +32,11 @@ def test_maps_stay_inside_the_lungs(tiny_bundle: Path, phantom_covid) -> None:
     index = next(iter(result.maps))
     again = slice_maps(volume, bundle, index, lungs)  # the viewer's on-demand maps follow the same rule
     assert not any(np.any(m[~lungs[index]]) for m in (again.joint, *again.ig, *again.cams))
+    # the joint and IG maps are |IG| smoothed in the model's grid (inside its lung crop), mapped back: non-negative
+    x, geometry = model_input(volume, bundle, index, lungs)
+    raw = SaliencyEngine(bundle.model).attribute(torch.from_numpy(x)[None, None], bundle.classes.index(again.target))
+    lung_in = geometry.mask_to_output(lungs[index])
+    for shown, ig in zip(again.ig, raw.ig):
+        assert shown.min() >= 0
+        expected = geometry.map_to_original(smoothed_magnitude(np.asarray(ig) * lung_in)) * lungs[index]
+        np.testing.assert_allclose(shown, expected, atol=1e-6 * max(1e-30, float(expected.max())))

@@ -132,8 +132,9 @@ def load_labels(name: str, kind: str) -> np.ndarray | None:
 def render_png(array: np.ndarray) -> tuple[bytes, float]:
     """8-bit grayscale PNG of a map scaled by its own maximum, and that raw maximum.
 
-    Negative values (evidence against the class) are shown as 0: the overlay shows where the model looked for
-    disease. The raw maximum goes to the client so maps of different slices can still be compared.
+    Negative values (a CAM's evidence against the class) are shown as 0: the overlay shows where the model looked
+    for disease. The joint and IG maps are already magnitudes (``inference.pipeline.SliceMaps``). The raw maximum
+    goes to the client so maps of different slices can still be compared.
     """
     values = np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     peak = float(values.max()) if values.size else 0.0
