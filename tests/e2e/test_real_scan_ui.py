@@ -190,6 +190,13 @@ def test_clinician_reads_real_scans_analysed_by_the_shipped_model(page, real_wor
             "the lung outline is not round the lungs"
         switch_off(page, "g", "lung", before)
 
+        # The joint saliency heatmap (the paper's smoothed magnitude) on the top slice: inside the lungs.
+        if run.label != "NP":  # the slices called diseased are the explained ones
+            before, heat = toggle(page, "h", "joint")
+            assert share_inside(page, before, heat, bbox(lungs[top.index], margin=3), size) > 0.9, \
+                "the heatmap is not on the lungs"
+            switch_off(page, "h", "joint", before)
+
         check_boxes_in_lungs(page, study, run, lungs, size)
 
         # The picture: the top slice in the lung window, opacity overlay and lung outline on, the AI's boxes (if any).
@@ -204,4 +211,11 @@ def test_clinician_reads_real_scans_analysed_by_the_shipped_model(page, real_wor
             assert page.is_checked(f"input[data-map={kind}]")
         wait_rendered(page)
         save_screenshot(page, screenshot)
+        if run.label != "NP":  # the same slice with the heatmap and the lung outline only
+            for key, kind, on in (("o", "opacity", False), ("h", "joint", True)):
+                page.focus("#ct-viewport")
+                page.keyboard.press(key)
+                assert page.is_checked(f"input[data-map={kind}]") == on
+            wait_rendered(page)
+            save_screenshot(page, screenshot.replace(".png", "-saliency.png"))
         assert not page.errors, page.errors
