@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.io import Volume, load_study  # noqa: E402
 from inference.lungs import AUTO_HOLE_LEVEL, segment_lungs, unet_on_lung_slab  # noqa: E402
-from inference.lungs.fusion import fuse_masks  # noqa: E402
+from inference.lungs.fusion import AERATED_FLOOR_HU, fuse_masks  # noqa: E402
 from training.simulate.backgrounds import REAL_BACKGROUNDS, background, shared_data_dir, simulate  # noqa: E402
 from training.unet import HELD_OUT_BACKGROUNDS, dice  # noqa: E402
 
@@ -61,7 +61,7 @@ def measure_study(spec: str, label: str, seed: int, erosions: list[float], level
     for mm in erosions:
         for level in levels:
             fused = fuse_masks(sample.hu, masks["classical"], prob > level, sample.spacing_mm[1], open_mm=mm,
-                               support=prob > AUTO_HOLE_LEVEL)
+                               support=prob > AUTO_HOLE_LEVEL, aerated_floor_hu=AERATED_FLOOR_HU)
             row[f"fusion_open_{mm:g}mm_p{level:g}"] = {
                 "dice": dice(fused, sample.lung),
                 "lesion_inside": float((fused & lesion).sum()) / max(1, int(lesion.sum()))}

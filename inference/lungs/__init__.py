@@ -25,7 +25,7 @@ import numpy as np
 
 from ..io import Volume
 from .classical import segment_hu, segment_image, segment_work, upsample_mask
-from .fusion import fuse_masks, segment_grey
+from .fusion import AERATED_FLOOR_HU, fuse_masks, segment_grey
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "segment_lungs", "choose_mask", "cranial_is_last", "unet_on_lung_slab"]
 
@@ -61,7 +61,8 @@ def choose_mask(hu: np.ndarray, classical: np.ndarray, unet_probability: np.ndar
     coverage = float((classical & (unet_probability > 0.5)).sum()) / reference if reference else 0.0
     if reference and coverage >= AUTO_MIN_COVERAGE:
         return fuse_masks(hu, classical, unet_probability > AUTO_ADD_LEVEL, pixel_mm,
-                          support=unet_probability > AUTO_HOLE_LEVEL, cranial_last=cranial_last), "fusion"
+                          support=unet_probability > AUTO_HOLE_LEVEL, cranial_last=cranial_last,
+                          aerated_floor_hu=AERATED_FLOOR_HU), "fusion"
     return classical, "classical"
 
 

@@ -8,7 +8,7 @@ from inference.io import Volume
 from scipy import ndimage
 
 from inference.lungs import AUTO_MIN_COVERAGE, choose_mask, segment_lungs
-from inference.lungs.fusion import fuse_masks
+from inference.lungs.fusion import AERATED_FLOOR_HU, fuse_masks
 from inference.normalize import fixed_window
 
 
@@ -116,6 +116,27 @@ def test_fusion_adds_dense_lesions_not_the_unets_rim_air_or_bone() -> None:
     rim = unet & ~classical & ~np.pad(np.ones((3, 10, 12), bool), ((0, 0), (40, 10), (40, 8)))
     assert (fused & rim).sum() <= 0.05 * rim.sum()
     assert not fused[:, :, :4].any() and not fused[:, 20:24, 40:43].any()
+
+
+def test_fusion_adds_ground_glass_the_classical_mask_dropped_not_air_or_detached_patches() -> None:
+    """The classical mask keeps the largest air-like components only, so lung-density ground glass it cut off is
+    outside it though below the -320 HU threshold; the U-Net holds it. It is added where it touches the lung in its
+    slice, as dense lung is; a detached patch of the same density and dark airway lumen beside the lung are not."""
+    hu = np.full((3, 64, 64), 40.0, np.float32)  # soft tissue
+    classical = np.zeros(hu.shape, dtype=bool)
+    classical[:, 10:50, 10:40] = True
+    hu[classical] = -850.0
+    hu[:, 15:35, 40:50] = -600.0  # ground glass continuing the lung, left out of the classical mask
+    hu[:, 54:62, 44:56] = -600.0  # the same density, not touching the lung in its slice
+    hu[:, 40:48, 40:46] = -1000.0  # airway lumen beside the lung
+    unet = classical.copy()
+    for region in ((slice(15, 35), slice(40, 50)), (slice(54, 62), slice(44, 56)), (slice(40, 48), slice(40, 46))):
+        unet[(slice(None), *region)] = True
+    fused = fuse_masks(hu, classical, unet, pixel_mm=1.0, open_mm=3.0, aerated_floor_hu=AERATED_FLOOR_HU)
+    assert fused[:, 15:35, 40:50].all() and fused[classical].all()
+    assert not fused[:, 54:62, 44:56].any() and not fused[:, 40:48, 40:46].any()
+    dense_only = fuse_masks(hu, classical, unet, pixel_mm=1.0, open_mm=3.0)
+    assert not dense_only[:, 15:35, 40:50].any()
 
 
 def test_a_consolidated_apex_is_followed_up_and_nothing_is_followed_down() -> None:
