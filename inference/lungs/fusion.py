@@ -91,7 +91,7 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
     tissue &= ~classical
     dense = unet & tissue
     steps = int(round(open_mm / (pixel_mm or 1.0)))
-    _open_in_plane(dense, tissue, steps)
+    _open_in_plane(dense, steps, tissue)
     del tissue
     low = None
     if aerated_floor_hu is not None:  # the U-Net's lung of lung density that the classical mask dropped
@@ -99,7 +99,7 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
         low &= hu < threshold_hu
         low &= unet
         low &= ~classical
-        _open_in_plane(low, low.copy(), steps)
+        _open_in_plane(low, steps)
     if not dense.any() and (low is None or not low.any()):
         return classical
     lung = dense
@@ -119,15 +119,17 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
     return fused
 
 
-def _open_in_plane(mask: np.ndarray, within: np.ndarray, steps: int) -> None:
-    """``mask`` (z, y, x) opened in-plane by ``steps`` pixels, then grown back as far through ``within``: a lesion's
-    corners and its pleural edge (which the U-Net's coarse border may cut) return, a removed thin rim does not. In
-    place; the filters run on the bounding box of what they change, grown by their reach (``bounding_box``)."""
+def _open_in_plane(mask: np.ndarray, steps: int, within: np.ndarray | None = None) -> None:
+    """``mask`` (z, y, x) opened in-plane by ``steps`` pixels, then grown back as far through ``within`` (the mask
+    itself when None): a lesion's corners and its pleural edge (which the U-Net's coarse border may cut) return, a
+    removed thin rim does not. In place; the filters run on the bounding box of what they change, grown by their
+    reach (``bounding_box``)."""
     box = bounding_box(mask, steps + 1)
     if steps > 0 and box is not None:
+        limit = mask[box].copy() if within is None else within[box]
         opened = ndimage.binary_opening(mask[box], structure=_DISK, iterations=steps)
         mask.fill(False)
-        mask[box] = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=within[box])
+        mask[box] = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=limit)
 
 
 def _up_from_kept(labels: np.ndarray, n: int, kept: np.ndarray, cranial_last: bool, min_pixels: float) -> np.ndarray:
