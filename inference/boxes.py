@@ -17,8 +17,8 @@ from skimage.filters import threshold_isodata
 
 from .preprocess import CropGeometry
 
-__all__ = ["Box", "LesionMap", "smoothed_magnitude", "blur5", "saliency_mask", "extract_lesions", "opacity_boxes", "infection_percent",
-           "lung_volume_ml", "BOX_LABELS"]
+__all__ = ["Box", "LesionMap", "smoothed_magnitude", "blur5", "saliency_mask", "extract_lesions", "opacity_boxes",
+           "infection_percent", "lung_volume_ml", "BOX_LABELS"]
 
 #: Box label for a slice's predicted class (CONTRACTS.md box labels).
 BOX_LABELS = {"COVID": "covid_lesion", "CAP": "cap_lesion"}

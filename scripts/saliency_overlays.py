@@ -5,7 +5,7 @@ paper's 5x5 Gaussian of it), each with a cross on its largest value, on the slic
 
 Each series (a folder of DICOM files) goes through ``inference.pipeline.analyze`` (saliency on the slices called
 diseased); its top slice's maps are drawn in the lung window with the lung outline in cyan, one row per series
-(left raw, right kept). The README's ``docs/screenshots/saliency-real.png`` is made so.
+(left raw, right kept). The README's ``docs/screenshots/saliency-smoothed.png`` is made so.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from skimage.segmentation import find_boundaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference.bundle import load_bundle  # noqa: E402
+from inference.bundle import Bundle, load_bundle  # noqa: E402
 from inference.io import load_study  # noqa: E402
 from inference.normalize import fixed_window  # noqa: E402
-from inference.pipeline import analyze, model_input  # noqa: E402
+from inference.pipeline import analyze, model_input, positive_classes  # noqa: E402
 from inference.saliency import SaliencyEngine, joint_saliency  # noqa: E402
 
 CYAN, CROSS = (0, 220, 230), (255, 255, 255)
@@ -48,14 +48,13 @@ def _overlay(grey: np.ndarray, lungs: np.ndarray, heat: np.ndarray, size: int, t
     return image
 
 
-def row(series: Path, model: str, size: int) -> list[Image.Image]:
+def row(series: Path, bundle: Bundle, size: int) -> list[Image.Image]:
     """Raw and kept joint maps of the series' most diseased explained slice."""
-    bundle = load_bundle(model, device="cpu")
     volume = load_study(series)
     result = analyze(volume, bundle, saliency="positive")
     if not result.maps:
         raise SystemExit(f"{series}: no slice is called diseased, so none has maps")
-    positive = [c for c in bundle.classes if c != "NP"]
+    positive = positive_classes(bundle.classes)
     top = max((s for s in result.slices if s.index in result.maps),
               key=lambda s: max(s.probabilities[c] for c in positive))
     k, lungs = top.index, result.lung_mask
@@ -77,7 +76,8 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--tile", type=int, default=320)
     args = parser.parse_args()
-    rows = [row(s, args.model, args.tile) for s in args.series]
+    bundle = load_bundle(args.model, device="cpu")
+    rows = [row(s, bundle, args.tile) for s in args.series]
     sheet = Image.new("RGB", (2 * args.tile, args.tile * len(rows)))
     for r, tiles in enumerate(rows):
         for c, t in enumerate(tiles):
