@@ -117,6 +117,38 @@ def test_study_with_files_missing_from_storage_fails_after_bounded_retries(start
     assert not run.slices.exists()
 
 
+@pytest.mark.django_db
+def test_a_final_failure_is_written_to_run_job_and_study_together(monkeypatch):
+    """A client that sees the job failed must see the study settled: the three writes are one transaction, so a
+    fault while settling the study leaves neither the run nor the job marked failed (the worker's retry then
+    records the failure whole)."""
+    from webapp.analysis import services
+    from webapp.studies.models import Patient
+
+    study = Study.objects.create(study_instance_uid="2.25.5150", patient=Patient.objects.create(patient_id="P5150"),
+                                 status=Study.Status.ANALYSING)
+    job = Job.objects.create(kind=Job.Kind.ANALYZE, status=Job.Status.RUNNING)
+    run = AnalysisRun.objects.create(study=study, job=job, model_name="default", status=AnalysisRun.Status.RUNNING)
+
+    def settle_fails(study_id: int) -> None:
+        raise RuntimeError("the database went away while settling the study")
+
+    monkeypatch.setattr(services, "settle_study_status", settle_fails)
+    with pytest.raises(RuntimeError):
+        services.mark_failed(run, "missing from storage")
+    run.refresh_from_db()
+    job.refresh_from_db()
+    assert (run.status, job.status) == (AnalysisRun.Status.RUNNING, Job.Status.RUNNING)
+
+    monkeypatch.undo()
+    services.mark_failed(run, "missing from storage")
+    run.refresh_from_db()
+    job.refresh_from_db()
+    study.refresh_from_db()
+    assert (run.status, job.status, study.status) == (AnalysisRun.Status.FAILED, Job.Status.FAILED,
+                                                      Study.Status.FAILED)
+
+
 # --------------------------------------------------------------------------- failures that no retry can fix
 
 @pytest.mark.django_db

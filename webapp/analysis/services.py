@@ -150,13 +150,15 @@ def mark_running(run: AnalysisRun) -> None:
 
 
 def mark_failed(run: AnalysisRun, reason: str, details: str = "") -> None:
-    """Record a final failure on the run (one line) and its job (the details, e.g. a traceback)."""
-    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.FAILED, error=reason,
-                                                 finished_at=timezone.now())
+    """Record a final failure on the run (one line), its job (the details, e.g. a traceback) and its study's
+    status, in one transaction: whoever sees the job failed (a client polling it) sees the study settled too."""
+    with transaction.atomic():
+        AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.FAILED, error=reason,
+                                                     finished_at=timezone.now())
+        if run.job is not None:
+            run.job.fail(f"{reason}\n\n{details}".strip())
+        settle_study_status(run.study_id)
     run.status, run.error = AnalysisRun.Status.FAILED, reason
-    if run.job is not None:
-        run.job.fail(f"{reason}\n\n{details}".strip())
-    settle_study_status(run.study_id)
 
 
 # --------------------------------------------------------------------------- the analysis
