@@ -64,7 +64,7 @@ def smoothed_magnitude(saliency: np.ndarray) -> np.ndarray:
     step thresholds. ``bench/localisation.py`` (default 2.2.0), pointing game raw -> smoothed, on the default draw
     (111 explained slices with lesions) and ``--per-class 3 --phantom-patients 3 --seed 777`` (231): joint 0.550 ->
     0.541 and 0.662 -> 0.684, Conv3 0.523 -> 0.541 and 0.649 -> 0.671, Conv4 0.523 -> 0.613 and 0.580 -> 0.649,
-    Conv5 0.631 -> 0.703 and 0.667 -> 0.675: better or level on every map but one, by amounts near the draws'
+    Conv5 0.631 -> 0.703 and 0.667 -> 0.675: better on every map but one, by amounts near the draws'
     spread (one slice is 0.009 and 0.004 of them).
     """
     return ndimage.gaussian_filter(np.abs(np.asarray(saliency, dtype=np.float64)), _SIGMA, truncate=_TRUNCATE)
