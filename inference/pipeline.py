@@ -46,7 +46,7 @@ from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "model_input", "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
+           "model_input", "saliency_engine", "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -316,7 +316,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     maps: dict[int, SliceMaps] = {}
     salient: dict[int, LesionMap] = {}  # the diseased slices' saliency, by position in ``selected``
     if explain:
-        engine = SaliencyEngine(model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
+        engine = saliency_engine(bundle)
         min_area = int(bundle.meta.get("saliency", {}).get("min_box_area_px", 30))
         per_call = engine.slices_per_call(size, size)
         for first in range(0, len(explain), per_call):
@@ -353,6 +353,11 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
         maps=maps, lung_mask=lung_mask, opacity_mask=opacity_mask, opacity=opacity, domain=domain)
 
 
+def saliency_engine(bundle: Bundle) -> SaliencyEngine:
+    """The Integrated Gradients engine ``analyze`` explains with: the bundle's model and its ``saliency.steps``."""
+    return SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
+
+
 def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> tuple[np.ndarray, CropGeometry]:
     """Slice ``index`` as ``analyze`` gives it to the model (the study's window, the lung crop, the input size) and
     the crop that maps it back to the slice's pixels."""
@@ -367,7 +372,7 @@ def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray
     probs, cams, _ = _classify(bundle.model, lambda _: x224[None], np.array([index]), bundle.device,
                                _temperature(bundle))
     target = int(probs[0].argmax())
-    engine = SaliencyEngine(bundle.model, steps=int(bundle.meta.get("saliency", {}).get("steps", 25)))
+    engine = saliency_engine(bundle)
     [(maps, _)] = _explain(engine, x224[None], [target], cams, [geometry], [bundle.classes[target]],
                            [lung_mask[index]])
     return maps

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inference.bundle import Bundle, load_bundle  # noqa: E402
 from inference.io import load_study  # noqa: E402
 from inference.normalize import fixed_window  # noqa: E402
-from inference.pipeline import analyze, model_input, positive_classes  # noqa: E402
-from inference.saliency import SaliencyEngine, joint_saliency  # noqa: E402
+from inference.pipeline import analyze, model_input, positive_classes, saliency_engine  # noqa: E402
+from inference.saliency import joint_saliency  # noqa: E402
 
 CYAN, CROSS = (0, 220, 230), (255, 255, 255)
 
@@ -59,8 +59,8 @@ def row(series: Path, bundle: Bundle, size: int) -> list[Image.Image]:
               key=lambda s: max(s.probabilities[c] for c in positive))
     k, lungs = top.index, result.lung_mask
     x, geometry = model_input(volume, bundle, k, lungs)
-    raw = SaliencyEngine(bundle.model).attribute(torch.from_numpy(x)[None, None],
-                                                 bundle.classes.index(result.maps[k].target))
+    raw = saliency_engine(bundle).attribute(torch.from_numpy(x)[None, None],
+                                            bundle.classes.index(result.maps[k].target))
     inside = geometry.mask_to_output(lungs[k])
     raw_joint = np.abs(geometry.map_to_original(joint_saliency([m * inside for m in raw.ig]))) * lungs[k]
     grey = (fixed_window(volume.array[k], 1500, -600) * 255).astype(np.uint8)

@@ -10,8 +10,7 @@ import torch
 from inference.bundle import load_bundle
 from inference.io import Volume
 from inference.boxes import smoothed_magnitude
-from inference.pipeline import analyze, model_input, slice_maps
-from inference.saliency import SaliencyEngine
+from inference.pipeline import analyze, model_input, saliency_engine, slice_maps
 
 
 def test_maps_stay_inside_the_lungs(tiny_bundle: Path, phantom_covid) -> None:
@@ -34,7 +33,7 @@ def test_maps_stay_inside_the_lungs(tiny_bundle: Path, phantom_covid) -> None:
     assert not any(np.any(m[~lungs[index]]) for m in (again.joint, *again.ig, *again.cams))
     # the joint and IG maps are |IG| smoothed in the model's grid (inside its lung crop), mapped back: non-negative
     x, geometry = model_input(volume, bundle, index, lungs)
-    raw = SaliencyEngine(bundle.model).attribute(torch.from_numpy(x)[None, None], bundle.classes.index(again.target))
+    raw = saliency_engine(bundle).attribute(torch.from_numpy(x)[None, None], bundle.classes.index(again.target))
     lung_in = geometry.mask_to_output(lungs[index])
     for shown, ig in zip(again.ig, raw.ig):
         assert shown.min() >= 0
