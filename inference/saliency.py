@@ -25,9 +25,11 @@ Why the fast path is faster than calling captum once per scale (each step measur
   over whole planes, and several slices share one forward and one backward per scale
   (:meth:`SaliencyEngine.attribute_many`): the pipeline's saliency stage on the real scan LIDC-IDRI-0002 (48
   slices explained) took 4.5-4.9 s so against 6.6-6.8 s with boxes;
-- on a CPU with AMX the backward convolutions (linear in the seed) run in bf16 with fp32 accumulation, 3-4x faster
-  than fp32 here: the maps then differ from fp32 ones by bf16 rounding of the gradients (correlation > 0.9999 with
-  captum at full width); ``grad_dtype=torch.float32`` keeps them fp32;
+- on a CPU with bf16 arithmetic (AMX, or AVX-512 BF16) the backward convolutions (linear in the seed) run in bf16
+  with fp32 accumulation: 3-4x faster than fp32 with AMX (Sapphire Rapids), 1.16x at full width and 1.46x at the
+  default width with AVX-512 BF16 (a 2-core AMD EPYC, ``bench/saliency.py``); the maps then differ from fp32 ones
+  by bf16 rounding of the gradients (correlation > 0.9999 with captum at full width, joint 0.99992);
+  ``grad_dtype=torch.float32`` keeps them fp32;
 - nothing follows the first convolution's backward but the sum over steps, which commutes with it: each scale's
   weighted step gradients are summed first and sent through its transposed kernel once;
 - on CPU, ReLU is fused into the convolution (a oneDNN post-op) and every large tensor is written into buffers the
@@ -202,14 +204,20 @@ def _step_rows(steps: list[int]) -> slice | torch.Tensor:
     return torch.tensor(steps)
 
 
+#: CPU flags of bf16 arithmetic that oneDNN's bf16 convolutions use: Intel AMX's tiles, AVX-512's bf16 dot products.
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
 @functools.cache
-def _has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX): oneDNN's bf16 convolutions then run
-    3-4x faster than fp32 ones (measured on Sapphire Rapids). Other CPUs keep fp32: not measured here, and without
-    bf16 instructions oneDNN emulates bf16 no faster than fp32."""
+def _has_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes in bf16 in hardware (``BF16_CPU_FLAGS`` in ``cpuinfo``'s flags), so that oneDNN's
+    bf16 convolutions beat fp32 ones: ``bench/saliency.py``, fast path per slice fp32 -> bf16 backward, 3-4x
+    faster with AMX (Sapphire Rapids); with AVX-512 BF16 (2-core AMD EPYC, 2026-12-07) 1.423 -> 1.225 s at full
+    width and 224 px, 0.089 -> 0.061 s at the default width 0.25 and 112 px (6 slices a call). Without such
+    instructions oneDNN emulates bf16 no faster than fp32, and the backward stays fp32."""
     try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and not BF16_CPU_FLAGS.isdisjoint(line.split()) for line in f)
     except OSError:
         return False
 
@@ -220,8 +228,8 @@ class SaliencyEngine:
     Built once per model (folding takes milliseconds); the model must be in eval mode and must not change
     afterwards. Runs on the model's device (CPU or CUDA), without autograd. The forward is fp32, so every ReLU and
     max-pooling choice is the fp32 model's. The backward convolutions run in ``grad_dtype``: by default bf16 on a
-    CPU with AMX (fp32 accumulation; the maps differ from fp32 ones by bf16 rounding of the gradients, correlation
-    > 0.9999 at full width), fp32 elsewhere; on CUDA the convolutions follow torch's TF32 setting
+    CPU with bf16 arithmetic (AMX or AVX-512 BF16; fp32 accumulation; the maps differ from fp32 ones by bf16
+    rounding of the gradients, correlation > 0.9999 at full width), fp32 elsewhere; on CUDA the convolutions follow torch's TF32 setting
     (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do. ``whole_plane`` picks the backward's
     grouping (see :meth:`_add_summed_grad`); by default whole planes for models under ``WHOLE_PLANE_MACS``.
     """
@@ -241,7 +249,7 @@ class SaliencyEngine:
         self.weights = torch.tensor(weights, dtype=torch.float32, device=device)
         self._fused = _fused_conv_available(device)
         if grad_dtype is None:
-            grad_dtype = torch.bfloat16 if self._fused and _has_bf16_matrix_units() else torch.float32
+            grad_dtype = torch.bfloat16 if self._fused and _has_bf16_units() else torch.float32
         self.grad_dtype = grad_dtype
         self.grad_kernels = [[_channels_last(conv.weight_t.to(grad_dtype)) for conv in stage] for stage in self.stages]
         self._buffers: dict[tuple, torch.Tensor] = {}
