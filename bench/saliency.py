@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--grad-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="the engine's backward convolutions (auto: bf16 on a CPU with AMX or AVX-512 BF16, else fp32)")
+                        help="the engine's backward convolutions (auto: bf16 on a CPU with AMX or AVX-512 BF16, "
+                             "else fp32)")
     parser.add_argument("--tf32", action="store_true", help="CUDA: keep TF32 convolutions (torch's default)")
     parser.add_argument("--size", type=int, default=224, help="input rows and columns")
     parser.add_argument("--slices", type=int, default=1, help="slices per fast-path call (attribute_many)")

@@ -229,8 +229,8 @@ class SaliencyEngine:
     afterwards. Runs on the model's device (CPU or CUDA), without autograd. The forward is fp32, so every ReLU and
     max-pooling choice is the fp32 model's. The backward convolutions run in ``grad_dtype``: by default bf16 on a
     CPU with bf16 arithmetic (AMX or AVX-512 BF16; fp32 accumulation; the maps differ from fp32 ones by bf16
-    rounding of the gradients, correlation > 0.9999 at full width), fp32 elsewhere; on CUDA the convolutions follow torch's TF32 setting
-    (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do. ``whole_plane`` picks the backward's
+    rounding of the gradients, correlation > 0.9999 at full width), fp32 elsewhere; on CUDA the convolutions follow
+    torch's TF32 setting (``torch.backends.cudnn.allow_tf32``, on by default), as captum's do. ``whole_plane`` picks the backward's
     grouping (see :meth:`_add_summed_grad`); by default whole planes for models under ``WHOLE_PLANE_MACS``.
     """
 

@@ -67,8 +67,8 @@ _BF16 = pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not torch.ops.mkld
 @pytest.mark.parametrize("whole_plane", [False, True])
 @pytest.mark.parametrize("grad_dtype", [torch.float32, _BF16])
 def test_fast_path_equals_captum_per_scale(grad_dtype: torch.dtype, whole_plane: bool) -> None:
-    """fp32 gradients: captum's maps but for float rounding; bf16 ones (the default on CPUs with AMX or AVX-512 BF16): bf16 rounding of
-    the gradients only, the ReLU and pooling choices being the fp32 forward's."""
+    """fp32 gradients: captum's maps but for float rounding; bf16 ones (the default on CPUs with AMX or AVX-512
+    BF16): bf16 rounding of the gradients only, the ReLU and pooling choices being the fp32 forward's."""
     model = _model(3)
     x = _image(4)
     target = 1
@@ -243,8 +243,9 @@ def test_fast_path_on_cuda_equals_cpu() -> None:
 @pytest.mark.parametrize("flags, expected", [("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_bf16", True),
                                              ("avx512f amx_tile amx_bf16", True), ("avx512f avx512_vnni", False)])
 def test_bf16_backward_only_where_the_cpu_computes_in_bf16(tmp_path, flags: str, expected: bool) -> None:
-    """The engine's default backward dtype follows the CPU's flags: bf16 with AMX or AVX-512 BF16 (where oneDNN's
-    bf16 convolutions are faster, ``inference.saliency._has_bf16_units``), fp32 without (emulated bf16 is not)."""
+    """The check the engine's default backward dtype follows (``inference.saliency._has_bf16_units``): bf16 where
+    the CPU's flags name AMX or AVX-512 BF16 (oneDNN's bf16 convolutions are faster there), fp32 otherwise
+    (emulated bf16 is not faster) and when the flags cannot be read."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     assert saliency._has_bf16_units(str(cpuinfo)) is expected
