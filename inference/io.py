@@ -3,10 +3,12 @@
 Slices are put in spatial order by projecting ImagePositionPatient on the slice normal (the cross product of the
 ImageOrientationPatient row and column directions): file names and InstanceNumbers are often out of order or
 reused, positions are not. InstanceNumber is the fallback when positions are missing. Pixel values become HU through
-the modality LUT (RescaleSlope/Intercept); compressed transfer syntaxes are decoded by pydicom's pylibjpeg plugins.
-Compressed slices are decoded in parallel on ``decode_workers()`` processes (pylibjpeg's codecs hold the GIL, so
-threads would not help), each slice written straight into its place in the volume; a decoded slice's source bytes
-are dropped at once, so the series is never held twice.
+the modality LUT (RescaleSlope/Intercept); compressed transfer syntaxes are decoded by pydicom's pylibjpeg plugins,
+except JPEG 2000 (the syntax of most archives' compressed CT, LIDC-IDRI's included), which imagecodecs' OpenJPEG
+decodes with the GIL released. Compressed slices are decoded in parallel on ``decode_workers()`` workers, each slice
+written straight into its place in the volume: threads when every slice's codec releases the GIL (no fork, no
+pickled copy of each slice, and they run inside a Celery worker too), processes otherwise (pylibjpeg's codecs hold
+it). A decoded slice's source bytes are dropped at once, so the series is never held twice.
 
 Each slice keeps its own position/orientation/spacing so a pixel box can be turned into patient coordinates (mm),
 which is what the review UI stores next to the pixel box.
@@ -18,16 +20,19 @@ import multiprocessing
 import os
 import zipfile
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 
+import imagecodecs
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
+from pydicom.uid import JPEG2000, JPEG2000Lossless
 
 __all__ = ["Volume", "LoadError", "load_study", "load_dicom", "load_nifti", "load_image"]
 
@@ -35,6 +40,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}  # CT, Enhanced CT Image Storage
 #: LPS (DICOM patient) from RAS (NIfTI world): flip x and y.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+#: Transfer syntaxes decoded by imagecodecs, whose codecs release the GIL (pylibjpeg's hold it).
+GIL_FREE_SYNTAXES = {JPEG2000Lossless, JPEG2000}
 
 
 class LoadError(ValueError):
@@ -163,18 +170,39 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
+def _gil_free_frames(ds: pydicom.Dataset) -> np.ndarray | None:
+    """(frames, rows, cols) of a single-sample JPEG 2000 dataset decoded by imagecodecs, or None where pydicom must
+    decode it: another syntax, colour, or a codestream whose decoded type or size is not what the header says
+    (pydicom reconciles a codestream's signedness or precision with the header; its pixels are then the reference)."""
+    if _syntax(ds) not in GIL_FREE_SYNTAXES or int(getattr(ds, "SamplesPerPixel", 1)) != 1:
+        return None
+    try:
+        signed, bits = int(ds.PixelRepresentation), int(ds.BitsAllocated)
+        expected = (int(ds.Rows), int(ds.Columns))
+        frames = [imagecodecs.jpeg2k_decode(frame, numthreads=1)
+                  for frame in generate_frames(ds.PixelData, number_of_frames=_frame_count(ds))]
+    except (AttributeError, TypeError, ValueError, imagecodecs.Jpeg2kError):
+        return None
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    if not frames or any(f.dtype != dtype or f.shape != expected for f in frames):
+        return None
+    return np.stack(frames)
+
+
 def _pixels(ds: pydicom.Dataset) -> np.ndarray:
     """(frames, rows, cols) after the modality LUT: int16 when every value is an integer in its range (as stored
     HU are), else float32."""
     try:
-        arr = ds.pixel_array
+        arr = _gil_free_frames(ds)
+        if arr is None:
+            arr = ds.pixel_array
     except Exception as exc:  # decoder errors come in many types (plugins, truncated data)
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax)
         raise LoadError(f"cannot decode pixel data ({name}): {exc}".splitlines()[0]) from exc
     if arr.ndim == 3 and int(getattr(ds, "SamplesPerPixel", 1)) > 1:
         arr = arr.mean(axis=-1)
-    if int(getattr(ds, "NumberOfFrames", 1) or 1) == 1 or arr.ndim == 2:
+    if arr.ndim == 2:  # one frame
         arr = arr[None]
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     if values.size and (values.min() < -32768 or values.max() > 32767):
@@ -188,29 +216,40 @@ def _frame_count(ds: pydicom.Dataset) -> int:
 
 
 def decode_workers() -> int:
-    """Processes for decoding compressed slices: ``LUNGSCOPE_DECODE_PROCESSES``, else the CPUs this process may use."""
+    """Workers for decoding compressed slices: ``LUNGSCOPE_DECODE_PROCESSES``, else the CPUs this process may use."""
     configured = os.environ.get("LUNGSCOPE_DECODE_PROCESSES")
     return max(1, int(configured) if configured else len(os.sched_getaffinity(0)))
 
 
-def _decode_processes(series: list[pydicom.Dataset]) -> int:
-    """How many processes decode ``series``: one for a single or uncompressed slice, where one CPU is all there is,
-    or where this process may not have children (a daemonic one, e.g. a Celery prefork child)."""
-    if len(series) < 2 or not any(_is_compressed(ds) for ds in series):
-        return 1
+def _decode_executor(series: list[pydicom.Dataset]) -> Executor | None:
+    """Who decodes ``series`` beside this thread: threads when every compressed slice's codec releases the GIL,
+    else forked processes; None (decode here) for a single or uncompressed series, where one CPU is all there is,
+    or where processes are needed and this one may not have children (a daemonic one, e.g. a Celery prefork child).
+
+    A pool per series, shut down before returning. Forked children hold a copy of every descriptor this process has
+    open (a web server's client sockets, a browser driver's pipe), so children kept alive between studies would keep
+    those open after their owner closed them; forking a few children costs milliseconds, the decode they share
+    seconds. Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main module, torch and all;
+    a forked one starts at once, and it only runs pydicom and numpy (no torch, no OpenMP), which is what makes
+    forking a threaded process safe here."""
+    compressed = [ds for ds in series if _syntax(ds) is not None and _syntax(ds).is_compressed]
+    workers = min(decode_workers(), len(series))
+    if len(series) < 2 or not compressed or workers < 2:
+        return None
+    if all(_syntax(ds) in GIL_FREE_SYNTAXES for ds in compressed):
+        return ThreadPoolExecutor(workers)
     if multiprocessing.current_process().daemon:
-        return 1
-    return min(decode_workers(), len(series))
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
 
-def _is_compressed(ds: pydicom.Dataset) -> bool:
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    return bool(syntax is not None and syntax.is_compressed)
+def _syntax(ds: pydicom.Dataset) -> pydicom.uid.UID | None:
+    return getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
 
 
 def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.ndarray:
     """(frames, rows, cols) of ``series`` in the given order, each dataset's frames written into their place
-    (compressed ones decoded on the decode processes); the dataset's pixel bytes are released once decoded.
+    (compressed ones decoded on the decode workers); the dataset's pixel bytes are released once decoded.
     int16 while every slice is (see :func:`_pixels`), float32 from the first that is not."""
     counts = [_frame_count(ds) for ds in series]
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
@@ -229,16 +268,10 @@ def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.
                 delattr(series[k], keyword)  # the encoded bytes and pydicom's cached decode: the volume has them
 
     done = 0
-    processes = _decode_processes(series)
-    if processes > 1:
-        # A pool per series, shut down before returning: forked children hold a copy of every descriptor this process
-        # has open (a web server's client sockets, a browser driver's pipe), so children kept alive between studies
-        # would keep those open after their owner closed them. Forking a few children costs milliseconds; the decode
-        # they share costs seconds. Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main
-        # module, torch and all; a forked one starts at once, and it only runs pydicom and numpy (no torch, no
-        # OpenMP), which is what makes forking a threaded process safe here.
+    executor = _decode_executor(series)
+    if executor is not None:
         try:
-            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            with executor as pool:
                 for frames in pool.map(_pixels, series, chunksize=4):
                     place(done, frames)
                     done += 1

@@ -1,20 +1,24 @@
-"""Compressed series are decoded on worker processes (pylibjpeg's codecs hold the GIL): the volume must be the one
-a single process decodes, slice for slice, with the geometry in the same order; and the real JPEG 2000 scan too."""
+"""Compressed series are decoded on workers (threads for JPEG 2000, whose imagecodecs codec releases the GIL;
+processes for syntaxes pylibjpeg decodes holding it): the volume must be the one a single worker decodes, slice for
+slice, with the geometry in the same order, and JPEG 2000 pixels must be pydicom's, on the real scans too."""
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import RLELossless
+from pydicom.pixels import apply_modality_lut
+from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from inference import io as study_io
 
 SHARED = Path(os.environ.get("LUNGSCOPE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 LIDC = SHARED / "real-ct" / "lidc-idri" / "LIDC-IDRI-0002"
+LIDC_ALL = SHARED / "real-ct" / "lidc-idri"
 
 
 def load_with(monkeypatch, processes: int, path: Path) -> study_io.Volume:
@@ -22,24 +26,42 @@ def load_with(monkeypatch, processes: int, path: Path) -> study_io.Volume:
     return study_io.load_study(path)
 
 
-@pytest.fixture(scope="module")
-def rle_series(tmp_path_factory) -> Path:
-    """A phantom series stored RLE Lossless (a compressed syntax pydicom encodes without extra codecs)."""
+def compressed_series(folder: Path, syntax: pydicom.uid.UID) -> Path:
+    """A phantom series stored in ``syntax`` (one pydicom encodes with the codecs the project installs)."""
     from training.phantom import generate_study, write_dicom_series
 
-    folder = tmp_path_factory.mktemp("rle")
     for path in write_dicom_series(generate_study(9, "COVID", size=64, n_slices=10), folder):
         ds = pydicom.dcmread(path)
-        ds.compress(RLELossless)
+        ds.compress(syntax)
         ds.save_as(path)
     return folder
+
+
+@pytest.fixture(scope="module")
+def rle_series(tmp_path_factory) -> Path:
+    return compressed_series(tmp_path_factory.mktemp("rle"), RLELossless)
+
+
+@pytest.fixture(scope="module")
+def j2k_series(tmp_path_factory) -> Path:
+    return compressed_series(tmp_path_factory.mktemp("j2k"), JPEG2000Lossless)
+
+
+def executor_kind(monkeypatch, folder: Path, workers: int) -> type | None:
+    monkeypatch.setenv("LUNGSCOPE_DECODE_PROCESSES", str(workers))
+    executor = study_io._decode_executor([pydicom.dcmread(path) for path in sorted(folder.iterdir())])
+    if executor is None:
+        return None
+    executor.shutdown()
+    return type(executor)
 
 
 def test_compressed_slices_decoded_on_processes_match_one_process(monkeypatch, rle_series):
     one = load_with(monkeypatch, 1, rle_series)
     many = load_with(monkeypatch, 2, rle_series)
-    series = [pydicom.dcmread(path) for path in sorted(rle_series.iterdir())]
-    assert study_io._decode_processes(series) == 2, "a compressed series on two CPUs goes through the decode processes"
+    assert executor_kind(monkeypatch, rle_series, 2) is ProcessPoolExecutor, \
+        "RLE (pydicom's decoder holds the GIL) on two CPUs goes through the decode processes"
+    assert executor_kind(monkeypatch, rle_series, 1) is None
     # No decode process outlives the load: a forked child keeps a copy of every descriptor the parent had open (a
     # browser driver's pipe, a web server's client sockets), so a lingering one kept those open after their owner
     # closed them (the browser tests hung at exit on exactly this).
@@ -49,10 +71,39 @@ def test_compressed_slices_decoded_on_processes_match_one_process(monkeypatch, r
     assert one.array.min() < -500 < one.array.max()  # HU after the modality LUT, not raw stored values
 
 
-@pytest.mark.skipif(not LIDC.exists(), reason=f"real LIDC-IDRI scan not found at {LIDC}")
-def test_the_real_jpeg2000_scan_decodes_the_same_on_processes(monkeypatch):
-    files = sorted(LIDC.rglob("*.dcm"))[:24]
-    one = load_with(monkeypatch, 1, files)
-    many = load_with(monkeypatch, 2, files)
+def test_jpeg2000_decoded_on_threads_gives_pydicoms_pixels(monkeypatch, j2k_series):
+    assert executor_kind(monkeypatch, j2k_series, 2) is ThreadPoolExecutor
+    one = load_with(monkeypatch, 1, j2k_series)
+    many = load_with(monkeypatch, 2, j2k_series)
+    np.testing.assert_array_equal(many.array, one.array)
+    for path in j2k_series.iterdir():
+        ds = pydicom.dcmread(path)
+        np.testing.assert_array_equal(study_io._gil_free_frames(ds)[0], ds.pixel_array)
+        np.testing.assert_array_equal(one.array[one.sop_instance_uids.index(ds.SOPInstanceUID)],
+                                      apply_modality_lut(ds.pixel_array, ds))
+    assert one.array.min() < -500 < one.array.max()  # HU after the modality LUT
+
+
+def test_a_jpeg2000_codestream_that_disagrees_with_its_header_is_left_to_pydicom(j2k_series):
+    """An unsigned codestream in a header that says signed (as some archives write): pydicom reconciles the two,
+    so imagecodecs' pixels are not used."""
+    ds = pydicom.dcmread(next(j2k_series.iterdir()))
+    assert ds.PixelRepresentation == 0 and study_io._gil_free_frames(ds) is not None
+    ds.PixelRepresentation = 1
+    assert study_io._gil_free_frames(ds) is None
+    np.testing.assert_array_equal(study_io._pixels(ds)[0], apply_modality_lut(ds.pixel_array, ds))
+
+
+@pytest.mark.skipif(not LIDC_ALL.exists(), reason=f"real LIDC-IDRI scans not found at {LIDC_ALL}")
+def test_the_real_jpeg2000_scans_decode_to_pydicoms_pixels_on_threads(monkeypatch):
+    files = [f for scan in sorted(p for p in LIDC_ALL.iterdir() if p.is_dir())
+             for f in sorted(scan.rglob("*.dcm"))[::40]]
+    assert len(files) >= 12
+    for path in files:
+        ds = pydicom.dcmread(path)
+        np.testing.assert_array_equal(study_io._gil_free_frames(ds)[0], ds.pixel_array)
+    scan = sorted(LIDC.rglob("*.dcm"))[:24]
+    one = load_with(monkeypatch, 1, scan)
+    many = load_with(monkeypatch, 2, scan)
     np.testing.assert_array_equal(many.array, one.array)
     assert many.array.shape == (24, 512, 512)
