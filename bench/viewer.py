@@ -111,6 +111,7 @@ def analysed_study(var: Path, slices: int, size: int, series: Path | None = None
     from inference.bundle import save_bundle
     from inference.classifier import MultiScaleVGG
     from inference.pipeline import SliceMaps
+    from inference.preprocess import CropGeometry
     from training.phantom import generate_study, write_dicom_series
     from webapp.analysis import maps
     from webapp.analysis.models import AnalysisRun, SliceResult
@@ -145,7 +146,9 @@ def analysed_study(var: Path, slices: int, size: int, series: Path | None = None
         else:
             lung = phantom.lung_mask[result.index]
             heat = phantom.lesion_mask[result.index].astype(np.float32) + 0.2 * lung
-        fake = SliceMaps(joint=heat, ig=[heat] * 3, cams=[heat] * 3, target="COVID")
+        rows, cols = heat.shape  # the maps given at the slice's own size: a crop of the whole slice, not resized
+        fake = SliceMaps(np.stack([heat] * 7).astype(np.float32), CropGeometry(0, 0, rows, cols, (rows, cols), rows),
+                         np.ones((rows, cols), dtype=bool), "COVID")
         opacity = (heat > 0.5).astype(np.uint8)  # the viewer's opacity overlay: the lesion, or the hot part of the map
         name = maps.save_slice_maps(run.pk, result.index, maps.pack(fake, lung, opacity))
         SliceResult.objects.filter(pk=result.pk).update(maps=name)
