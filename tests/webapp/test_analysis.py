@@ -321,3 +321,27 @@ def test_schema_describes_the_analysis_endpoints():
     kind = next(p for p in png["parameters"] if p["name"] == "kind")
     assert set(kind["schema"]["enum"]) == {"joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5", "lung",
                                            "opacity"}
+
+
+def test_a_runs_maps_are_stored_per_slice_and_read_back_as_analysed(storage_dir, tiny_bundle):
+    """Every explained slice's maps, packed and written on several threads at once, land under their own slice's
+    name and read back as the analysis gave them (float16 after scaling by each map's largest magnitude)."""
+    from inference.bundle import load_bundle
+    from inference.io import Volume
+    from inference.pipeline import analyze
+    from training.phantom import generate_study
+    from webapp.analysis import maps
+
+    phantom = generate_study(11, "COVID", size=96, n_slices=12)
+    volume = Volume(array=phantom.hu.astype(np.float32), kind="nifti", is_hu=True, spacing_mm=(5.0, 3.0, 3.0))
+    result = analyze(volume, load_bundle(str(tiny_bundle), device="cpu"), saliency="all",
+                     lungs=phantom.lung_mask.astype(bool))
+    assert len(result.maps) >= 4
+    names = maps.save_run_maps(4242, result.maps, result.lung_mask, result.opacity_mask)
+    assert names == {index: maps.maps_name(4242, index) for index in result.maps}
+    for index, slice_maps in result.maps.items():
+        for kind, expected in (("joint", slice_maps.joint), ("conv4", slice_maps.ig[1]), ("cam5", slice_maps.cams[2])):
+            np.testing.assert_allclose(maps.load_map(names[index], kind), expected,
+                                       atol=1e-3 * max(1e-30, float(np.abs(expected).max())))
+        np.testing.assert_array_equal(maps.load_labels(names[index], "lung"), result.lung_mask[index])
+        np.testing.assert_array_equal(maps.load_labels(names[index], "opacity"), result.opacity_mask[index])

@@ -11,6 +11,9 @@ attributions and can be far smaller than float16's smallest normal number, or a 
 from __future__ import annotations
 
 import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,8 +56,14 @@ def _save(name: str, content: bytes) -> str:
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    """An .npz (``np.load`` reads it) deflated at level 1, not ``np.savez_compressed``'s 6: a real scan's run
+    stores tens of slices' maps while the user waits for its result, and level 6 took twice the time (LIDC-IDRI-0002,
+    48 explained slices and the masks: 1.39 -> 0.65 s) for files a tenth smaller (maps 12.4 -> 11.3 MB)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for key, array in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -88,6 +97,19 @@ def unpack(packed: dict[str, np.ndarray] | np.lib.npyio.NpzFile, kind: str) -> n
 def save_slice_maps(run_id: int, index: int, packed: dict[str, np.ndarray]) -> str:
     """Store one slice's packed maps; returns the storage name for ``SliceResult.maps``."""
     return _save(maps_name(run_id, index), _npz_bytes(**packed))
+
+
+def save_run_maps(run_id: int, slice_maps: dict[int, SliceMaps], lung_mask: np.ndarray,
+                  opacity: np.ndarray) -> dict[int, str]:
+    """Pack and store every explained slice's maps; returns their storage names by slice index.
+
+    On one thread per CPU: mapping a slice's maps back to its size and deflating them run in numpy and zlib with
+    the GIL released, and slices are independent (LIDC-IDRI-0002's 48 slices: 0.95 -> 0.54 s on two CPUs)."""
+    def save(index: int) -> str:
+        return save_slice_maps(run_id, index, pack(slice_maps[index], lung_mask[index], opacity[index]))
+
+    with ThreadPoolExecutor(max(1, min(len(slice_maps), len(os.sched_getaffinity(0))))) as pool:
+        return dict(zip(slice_maps, pool.map(save, slice_maps)))
 
 
 def save_lung_mask(run_id: int, lung_mask: np.ndarray) -> str:

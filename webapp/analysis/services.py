@@ -178,9 +178,7 @@ def execute(run: AnalysisRun, report: Progress) -> None:
                      progress=lambda fraction, message="": report(5 + 85 * fraction, message))
     analysed = time.perf_counter()
     report(90, "storing maps")
-    map_names = {index: maps.save_slice_maps(run.pk, index, maps.pack(slice_maps, result.lung_mask[index],
-                                                                      result.opacity_mask[index]))
-                 for index, slice_maps in result.maps.items()}
+    map_names = maps.save_run_maps(run.pk, result.maps, result.lung_mask, result.opacity_mask)
     maps.save_lung_mask(run.pk, result.lung_mask)
     maps.save_opacity_mask(run.pk, result.opacity_mask)
     timings = {"load": loaded - started, "analyze": analysed - loaded, "store": time.perf_counter() - analysed}
