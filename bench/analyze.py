@@ -83,7 +83,7 @@ def main() -> None:
         volume = load_study(series)
         load_s = time.perf_counter() - start
         if args.series:
-            print(f"load {load_s:.2f} s on {decode_workers()} decode processes, {one_thread_s:.2f} s on one "
+            print(f"load {load_s:.2f} s on {decode_workers()} decode workers, {one_thread_s:.2f} s on one "
                   f"({one_thread_s / load_s:.2f}x); load average now {os.getloadavg()[0]:.1f}")
         base = analyze(volume, bundle, saliency="none")
         timings = {**base.timings_s, "load": load_s, "total": base.timings_s["total"] + load_s}
