@@ -5,14 +5,15 @@ orthanc-dicomweb``), through Orthanc's STOW-RS and Orthanc's C-STORE SCP with th
 
 A throw-away installation: a fresh PostgreSQL database (``--database-url``, default ``lungscope_bench`` on the
 local server; SQLite in the temp folder when PostgreSQL is unreachable) and storage in a temp folder. The series is
-a synthetic phantom written as uncompressed Explicit VR Little Endian files. STOW sends the series as
+a synthetic phantom written as uncompressed Explicit VR Little Endian files, or with ``--series DIR`` a real series as
+it is stored (e.g. LIDC-IDRI's JPEG 2000 scans in ``../shared/data/real-ct/lidc-idri``). STOW sends the series as
 ``--clients`` concurrent requests of equal share, for lungscope and Orthanc alike, in ``--rounds`` rounds that
 interleave lungscope STOW-RS, Orthanc STOW-RS and C-STORE (a fresh Orthanc each round), lungscope C-STORE and
 ``import_dicom`` (the archive emptied before each), so the load of a shared machine falls on both sides alike; each
 round prints its load average and ratios, and the medians close the run. Analysis on ingest is off: this measures
 ingest. Writes the figures as JSON to bench/out/ingest.json.
 
-    python bench/ingest.py [--slices 128 --size 512 --clients 2 --rounds 3]
+    python bench/ingest.py [--slices 128 --size 512 --clients 2 --rounds 3] [--series DIR]
 """
 from __future__ import annotations
 
@@ -62,7 +63,15 @@ def wait_for(url: str, timeout: float = 180.0, **kwargs) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
 
 
-def write_series(out: Path, slices: int, size: int) -> list[Path]:
+def write_series(out: Path, slices: int, size: int, series: Path | None = None) -> list[Path]:
+    """The phantom series, or a copy of the real ``series``'s DICOM files, in ``out`` (import_dicom reads it)."""
+    if series is not None:
+        out.mkdir(parents=True)
+        copies = [Path(shutil.copyfile(path, out / f"{k:05d}.dcm"))
+                  for k, path in enumerate(sorted(p for p in series.rglob("*.dcm") if p.is_file()))]
+        if not copies:
+            raise SystemExit(f"no .dcm files under {series}")
+        return copies
     from training.phantom import generate_study, write_dicom_series
 
     return write_dicom_series(generate_study(2024, "COVID", size=size, n_slices=slices), out)
@@ -248,11 +257,12 @@ def main() -> None:
                         help="rounds of lungscope and Orthanc STOW-RS and C-STORE and import_dicom, interleaved, so a "
                              "shared machine's load hits both sides alike; medians are reported")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/lungscope_bench")
+    parser.add_argument("--series", type=Path, help="a real DICOM series folder, sent as stored, instead of the phantom")
     args = parser.parse_args()
     rounds = []
     with tempfile.TemporaryDirectory(prefix="lungscope-bench-ingest-") as tmp:
         var = Path(tmp)
-        paths = write_series(var / "series", args.slices, args.size)
+        paths = write_series(var / "series", args.slices, args.size, args.series)
         files = [p.read_bytes() for p in paths]
         env, token = lungscope_env(var, args.database_url)
         with lungscope_server(env, var, args.clients, token) as url, lungscope_listener(env) as dicom_port:
@@ -281,7 +291,8 @@ def main() -> None:
                 rounds.append(figures)
                 print(f"round {number}: " + ", ".join(f"{key} {value:.2f}" for key, value in figures.items()
                                                       if value is not None), flush=True)
-    summary = {"slices": args.slices, "size": args.size, "clients": args.clients, "cpus": os.cpu_count(),
+    summary = {"slices": len(paths), "size": args.size, "series": str(args.series) if args.series else None,
+               "clients": args.clients, "cpus": os.cpu_count(),
                "database": env["DATABASE_URL"].split(":")[0], "rounds": rounds}
     for key in rounds[0]:
         values = [r[key] for r in rounds if r.get(key) is not None]
