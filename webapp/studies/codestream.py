@@ -34,8 +34,6 @@ def check_codestream(frame: bytes, rows: int, columns: int, samples: int, bits_a
     ``samples`` components of at most ``bits_allocated`` bits (a sign other than the header's is allowed: pydicom
     reconciles it)."""
     end = len(frame)
-    while end > 0 and frame[end - 1] == 0:  # encapsulated fragments are padded to an even length with nulls
-        end -= 1
     if frame[:4] != b"\xff\x4f\xff\x51":
         raise CodestreamError("not a JPEG 2000 codestream (no SOC and SIZ markers at its start)")
     if end < 42:
@@ -70,11 +68,12 @@ def check_codestream(frame: bytes, rows: int, columns: int, samples: int, bits_a
     if COD not in main_header or QCD not in main_header:
         raise CodestreamError("its main header lacks the coding style (COD) or quantization (QCD) segment")
 
-    # The end-of-codestream marker closes the data, followed at most by one byte that pads it to an even length
-    # (null as the standard says, or whatever some producers write).
-    stop = next((at for at in (end - 2, len(frame) - 3) if at >= position and frame[at:at + 2] == b"\xff\xd9"), None)
-    if stop is None:
-        raise CodestreamError("cut short: no end-of-codestream marker (EOC) at its end")
+    # The end-of-codestream marker closes the data; bytes after it (padding to an even length, null as the standard
+    # says or whatever a producer wrote) are not read by a decoder. The marker cannot occur inside the tile-parts'
+    # data (their bit stuffing keeps a 0xFF byte from being followed by 0x90 or more), so the last one is the end.
+    stop = frame.rfind(b"\xff\xd9", position)
+    if stop < 0:
+        raise CodestreamError("cut short: no end-of-codestream marker (EOC) after its tile-parts")
     covered = set()
     while position < stop:
         (marker,) = struct.unpack_from(">H", frame, position)
