@@ -119,6 +119,35 @@ def test_a_jpeg2000_codestream_is_stored_when_whole_and_refused_when_broken(stor
     assert_no_orphans(storage_dir)
 
 
+def test_a_lossless_jpeg_stream_is_stored_when_whole_and_refused_when_broken(storage_dir, phantom_files):
+    """Lossless JPEG (process 14, SV1: the other common compressed CT syntax) is checked for structure too: a whole
+    stream (libjpeg-turbo's, which pydicom's decoder reads back exactly) is stored, a stream cut short or of another
+    size is refused."""
+    import imagecodecs
+
+    def lossless(path, rows: int | None = None) -> tuple[pydicom.Dataset, bytes]:
+        ds = pydicom.dcmread(path)
+        stream = imagecodecs.jpeg8_encode(ds.pixel_array, lossless=True, bitspersample=ds.BitsStored)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGLosslessSV1
+        ds.Rows = rows or ds.Rows
+        return ds, stream
+
+    ds, stream = lossless(phantom_files[0])
+    expected = pydicom.dcmread(phantom_files[0]).pixel_array
+    assert ingest_file(with_codestream(ds, stream), "whole.dcm").status == Outcome.STORED
+    with Instance.objects.get().file.open("rb") as fh:
+        np.testing.assert_array_equal(pixel_array(pydicom.dcmread(fh)), expected)
+    cut, stream = lossless(phantom_files[1])
+    short = ingest_file(with_codestream(cut, stream[: len(stream) // 2]), "cut.dcm")
+    other, stream = lossless(phantom_files[2], rows=32)
+    smaller = ingest_file(with_codestream(other, stream), "size.dcm")
+    for result, reason in ((short, "cut short"), (smaller, "an image of 64 x 64 where the header says 32 x 64")):
+        assert result.status == Outcome.REJECTED and result.reason.startswith("pixel data cannot be decoded (JPEG "
+                                                                              "Lossless") and reason in result.reason
+    assert Instance.objects.count() == 1
+    assert_no_orphans(storage_dir)
+
+
 def test_real_jpeg2000_instances_pass_the_codestream_check_and_decode(storage_dir, shared_data):
     """Every LIDC-IDRI JPEG 2000 file passes the structure check; the stored files decode (the structure check
     does not let through what a decoder refuses, on these)."""
