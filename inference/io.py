@@ -258,8 +258,8 @@ def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.
     def place(k: int, frames: np.ndarray) -> None:
         nonlocal array
         if frames.shape != (counts[k], *shape):
-            raise LoadError(f"slice {k}: decoded {frames.shape[0]} frames of {frames.shape[1:]} where the header "
-                            f"says {counts[k]} of {shape}")
+            raise LoadError(f"decoded {frames.shape[0]} frames of {frames.shape[1:]} where the header says "
+                            f"{counts[k]} of {shape}")
         if frames.dtype != array.dtype:
             array = array.astype(np.float32)  # the slices placed so far are exact in float32 too
         array[starts[k]:starts[k + 1]] = frames
@@ -269,16 +269,22 @@ def _decode_series(series: list[pydicom.Dataset], shape: tuple[int, int]) -> np.
 
     done = 0
     executor = _decode_executor(series)
-    if executor is not None:
-        try:
-            with executor as pool:
-                for frames in pool.map(_pixels, series, chunksize=4):
-                    place(done, frames)
-                    done += 1
-        except BrokenProcessPool:  # a decode process died (killed): decode the rest here
-            pass
-    for k in range(done, len(series)):
-        place(k, _pixels(series[k]))
+    try:
+        if executor is not None:
+            try:
+                with executor as pool:
+                    for frames in pool.map(_pixels, series, chunksize=4):
+                        place(done, frames)
+                        done += 1
+            except BrokenProcessPool:  # a decode process died (killed): decode the rest here
+                pass
+        while done < len(series):
+            place(done, _pixels(series[done]))
+            done += 1
+    except LoadError as exc:  # say which file: a series is hundreds of them
+        uid = series[done].get("SOPInstanceUID", "")
+        raise LoadError(f"slice {done + 1} of {len(series)}{f' (SOP Instance UID {uid})' if uid else ''}: {exc}") \
+            from exc
     return array
 
 

@@ -134,3 +134,20 @@ def test_every_jpeg2000_variant_decodes_to_pydicoms_pixels_or_is_left_to_it():
         decoded.append((path.name, frames.shape[0]))
     assert "J2K_pixelrep_mismatch.dcm" in left
     assert len(decoded) >= 4 and any(n > 1 for _, n in decoded), decoded
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_slice_that_cannot_be_decoded_is_named(monkeypatch, j2k_series, tmp_path, workers):
+    """Damage inside a stored slice's data is found when the study is read: the error names the slice."""
+    import shutil
+
+    folder = tmp_path / "series"
+    shutil.copytree(j2k_series, folder)
+    victim = sorted(folder.iterdir())[3]
+    ds = pydicom.dcmread(victim)
+    frame = next(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = pydicom.encaps.encapsulate([frame[: len(frame) // 2]])
+    ds.save_as(victim)
+    with pytest.raises(study_io.LoadError, match=rf"slice \d+ of 10 \(SOP Instance UID {ds.SOPInstanceUID}\): "
+                                                 r"cannot decode pixel data \(JPEG 2000"):
+        load_with(monkeypatch, workers, folder)
