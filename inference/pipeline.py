@@ -42,6 +42,7 @@ from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
+from .orientation import canonical, mirror, mirror_box, mirror_geometry
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 
@@ -280,9 +281,33 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
 def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: np.ndarray | None = None,
             lung_method: str = DEFAULT_METHOD, progress: Progress | None = None) -> AnalysisResult:
     """Analyse a loaded study with a bundle; ``saliency`` says which slices get IG maps, boxes and severity:
-    ``positive`` (slices predicted as a disease class), ``all``, or ``none``."""
+    ``positive`` (slices predicted as a disease class), ``all``, or ``none``. ``lungs``: a lung mask to use
+    instead of segmenting. The study is analysed in the models' orientation (``inference.orientation``: a prone
+    DICOM series is mirrored for the analysis, in place, and restored); masks, boxes and maps come back on the
+    stored pixels."""
     if saliency not in SALIENCY_MODES:
         raise ValueError(f"saliency must be one of {SALIENCY_MODES}, not {saliency!r}")
+    with canonical(volume) as axes:
+        given = mirror(np.array(lungs, dtype=bool), axes) if lungs is not None and axes else lungs
+        result = _analyze(volume, bundle, saliency, given, lung_method, progress)
+    if axes:
+        shape = result.lung_mask.shape[1:]
+        mirror(result.lung_mask, axes)
+        mirror(result.opacity_mask, axes)
+        for s in result.slices:
+            s.boxes = [mirror_box(b, shape, axes) for b in s.boxes]
+        result.maps = {k: _stored_maps(m, axes, result.lung_mask[k]) for k, m in result.maps.items()}
+    return result
+
+
+def _stored_maps(maps: SliceMaps, axes: tuple[int, ...], lung: np.ndarray) -> SliceMaps:
+    """A slice's maps made in the models' orientation, put on the stored slice (mirrored along ``axes``)."""
+    grid = np.ascontiguousarray(np.flip(maps.grid, axes)) if axes else maps.grid
+    return SliceMaps(grid, mirror_geometry(maps.geometry, axes), lung, maps.target)
+
+
+def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | None, lung_method: str,
+             progress: Progress | None) -> AnalysisResult:
     report = progress or (lambda fraction, message="": None)
     start = time.perf_counter()
     lung_mask = segment_lungs(volume, lung_method) if lungs is None else np.asarray(lungs, dtype=bool)
@@ -380,22 +405,26 @@ def saliency_engine(bundle: Bundle) -> SaliencyEngine:
 
 def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> tuple[np.ndarray, CropGeometry]:
     """Slice ``index`` as ``analyze`` gives it to the model (the study's window, the lung crop, the input size) and
-    the crop that maps it back to the slice's pixels."""
+    the crop that maps it back to the slice's pixels, for a volume (and mask) in the models' orientation
+    (``inference.orientation``; ``analyze`` and ``slice_maps`` put a study in it)."""
     geometry = _geometry(lung_mask, index, bundle)
     return _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle)), geometry
 
 
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
-    """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class)."""
+    """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class, the models'
+    orientation), on the stored slice; ``lung_mask`` is the study's, as stored."""
     bundle.model.eval().to(memory_format=torch.channels_last)
-    x224, geometry = model_input(volume, bundle, index, lung_mask)
+    with canonical(volume) as axes:
+        lungs = np.flip(lung_mask, axes) if axes else lung_mask
+        x224, geometry = model_input(volume, bundle, index, lungs)
     probs, cams, _ = _classify(bundle.model, lambda _: x224[None], np.array([index]), bundle.device,
                                _temperature(bundle))
     target = int(probs[0].argmax())
     engine = saliency_engine(bundle)
     [(maps, _)] = _explain(engine, x224[None], [target], cams, [geometry], [bundle.classes[target]],
-                           [lung_mask[index]])
-    return maps
+                           [np.ascontiguousarray(lungs[index])])
+    return _stored_maps(maps, axes, lung_mask[index]) if axes else maps
 
 
 def _rounded(classes: list[str], vector: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,75 @@
+"""A prone DICOM series (rows and columns stored reversed, ImageOrientationPatient -1\\0\\0\\0\\-1\\0) is analysed in
+the orientation the models were trained on and answered on its own pixels: the same study stored both ways gives
+the same probabilities, and masks, boxes and maps that are each other's mirror images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from inference.bundle import load_bundle
+from inference.io import load_study
+from inference.orientation import canonical_axes
+from inference.pipeline import analyze, slice_maps
+
+
+def prone_copy(files: list[Path], folder: Path) -> Path:
+    """The series as a prone scanner would store it: each slice turned by 180 degrees in its plane, its orientation
+    and first-pixel position saying so (the same voxels at the same places in the patient)."""
+    folder.mkdir()
+    for path in files:
+        ds = pydicom.dcmread(path)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        dy, dx = (float(v) for v in ds.PixelSpacing)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::-1, ::-1]).tobytes()
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, -1, 0]
+        ds.ImagePositionPatient = [x + (columns - 1) * dx, y + (rows - 1) * dy, z]
+        ds.save_as(folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def supine_and_prone(tmp_path_factory) -> tuple[Path, Path]:
+    from training.phantom import generate_study, write_dicom_series
+
+    root = tmp_path_factory.mktemp("orientation")
+    files = write_dicom_series(generate_study(5, "COVID", size=96, n_slices=12), root / "supine")
+    return root / "supine", prone_copy(files, root / "prone")
+
+
+def test_a_prone_series_is_analysed_as_supine_and_answered_on_its_own_pixels(tiny_bundle, supine_and_prone):
+    supine, prone = (load_study(path) for path in supine_and_prone)
+    assert canonical_axes(supine) == () and canonical_axes(prone) == (1, 2)
+    stored = prone.array.copy()
+    bundle = load_bundle(str(tiny_bundle), device="cpu")
+    a, b = analyze(supine, bundle, saliency="all"), analyze(prone, bundle, saliency="all")
+    np.testing.assert_array_equal(prone.array, stored)  # the caller's volume as it was
+    np.testing.assert_array_equal(b.lung_mask, a.lung_mask[:, ::-1, ::-1])
+    np.testing.assert_array_equal(b.opacity_mask, a.opacity_mask[:, ::-1, ::-1])
+    assert b.probabilities == a.probabilities and b.label == a.label
+    rows, columns = supine.array.shape[1:]
+    for sa, sb in zip(a.slices, b.slices):
+        assert sa.probabilities == sb.probabilities
+        assert [(bx.x0, bx.y0, bx.x1, bx.y1) for bx in sb.boxes] == [
+            (columns - 1 - bx.x1, rows - 1 - bx.y1, columns - 1 - bx.x0, rows - 1 - bx.y0) for bx in sa.boxes]
+    assert a.maps and a.maps.keys() == b.maps.keys()
+    for k in a.maps:
+        for ma, mb in zip((a.maps[k].joint, *a.maps[k].cams), (b.maps[k].joint, *b.maps[k].cams)):
+            np.testing.assert_allclose(mb, ma[::-1, ::-1], atol=1e-5 * max(1e-30, float(np.abs(ma).max())))
+    k = next(iter(b.maps))  # the viewer's on-demand maps of the prone series: on its pixels too
+    again = slice_maps(prone, bundle, k, b.lung_mask)
+    np.testing.assert_allclose(again.joint, b.maps[k].joint, atol=1e-5 * max(1e-30, float(b.maps[k].joint.max())))
+    np.testing.assert_array_equal(prone.array, stored)
+
+
+def test_only_an_axial_dicom_series_is_turned(supine_and_prone):
+    supine = load_study(supine_and_prone[0])
+    for iop, axes in (((-1, 0, 0, 0, 1, 0), (2,)), ((1, 0, 0, 0, -1, 0), (1,)), ((0, 1, 0, 1, 0, 0), ())):
+        supine.image_orientation_patient = [iop] * supine.n_slices
+        assert canonical_axes(supine) == axes
+    supine.kind = "nifti"  # a NIfTI affine is often a placeholder: never trusted to turn an image
+    supine.image_orientation_patient = [(-1, 0, 0, 0, -1, 0)] * supine.n_slices
+    assert canonical_axes(supine) == ()
