@@ -58,13 +58,22 @@ def mirror(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 @contextmanager
 def canonical(volume: Volume) -> Iterator[tuple[int, ...]]:
     """Inside, ``volume.array`` is in the models' orientation (mirrored in place along ``canonical_axes``, which it
-    yields); on leaving, even by an exception, it is as stored again."""
+    yields, or replaced by a mirrored copy when it is read-only); on leaving, even by an exception, it is as stored
+    again."""
     axes = canonical_axes(volume)
-    mirror(volume.array, axes)
+    stored = volume.array
+    if axes and not stored.flags.writeable:  # a read-only array (memory-mapped, shared): a mirrored copy instead
+        volume.array = np.ascontiguousarray(np.flip(stored, axes))
+        try:
+            yield axes
+        finally:
+            volume.array = stored
+        return
+    mirror(stored, axes)
     try:
         yield axes
     finally:
-        mirror(volume.array, axes)
+        mirror(stored, axes)
 
 
 def mirror_geometry(geometry: CropGeometry, axes: tuple[int, ...]) -> CropGeometry:

@@ -65,6 +65,16 @@ def test_a_prone_series_is_analysed_as_supine_and_answered_on_its_own_pixels(tin
     np.testing.assert_array_equal(prone.array, stored)
 
 
+def test_a_read_only_prone_volume_is_analysed_from_a_mirrored_copy(tiny_bundle, supine_and_prone):
+    supine, prone = (load_study(path) for path in supine_and_prone)
+    prone.array.flags.writeable = False
+    stored = prone.array
+    bundle = load_bundle(str(tiny_bundle), device="cpu")
+    a, b = analyze(supine, bundle, saliency="none"), analyze(prone, bundle, saliency="none")
+    assert prone.array is stored and b.probabilities == a.probabilities
+    np.testing.assert_array_equal(b.lung_mask, a.lung_mask[:, ::-1, ::-1])
+
+
 def test_only_an_axial_dicom_series_is_turned(supine_and_prone):
     supine = load_study(supine_and_prone[0])
     for iop, axes in (((-1, 0, 0, 0, 1, 0), (2,)), ((1, 0, 0, 0, -1, 0), (1,)), ((0, 1, 0, 1, 0, 0), ())):
