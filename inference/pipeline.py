@@ -104,7 +104,9 @@ class SliceMaps:
         return [self._original(i) for i in (4, 5, 6)]
 
     def _original(self, i: int) -> np.ndarray:
-        return self.geometry.map_to_original(self.grid[i]) * np.asarray(self.lung, dtype=np.float32)
+        full = self.geometry.map_to_original(self.grid[i])
+        full *= self.lung  # zero outside the lungs, in the map's own float32 image: no float copy of the mask
+        return full
 
 
 @dataclass
