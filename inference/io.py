@@ -232,11 +232,11 @@ def _decode_executor(series: list[pydicom.Dataset]) -> Executor | None:
     seconds. Forked, not spawned: a spawned (or forkserver) child re-imports the caller's main module, torch and all;
     a forked one starts at once, and it only runs pydicom and numpy (no torch, no OpenMP), which is what makes
     forking a threaded process safe here."""
-    compressed = [ds for ds in series if _syntax(ds) is not None and _syntax(ds).is_compressed]
+    compressed = [syntax for syntax in map(_syntax, series) if syntax is not None and syntax.is_compressed]
     workers = min(decode_workers(), len(series))
     if len(series) < 2 or not compressed or workers < 2:
         return None
-    if all(_syntax(ds) in GIL_FREE_SYNTAXES for ds in compressed):
+    if all(syntax in GIL_FREE_SYNTAXES for syntax in compressed):
         return ThreadPoolExecutor(workers)
     if multiprocessing.current_process().daemon:
         return None
