@@ -1,6 +1,7 @@
 """A prone DICOM series (rows and columns stored reversed, ImageOrientationPatient -1\\0\\0\\0\\-1\\0) is analysed in
 the orientation the models were trained on and answered on its own pixels: the same study stored both ways gives
-the same probabilities, and masks, boxes and maps that are each other's mirror images."""
+the same probabilities, and masks, boxes and maps that are each other's mirror images. A NIfTI volume stored upside
+down (spine at the top) is turned by its anatomy, the dependent lung's density, not by its affine."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from inference.bundle import load_bundle
 from inference.io import load_study
-from inference.orientation import canonical_axes
+from inference.orientation import DEPENDENT_TURNED_HU, canonical_axes, dependent_gradient_hu
 from inference.pipeline import analyze, slice_maps
 
 
@@ -83,3 +84,61 @@ def test_only_an_axial_dicom_series_is_turned(supine_and_prone):
     supine.kind = "nifti"  # a NIfTI affine is often a placeholder: never trusted to turn an image
     supine.image_orientation_patient = [(-1, 0, 0, 0, -1, 0)] * supine.n_slices
     assert canonical_axes(supine) == ()
+
+
+def _nifti(array: np.ndarray, spacing_mm: tuple[float, float, float], path: Path) -> Path:
+    """``array`` (slices, rows, columns) written as a NIfTI file with a placeholder-like affine (the spacing only)."""
+    import nibabel as nib
+
+    dz, dy, dx = spacing_mm
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)).astype(np.int16),
+                             np.diag([dx, dy, dz, 1.0])), path)
+    return path
+
+
+def test_a_nifti_volume_stored_upside_down_is_turned_by_its_dependent_lung(tiny_bundle, tmp_path):
+    from training.phantom import generate_study
+
+    study = generate_study(5, "COVID", size=96, n_slices=12)
+    spacing = (5.0, 3.6, 3.6)
+    upright = load_study(_nifti(study.hu, spacing, tmp_path / "upright.nii.gz"))
+    turned = load_study(_nifti(study.hu[:, ::-1], spacing, tmp_path / "turned.nii.gz"))
+    assert dependent_gradient_hu(upright.array) >= DEPENDENT_TURNED_HU  # the phantom's dependent density
+    assert canonical_axes(upright) == () and canonical_axes(turned) == (1,)
+    stored = turned.array.copy()
+    bundle = load_bundle(str(tiny_bundle), device="cpu")
+    a, b = analyze(upright, bundle, saliency="positive"), analyze(turned, bundle, saliency="positive")
+    np.testing.assert_array_equal(turned.array, stored)
+    assert b.probabilities == a.probabilities and b.label == a.label
+    np.testing.assert_array_equal(b.lung_mask, a.lung_mask[:, ::-1])
+    np.testing.assert_array_equal(b.opacity_mask, a.opacity_mask[:, ::-1])
+    rows = upright.array.shape[1]
+    for sa, sb in zip(a.slices, b.slices):
+        assert [(bx.x0, bx.y0, bx.x1, bx.y1) for bx in sb.boxes] == [
+            (bx.x0, rows - 1 - bx.y1, bx.x1, rows - 1 - bx.y0) for bx in sa.boxes]
+
+
+def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
+    flat = np.full((12, 64, 64), -1000.0, dtype=np.float32)
+    flat[:, 8:56, 8:56] = 40.0  # a body
+    flat[:, 16:48, 12:30] = flat[:, 16:48, 34:52] = -850.0  # two lungs of one density
+    assert dependent_gradient_hu(flat) == 0.0
+    assert dependent_gradient_hu(np.full((4, 32, 32), 40.0, dtype=np.float32)) is None  # no lung at all
+
+
+def test_real_scans_turned_upside_down_are_turned_back_and_upright_ones_never(shared_data):
+    """Every real scan here is read upright as stored, and upside down it is turned back, but the contrast CT
+    angiogram slab (RICORD positive patient_2), whose lung shows no dependent gradient: it stays as stored."""
+    scans = sorted((shared_data / "real-ct" / "ricord-slabs").glob("covid-*/patient_*"))
+    scans += [shared_data / "real-ct" / "lidc-idri" / "LIDC-IDRI-0003"]
+    assert len(scans) == 9
+    undecided = []
+    for path in scans:
+        volume = load_study(path)
+        assert canonical_axes(volume) == ()  # stored upright, as its orientation says
+        volume.kind = "nifti"
+        assert canonical_axes(volume) == (), path  # upright: never turned
+        volume.array = np.ascontiguousarray(volume.array[:, ::-1])
+        if canonical_axes(volume) != (1,):
+            undecided.append((path.parent.name, path.name, dependent_gradient_hu(volume.array)))
+    assert [u[:2] for u in undecided] == [("covid-positive", "patient_2")], undecided
