@@ -370,8 +370,17 @@ def _float_or_none(value: object) -> float | None:
 
 # --------------------------------------------------------------------------- NIfTI and images
 
+#: A NIfTI volume whose values all lie in 0..255 holds display grey levels, not HU (CT air is about -1000 HU).
+GREY_RANGE = (0.0, 255.0)
+#: At most this many distinct integer values: a label mask (lungs, lesions), not an image.
+MASK_VALUES = 8
+
+
 def load_nifti(path: Path) -> Volume:
-    """A NIfTI volume (HU assumed, as CT NIfTI exports store them), axes (i, j, k) -> (z=k, y=j, x=i)."""
+    """A NIfTI volume, axes (i, j, k) -> (z=k, y=j, x=i): HU, as CT NIfTI exports store them, unless every value lies
+    in 0..255 (or 0..1, scaled to it): then display grey levels of an already-windowed image (such as the Radiopaedia
+    volumes of the public COVID-19 CT segmentation set), analysed as 8-bit images are (``is_hu`` False) instead of as
+    HU, which would find no lung at all. A label mask (a handful of integer values) is refused with a clear error."""
     import nibabel as nib
 
     try:
@@ -385,6 +394,16 @@ def load_nifti(path: Path) -> Volume:
         data = data[..., None]
     if data.ndim != 3:
         raise LoadError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise LoadError(f"{path}: the volume holds NaN or infinite values")
+    sample = data.ravel()[::max(1, data.size // 1_000_000)]
+    values = np.unique(sample)
+    if data.size >= 4096 and values.size <= MASK_VALUES and np.array_equal(values, np.round(values)):
+        raise LoadError(f"{path}: holds only the values {values.astype(int).tolist()}: a label mask, not a CT image")
+    low, high = float(data.min()), float(data.max())
+    is_hu = not (low >= GREY_RANGE[0] and high <= GREY_RANGE[1])
+    if not is_hu and high <= 1.0:
+        data = data * np.float32(255.0)
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
     affine = np.asarray(img.affine, float)
     lin = _RAS_TO_LPS @ affine[:3, :3]
@@ -399,7 +418,7 @@ def load_nifti(path: Path) -> Volume:
     iop = tuple(float(v) for v in (*row_dir, *col_dir))
     positions = [tuple(float(v) for v in origin + lin[:, 2] * k) for k in range(array.shape[0])]
     return Volume(
-        array=array, kind="nifti", is_hu=True, path=str(path), spacing_mm=(dk, dj, di),
+        array=array, kind="nifti", is_hu=is_hu, path=str(path), spacing_mm=(dk, dj, di),
         z_mm=[float(np.dot(p, normal)) for p in positions], image_position_patient=positions,  # type: ignore[misc]
         image_orientation_patient=[iop] * array.shape[0], pixel_spacing=[(dj, di)] * array.shape[0],
     )

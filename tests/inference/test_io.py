@@ -112,6 +112,40 @@ def test_nifti_geometry(tmp_path: Path) -> None:
     assert volume.pixel_to_patient(2, 1, 4) == pytest.approx((-(10 - 0.7), -(20 - 3.2), -25.0))
 
 
+def test_a_nifti_of_display_grey_levels_is_read_as_grey_not_hu(tmp_path: Path, small_study) -> None:
+    """A windowed 8-bit export (0..255, or 0..1) read as HU would have no lung at all (lung at grey 20 is soft tissue
+    in HU); it is an 8-bit volume, segmented from its grey levels and flagged by the HU model as unfamiliar."""
+    from inference.bundle import load_bundle
+    from inference.pipeline import analyze
+
+    hu = small_study.hu.astype(np.float32)
+    grey = np.clip((hu + 1350.0) / 1500.0 * 255.0, 0, 255).round().astype(np.uint8)
+    affine = np.diag([2.5, 2.5, 5.0, 1.0])
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(grey.transpose(2, 1, 0)), affine), tmp_path / "grey.nii.gz")
+    unit = (grey.astype(np.float32) / 255.0).transpose(2, 1, 0)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(unit), affine), tmp_path / "unit.nii.gz")
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(hu.transpose(2, 1, 0)).astype(np.int16), affine),
+             tmp_path / "hu.nii.gz")
+    volume, unit_volume = load_study(tmp_path / "grey.nii.gz"), load_study(tmp_path / "unit.nii.gz")
+    assert volume.kind == "nifti" and not volume.is_hu and not unit_volume.is_hu
+    np.testing.assert_array_equal(volume.array, grey.astype(np.float32))
+    np.testing.assert_allclose(unit_volume.array, grey.astype(np.float32), atol=1e-3)
+    assert load_study(tmp_path / "hu.nii.gz").is_hu
+    result = analyze(volume, load_bundle("default", device="cpu"), saliency="none")
+    truth = small_study.lung_mask.astype(bool)
+    found = result.lung_mask.astype(bool)
+    assert 2.0 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.8  # lungs from the grey levels
+    assert result.domain["outside"] and result.opacity is None
+
+
+def test_a_nifti_label_mask_is_refused_with_a_reason(tmp_path: Path) -> None:
+    mask = np.zeros((64, 64, 8), dtype=np.uint8)
+    mask[10:30, 10:50], mask[34:54, 10:50] = 1, 2  # left and right lung labels
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "lung_mask.nii.gz")
+    with pytest.raises(LoadError, match=r"only the values \[0, 1, 2\]: a label mask"):
+        load_study(tmp_path / "lung_mask.nii.gz")
+
+
 def test_png_is_one_windowed_slice(tmp_path: Path) -> None:
     Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (8, 1))).save(tmp_path / "slice.png")
     volume = load_study(tmp_path / "slice.png")
