@@ -1,7 +1,8 @@
 """A prone DICOM series (rows and columns stored reversed, ImageOrientationPatient -1\\0\\0\\0\\-1\\0) is analysed in
 the orientation the models were trained on and answered on its own pixels: the same study stored both ways gives
 the same probabilities, and masks, boxes and maps that are each other's mirror images. A NIfTI volume stored upside
-down (spine at the top) is turned by its anatomy, the dependent lung's density, not by its affine."""
+down (spine at the top) is turned when its anatomy (the dependent lung's density) and the classifier's familiarity
+with the turned slices agree, never by its affine."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from inference.bundle import load_bundle
 from inference.io import load_study
-from inference.orientation import DEPENDENT_TURNED_HU, canonical_axes, dependent_gradient_hu
-from inference.pipeline import analyze, slice_maps
+from inference.orientation import DEPENDENT_TURNED_HU, canonical_axes, dependent_gradient_hu, looks_upside_down
+from inference.pipeline import analyze, slice_maps, study_axes
 
 
 def prone_copy(files: list[Path], folder: Path) -> Path:
@@ -96,7 +97,7 @@ def _nifti(array: np.ndarray, spacing_mm: tuple[float, float, float], path: Path
     return path
 
 
-def test_a_nifti_volume_stored_upside_down_is_turned_by_its_dependent_lung(tiny_bundle, tmp_path):
+def test_a_nifti_volume_stored_upside_down_is_turned_and_answered_on_its_own_pixels(tiny_bundle, tmp_path):
     from training.phantom import generate_study
 
     study = generate_study(5, "COVID", size=96, n_slices=12)
@@ -104,9 +105,11 @@ def test_a_nifti_volume_stored_upside_down_is_turned_by_its_dependent_lung(tiny_
     upright = load_study(_nifti(study.hu, spacing, tmp_path / "upright.nii.gz"))
     turned = load_study(_nifti(study.hu[:, ::-1], spacing, tmp_path / "turned.nii.gz"))
     assert dependent_gradient_hu(upright.array) >= DEPENDENT_TURNED_HU  # the phantom's dependent density
-    assert canonical_axes(upright) == () and canonical_axes(turned) == (1,)
+    assert not looks_upside_down(upright) and looks_upside_down(turned)
+    assert canonical_axes(turned) == ()  # the affine (a placeholder here) is not what turns it
+    bundle = load_bundle("default", device="cpu")
+    assert study_axes(upright, bundle) == () and study_axes(turned, bundle) == (1,)
     stored = turned.array.copy()
-    bundle = load_bundle(str(tiny_bundle), device="cpu")
     a, b = analyze(upright, bundle, saliency="positive"), analyze(turned, bundle, saliency="positive")
     np.testing.assert_array_equal(turned.array, stored)
     assert b.probabilities == a.probabilities and b.label == a.label
@@ -116,6 +119,11 @@ def test_a_nifti_volume_stored_upside_down_is_turned_by_its_dependent_lung(tiny_
     for sa, sb in zip(a.slices, b.slices):
         assert [(bx.x0, bx.y0, bx.x1, bx.y1) for bx in sb.boxes] == [
             (bx.x0, rows - 1 - bx.y1, bx.x1, rows - 1 - bx.y0) for bx in sa.boxes]
+    assert b.maps.keys() == a.maps.keys()
+    for k in b.maps:
+        np.testing.assert_allclose(b.maps[k].joint, a.maps[k].joint[::-1],
+                                   atol=1e-5 * max(1e-30, float(np.abs(a.maps[k].joint).max())))
+    assert study_axes(turned, load_bundle(str(tiny_bundle), device="cpu")) == ()  # no feature statistics to confirm with: left as stored
 
 
 def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
@@ -127,18 +135,19 @@ def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
 
 
 def test_real_scans_turned_upside_down_are_turned_back_and_upright_ones_never(shared_data):
-    """Every real scan here is read upright as stored, and upside down it is turned back, but the contrast CT
-    angiogram slab (RICORD positive patient_2), whose lung shows no dependent gradient: it stays as stored."""
+    """Every real scan here stored upright is left as it is, and stored upside down as a NIfTI volume is turned
+    back, but the contrast CT angiogram slab (RICORD positive patient_2), whose lung shows no dependent gradient."""
     scans = sorted((shared_data / "real-ct" / "ricord-slabs").glob("covid-*/patient_*"))
     scans += [shared_data / "real-ct" / "lidc-idri" / "LIDC-IDRI-0003"]
     assert len(scans) == 9
+    bundle = load_bundle("default", device="cpu")
     undecided = []
     for path in scans:
         volume = load_study(path)
         assert canonical_axes(volume) == ()  # stored upright, as its orientation says
         volume.kind = "nifti"
-        assert canonical_axes(volume) == (), path  # upright: never turned
+        assert study_axes(volume, bundle) == (), path  # upright: never turned
         volume.array = np.ascontiguousarray(volume.array[:, ::-1])
-        if canonical_axes(volume) != (1,):
+        if study_axes(volume, bundle) != (1,):
             undecided.append((path.parent.name, path.name, dependent_gradient_hu(volume.array)))
     assert [u[:2] for u in undecided] == [("covid-positive", "patient_2")], undecided
