@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import warnings
 import zipfile
 from collections import Counter, defaultdict
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -380,7 +381,10 @@ def load_nifti(path: Path) -> Volume:
     """A NIfTI volume, axes (i, j, k) -> (z=k, y=j, x=i): HU, as CT NIfTI exports store them, unless every value lies
     in 0..255 (or 0..1, scaled to it): then display grey levels of an already-windowed image (such as the Radiopaedia
     volumes of the public COVID-19 CT segmentation set), analysed as 8-bit images are (``is_hu`` False) instead of as
-    HU, which would find no lung at all. A label mask (a handful of integer values) is refused with a clear error."""
+    HU, which would find no lung at all. A label mask (a handful of integer values) is refused with a clear error.
+    A volume whose last two axes are the square ones and the first another length, with equal spacing along the
+    two (e.g. (120, 512, 512): a NumPy (slices, rows, columns) array saved as is), is read in that order, with a
+    warning, instead of as 512 slices across the body."""
     import nibabel as nib
 
     try:
@@ -394,6 +398,14 @@ def load_nifti(path: Path) -> Volume:
         data = data[..., None]
     if data.ndim != 3:
         raise LoadError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    affine = np.asarray(img.affine, float)
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    if data.shape[1] == data.shape[2] != data.shape[0] and np.isclose(zooms[1], zooms[2]):
+        # (slices, rows, columns) written as is, with a placeholder affine (nibabel given a NumPy volume): its
+        # square axes are the slice's, not (i, j); read without reordering, not as 512 sagittal slices
+        warnings.warn(f"{path}: NIfTI of shape {data.shape} read as (slices, rows, columns): its last two axes "
+                      "are the square ones", stacklevel=2)
+        data, affine = data.transpose(2, 1, 0), np.diag([*zooms[[2, 1, 0]], 1.0])  # its geometry: the spacing
     if not np.isfinite(data).all():
         raise LoadError(f"{path}: the volume holds NaN or infinite values")
     sample = data.ravel()[::max(1, data.size // 1_000_000)]
@@ -405,7 +417,6 @@ def load_nifti(path: Path) -> Volume:
     if not is_hu and high <= 1.0:
         data = data * np.float32(255.0)
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
-    affine = np.asarray(img.affine, float)
     lin = _RAS_TO_LPS @ affine[:3, :3]
     origin = _RAS_TO_LPS @ affine[:3, 3]
     di, dj, dk = (float(np.linalg.norm(lin[:, c])) for c in range(3))

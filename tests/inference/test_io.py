@@ -146,6 +146,19 @@ def test_a_nifti_label_mask_is_refused_with_a_reason(tmp_path: Path) -> None:
         load_study(tmp_path / "lung_mask.nii.gz")
 
 
+def test_a_nifti_saved_slices_first_is_read_in_that_order(tmp_path: Path, small_study) -> None:
+    """A NumPy (slices, rows, columns) volume saved as is (nibabel, identity affine) is read as those slices, with a
+    warning, not as one slice per image column."""
+    hu = small_study.hu.astype(np.int16)  # (12, 64, 64)
+    nib.save(nib.Nifti1Image(hu, np.eye(4)), tmp_path / "zyx.nii.gz")
+    with pytest.warns(UserWarning, match=r"read as \(slices, rows, columns\)"):
+        volume = load_study(tmp_path / "zyx.nii.gz")
+    np.testing.assert_array_equal(volume.array, hu.astype(np.float32))
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(hu.transpose(2, 1, 0)), np.diag([0.7, 0.7, 5.0, 1.0])),
+             tmp_path / "xyz.nii.gz")
+    np.testing.assert_array_equal(load_study(tmp_path / "xyz.nii.gz").array, hu.astype(np.float32))  # the usual
+
+
 def test_png_is_one_windowed_slice(tmp_path: Path) -> None:
     Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (8, 1))).save(tmp_path / "slice.png")
     volume = load_study(tmp_path / "slice.png")
