@@ -205,11 +205,30 @@ def _pixels(ds: pydicom.Dataset) -> np.ndarray:
         arr = arr.mean(axis=-1)
     if arr.ndim == 2:  # one frame
         arr = arr[None]
-    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if "PerFrameFunctionalGroupsSequence" in ds:  # an enhanced multi-frame image: the rescale is per frame
+        values = np.asarray(arr, dtype=np.float32)
+        for f in range(values.shape[0]):
+            slope = _float_or_none(_frame_value(ds, f, "PixelValueTransformationSequence", "RescaleSlope"))
+            intercept = _float_or_none(_frame_value(ds, f, "PixelValueTransformationSequence", "RescaleIntercept"))
+            values[f] = values[f] * np.float32(1.0 if slope is None else slope) + np.float32(intercept or 0.0)
+    else:
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     if values.size and (values.min() < -32768 or values.max() > 32767):
         return values
     exact = values.astype(np.int16)
     return exact if np.array_equal(exact, values) else values
+
+
+def _frame_value(ds: pydicom.Dataset, frame: int, sequence: str, keyword: str) -> object:
+    """An attribute of one frame of an enhanced multi-frame image (Enhanced CT and the like): from the frame's
+    functional group ``sequence``, else from the shared one; None when neither holds it."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for group in ([per_frame[frame]] if frame < len(per_frame) else []) + list(shared[:1]):
+        items = group.get(sequence)
+        if items and keyword in items[0]:
+            return items[0][keyword].value
+    return None
 
 
 def _frame_count(ds: pydicom.Dataset) -> int:
@@ -323,6 +342,8 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
         array = array.astype(np.float32)
         array = (array - array.min()) / max(float(np.ptp(array)), 1e-6) * 255.0
 
+    if multi and all("PerFrameFunctionalGroupsSequence" in series[i] for i in order):
+        return _enhanced_volume(array, [series[i] for i in order], label, is_hu)
     pixel_spacing = [_floats(getattr(series[i], "PixelSpacing", None), 2) for i in order]
     sorted_z = [z[i] for i in order]
     spacing = _spacing(first, sorted_z, pixel_spacing[0])
@@ -340,6 +361,32 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
         image_orientation_patient=per_slice([_floats(getattr(series[i], "ImageOrientationPatient", None), 6)
                                              for i in order]),
         pixel_spacing=per_slice(pixel_spacing),
+    )
+
+
+def _enhanced_volume(array: np.ndarray, series: list[pydicom.Dataset], label: str, is_hu: bool) -> Volume:
+    """A volume of enhanced multi-frame images (Enhanced CT: one instance holding the whole series), its geometry
+    read frame by frame from the functional groups, as its rescale was (:func:`_pixels`). Read like a classic image,
+    such a file had no rescale (stored values 0..4095 taken for HU, air at 0), no spacing and no orientation. The
+    frames keep their stored order (their frame numbers, which the viewer shows); they are in spatial order as
+    scanners write them, ascending or descending (``inference.lungs.cranial_is_last`` reads which)."""
+    frames = [(ds, f) for ds in series for f in range(_frame_count(ds))]
+    positions = [_floats(_frame_value(ds, f, "PlanePositionSequence", "ImagePositionPatient"), 3) for ds, f in frames]
+    orientations = [_floats(_frame_value(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+                    for ds, f in frames]
+    pixel_spacing = [_floats(_frame_value(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2) for ds, f in frames]
+    iop = next((o for o in orientations if o is not None), None)
+    z: list[float | None] = [None] * len(frames)
+    if iop is not None and all(p is not None for p in positions):
+        normal = np.cross(iop[:3], iop[3:])
+        z = [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
+    first = series[0]
+    return Volume(
+        array=array, kind="dicom-series", is_hu=is_hu, path=label, spacing_mm=_spacing(first, z, pixel_spacing[0]),
+        study_instance_uid=_str_or_none(getattr(first, "StudyInstanceUID", None)),
+        series_instance_uid=_str_or_none(getattr(first, "SeriesInstanceUID", None)),
+        z_mm=z, image_position_patient=positions,  # type: ignore[arg-type]
+        image_orientation_patient=orientations, pixel_spacing=pixel_spacing,  # type: ignore[arg-type]
     )
 
 

@@ -159,6 +159,58 @@ def test_a_nifti_saved_slices_first_is_read_in_that_order(tmp_path: Path, small_
     np.testing.assert_array_equal(load_study(tmp_path / "xyz.nii.gz").array, hu.astype(np.float32))  # the usual
 
 
+def _enhanced_ct(classic: list[Path], path: Path) -> Path:
+    """The classic series as one Enhanced CT instance: every frame's position in its functional group, the
+    orientation, spacing and rescale shared (written descending, as some scanners do)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    slices = [pydicom.dcmread(f) for f in classic][::-1]
+    first = slices[0]
+    ds = Dataset()
+    for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns", "BitsAllocated",
+                    "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        setattr(ds, keyword, getattr(first, keyword))
+    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "CT", "1.2.840.10008.5.1.4.1.1.2.1", generate_uid()
+    ds.NumberOfFrames = len(slices)
+
+    def item(**elements) -> Dataset:
+        out = Dataset()
+        for keyword, value in elements.items():
+            setattr(out, keyword, value)
+        return out
+
+    ds.SharedFunctionalGroupsSequence = Sequence([item(
+        PixelMeasuresSequence=Sequence([item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)]),
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=first.ImageOrientationPatient)]),
+        PixelValueTransformationSequence=Sequence([item(RescaleIntercept=first.RescaleIntercept,
+                                                        RescaleSlope=first.RescaleSlope, RescaleType="HU")]))])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([item(PlanePositionSequence=Sequence([item(
+        ImagePositionPatient=sl.ImagePositionPatient)])) for sl in slices])
+    ds.PixelData = b"".join(sl.PixelData for sl in slices)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_an_enhanced_ct_is_read_with_its_per_frame_rescale_and_geometry(tmp_path: Path, small_study) -> None:
+    """One Enhanced CT instance holding the series: HU through the functional groups' rescale (read as a classic
+    image it kept its stored values, air at 0), spacing and orientation from them, frames in their stored order."""
+    from training.phantom import write_dicom_series
+
+    classic = write_dicom_series(small_study, tmp_path / "classic")
+    volume = load_study(_enhanced_ct(classic, tmp_path / "enhanced.dcm"))
+    reference = load_study(tmp_path / "classic")
+    np.testing.assert_array_equal(volume.array, reference.array[::-1])  # descending, as stored
+    assert volume.is_hu and volume.spacing_mm == pytest.approx(reference.spacing_mm)
+    assert volume.image_orientation_patient[0] == pytest.approx(reference.image_orientation_patient[0])
+    assert volume.image_position_patient[0] == pytest.approx(reference.image_position_patient[-1])
+    assert volume.pixel_to_patient(0, 3, 4) == pytest.approx(reference.pixel_to_patient(reference.n_slices - 1, 3, 4))
+
+
 def test_png_is_one_windowed_slice(tmp_path: Path) -> None:
     Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (8, 1))).save(tmp_path / "slice.png")
     volume = load_study(tmp_path / "slice.png")
