@@ -45,6 +45,7 @@ from .opacity import aerated_baseline, opacity_labels, percentages, through_plan
 from .orientation import canonical, canonical_axes, looks_upside_down, mirror, mirror_box, mirror_geometry
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
+from .slice_stack import unrelated_slices
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
            "model_input", "saliency_engine", "study_axes", "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
@@ -392,8 +393,10 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     opacity = None
     pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
     if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
-        baseline = aerated_baseline(volume.array, lung_mask)
-        slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None else None
+        # a stack of unrelated slices (inference.slice_stack): each slice its own aerated level, no neighbours
+        unrelated = unrelated_slices(volume.array)
+        baseline = None if unrelated else aerated_baseline(volume.array, lung_mask)
+        slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None and not unrelated else None
         for i, k in enumerate(selected):
             opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline,
                                              counted=through_plane_interior(lung_mask, int(k), slice_mm))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..io import Volume
+from ..slice_stack import unrelated_slices
 from .classical import segment_hu, segment_image, segment_work, upsample_mask
 from .fusion import AERATED_FLOOR_HU, fuse_masks, segment_grey
 
@@ -87,7 +88,8 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
     """Bool lung mask shaped like the input: a Volume's array, or a bare HU array (2D in, 2D out).
 
     Non-HU volumes (8-bit images) are segmented per slice from their grey levels (``classical``: Otsu alone;
-    otherwise the grey-level fusion). Extra keywords go to the method (to the classical one for ``auto``).
+    otherwise the grey-level fusion), and so is a HU volume whose slices are unrelated images
+    (``inference.slice_stack``). Extra keywords go to the method (to the classical one for ``auto``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown lung segmentation method {method!r}; choose from {METHODS}")
@@ -98,6 +100,9 @@ def segment_lungs(volume: Volume | np.ndarray, method: str = DEFAULT_METHOD, **k
             kw.setdefault("cranial_last", cranial_is_last(volume))
     else:
         array, is_hu = np.asarray(volume), True
+    if is_hu and array.ndim == 3 and unrelated_slices(array):  # one slice each of many patients: each on its own
+        return np.stack([segment_lungs(np.asarray(array[k], dtype=np.float32), method, **kw)
+                         for k in range(array.shape[0])])
     if method == "classical":
         return segment_hu(array, **kw) if is_hu else segment_image(array)
     from .multiview_unet import DEFAULT_DIR, probability, segment  # torch only when a U-Net is asked for
