@@ -16,8 +16,8 @@ scripts, which turn them before use, are the ``coronacases`` volumes of the COVI
 radiologists' infection masks), and read as stored they show the spine at the top: another anatomy to the models.
 So a NIfTI volume is judged by its anatomy: a patient lies on the back, and gravity makes the lowest (dependent)
 lung denser (:func:`dependent_gradient_hu`). That is a hint, not proof: on the real scans in ``../shared`` it is
-26-104 HU in the right direction (one contrast CT angiogram slab: 2.5 HU), but over 70 simulated 70 mm slabs of real
-backgrounds it ran 20 HU or more the wrong way on 8 (the upper lobes of two patients run that way), so
+26-228 HU in the right direction (one CT angiogram slab shows no mid-lung slice), but over 70 simulated 70 mm
+slabs of real backgrounds it ran 20 HU or more the wrong way on 8 (the upper lobes of two patients run that way), so
 :func:`looks_upside_down` only nominates a volume, and ``inference.pipeline.study_axes`` turns it when the
 classifier also finds the turned image the more familiar (``inference.domain``). Series whose rows do not run along
 the patient's left-right axis (sagittal, coronal, rotated by 90 degrees) are left as stored.

@@ -136,7 +136,7 @@ def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
 
 def test_real_scans_turned_upside_down_are_turned_back_and_upright_ones_never(shared_data):
     """Every real scan here stored upright is left as it is, and stored upside down as a NIfTI volume is turned
-    back, but the contrast CT angiogram slab (RICORD positive patient_2), whose lung shows no dependent gradient."""
+    back, but RICORD positive patient_2, a CT angiogram slab whose lung fills too little of the body to be judged."""
     scans = sorted((shared_data / "real-ct" / "ricord-slabs").glob("covid-*/patient_*"))
     scans += [shared_data / "real-ct" / "lidc-idri" / "LIDC-IDRI-0003"]
     assert len(scans) == 9
