@@ -27,6 +27,7 @@ training patients make a healthy new chest look more diseased to the model than 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
@@ -325,7 +326,11 @@ def study_axes(volume: Volume, bundle: Bundle) -> tuple[int, ...]:
     stored = _feature_distance(volume, bundle, lungs)
     with canonical(volume, (1,)):
         turned = _feature_distance(volume, bundle, np.ascontiguousarray(lungs[:, ::-1]))
-    return (1,) if turned < min(stored, float(bundle.meta["domain"]["threshold"])) else ()
+    if turned < min(stored, float(bundle.meta["domain"]["threshold"])):
+        warnings.warn(f"{volume.path or 'the volume'}: stored upside down (its lowest lung is at the top of the "
+                      "slices): analysed turned, results on the stored pixels", stacklevel=2)
+        return (1,)
+    return ()
 
 
 def _feature_distance(volume: Volume, bundle: Bundle, lungs: np.ndarray) -> float:
@@ -395,6 +400,10 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
         # a stack of unrelated slices (inference.slice_stack): each slice its own aerated level, no neighbours
         unrelated = unrelated_slices(volume.array)
+        if unrelated:
+            warnings.warn(f"{volume.path or 'the volume'}: its {volume.n_slices} slices are unrelated images (one "
+                          "each of several patients): segmented and measured slice by slice; the study label "
+                          "summarises them all", stacklevel=2)
         baseline = None if unrelated else aerated_baseline(volume.array, lung_mask)
         slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None and not unrelated else None
         for i, k in enumerate(selected):

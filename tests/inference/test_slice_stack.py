@@ -3,6 +3,7 @@ them) is segmented and measured slice by slice, as if each slice were analysed a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from inference.bundle import load_bundle
 from inference.io import Volume, load_study
@@ -32,8 +33,9 @@ def test_real_scans_are_scans_and_their_slices_mixed_are_a_stack(shared_data) ->
 def test_a_stack_is_analysed_as_its_slices_alone() -> None:
     stack = _mid_slices(range(30, 36))
     bundle = load_bundle("default", device="cpu")
-    together = analyze(Volume(array=stack.copy(), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5)), bundle,
-                       saliency="none")
+    with pytest.warns(UserWarning, match="6 slices are unrelated images"):
+        together = analyze(Volume(array=stack.copy(), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5)),
+                           bundle, saliency="none")
     for k in range(len(stack)):
         alone = analyze(Volume(array=stack[k:k + 1].copy(), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5)),
                         bundle, saliency="none")
