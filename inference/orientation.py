@@ -12,12 +12,12 @@ A DICOM series is turned by its ImageOrientationPatient, which the scanner write
 NIfTI file's affine is often a placeholder (an identity written by a converter or a generator), and trusting it
 would turn a correctly drawn image upside down; yet NIfTI volumes are often stored with their rows running from the
 back to the front (converters that make the array follow the RAS axes do; so, by the public COVIDNet-CT data
-scripts, which turn them before use, are the ``coronacases`` volumes of the COVID-19 CT segmentation set with
-radiologists' infection masks), and read as stored they show the spine at the top: another anatomy to the models.
-So a NIfTI volume is judged by its anatomy: a patient lies on the back, and gravity makes the lowest (dependent)
-lung denser (:func:`dependent_gradient_hu`). That is a hint, not proof: on the real scans in ``../shared`` it is
-26-228 HU in the right direction (one CT angiogram slab shows no mid-lung slice), but over 70 simulated 70 mm
-slabs of real backgrounds it ran 20 HU or more the wrong way on 8 (the upper lobes of two patients run that way), so
+scripts, which turn them before use, are MosMedData's volumes and the ``coronacases`` ones of the COVID-19 CT
+segmentation set, both with radiologists' infection masks), and read as stored they show the spine at the top. So a
+NIfTI volume is judged by its anatomy: a patient lies on the back, and gravity makes the lowest (dependent) lung
+denser (:func:`dependent_gradient_hu`). That is a hint, not proof: on the real scans in ``../shared`` it is 26-228
+HU in the right direction (one CT angiogram slab shows no mid-lung slice), but over 70 simulated 70 mm slabs of real
+backgrounds it ran 20 HU or more the wrong way on 8 (the upper lobes of two patients run that way), so
 :func:`looks_upside_down` only nominates a volume, and ``inference.pipeline.study_axes`` turns it when the
 classifier also finds the turned image the more familiar (``inference.domain``). Series whose rows do not run along
 the patient's left-right axis (sagittal, coronal, rotated by 90 degrees) are left as stored.
