@@ -138,6 +138,14 @@ def test_a_nifti_of_display_grey_levels_is_read_as_grey_not_hu(tmp_path: Path, s
     assert result.domain["outside"] and result.opacity is None
 
 
+def test_a_nifti_with_nan_is_refused_with_a_reason(tmp_path: Path) -> None:
+    data = np.full((32, 32, 4), -800.0, dtype=np.float32)
+    data[3, 3, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "nan.nii.gz")
+    with pytest.raises(LoadError, match="NaN or infinite"):
+        load_study(tmp_path / "nan.nii.gz")
+
+
 def test_a_nifti_label_mask_is_refused_with_a_reason(tmp_path: Path) -> None:
     mask = np.zeros((64, 64, 8), dtype=np.uint8)
     mask[10:30, 10:50], mask[34:54, 10:50] = 1, 2  # left and right lung labels
