@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -236,7 +236,9 @@ def _classify(model: torch.nn.Module, inputs: Callable[[np.ndarray], np.ndarray]
               ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
     """Calibrated softmax probabilities (n, K), per slice its predicted class's three CAMs, and the pooled Conv5
     features (n, C) the domain check uses, in batches of ``BATCH`` slices prepared as they are needed
-    (``inputs(slices[a:b])``: (b - a, size, size)), so memory does not grow with the study's length."""
+    (``inputs(slices[a:b])``: (b - a, size, size)), so memory does not grow with the study's length. Puts ``model``
+    in eval mode with channels-last weights first (the saliency engine built from it afterwards expects both)."""
+    model.eval().to(memory_format=torch.channels_last)
     probs, cams, features = [], [], []
     with torch.inference_mode():
         for start in range(0, len(slices), BATCH):
@@ -252,6 +254,18 @@ def _classify(model: torch.nn.Module, inputs: Callable[[np.ndarray], np.ndarray]
     if not probs:
         return np.zeros((0, 0)), cams, np.zeros((0, 0))
     return np.concatenate(probs), cams, np.concatenate(features)
+
+
+def _slice_inputs(volume: Volume, bundle: Bundle, lungs: np.ndarray, slices: np.ndarray
+                  ) -> tuple[dict[int, CropGeometry], Callable[[Sequence[int]], np.ndarray]]:
+    """The lung crop of each of ``slices`` and a function giving any batch of them as the model's input (the study's
+    window from ``lungs``, the crop, the input size; :func:`_input`), for classification and explanation alike."""
+    window, size = _window(volume, bundle, lungs), _input_size(bundle)
+    geometries = {int(k): _geometry(lungs, int(k), bundle) for k in slices}
+
+    def inputs(ks: Sequence[int]) -> np.ndarray:
+        return np.stack([_input(volume, window, int(k), geometries[int(k)], size) for k in ks])
+    return geometries, inputs
 
 
 def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams: list[list[np.ndarray]],
@@ -342,12 +356,8 @@ def _feature_distance(volume: Volume, bundle: Bundle, lungs: np.ndarray) -> floa
     deciding = np.flatnonzero(_deciding(areas, bundle))
     picks = deciding[np.unique(np.linspace(0, len(deciding) - 1, min(len(deciding), ORIENTATION_SLICES)).round()
                                .astype(int))]
-    window, size = _window(volume, bundle, lungs), _input_size(bundle)
-    geometries = {int(k): _geometry(lungs, int(k), bundle) for k in picks}
-    bundle.model.eval().to(memory_format=torch.channels_last)
-    _, _, features = _classify(bundle.model, lambda ks: np.stack(
-        [_input(volume, window, int(k), geometries[int(k)], size) for k in ks]), picks, bundle.device,
-        _temperature(bundle))
+    _, inputs = _slice_inputs(volume, bundle, lungs, picks)
+    _, _, features = _classify(bundle.model, inputs, picks, bundle.device, _temperature(bundle))
     return float(slice_distances(features, bundle.meta["domain"]).mean())
 
 
@@ -368,18 +378,13 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     report(0.1, "lungs segmented")
 
     classes, model, device = bundle.classes, bundle.model, bundle.device
-    model.eval().to(memory_format=torch.channels_last)
-    window = _window(volume, bundle, lung_mask)
     areas = lung_mask.sum(axis=(1, 2))
     selected = np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
     lungs_found = selected.size > 0
     if not lungs_found:  # not a chest CT, or the lungs were not found: classify every whole slice
         selected = np.arange(volume.n_slices)
-    geometries = {int(k): _geometry(lung_mask, int(k), bundle) for k in selected}
+    geometries, inputs = _slice_inputs(volume, bundle, lung_mask, selected)
     size = _input_size(bundle)
-
-    def inputs(ks: np.ndarray) -> np.ndarray:
-        return np.stack([_input(volume, window, int(k), geometries[int(k)], size) for k in ks])
     probs, cams, features = _classify(model, inputs, selected, device, _temperature(bundle))
     deciding = _deciding(areas[selected], bundle)
     study = aggregate_as(probs[deciding], classes, bundle.meta.get("aggregation", {}))
@@ -424,7 +429,7 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
         for first in range(0, len(explain), per_call):
             chunk = explain[first:first + per_call]
             ks = [int(selected[i]) for i in chunk]
-            explained = _explain(engine, np.stack([_input(volume, window, k, geometries[k], size) for k in ks]),
+            explained = _explain(engine, inputs(ks),
                                  [classes.index(predicted[i]) for i in chunk], [cams[i] for i in chunk],
                                  [geometries[k] for k in ks], [predicted[i] for i in chunk], [lung_mask[k] for k in ks])
             for i, k, (slice_maps_k, joint224) in zip(chunk, ks, explained):
@@ -471,7 +476,6 @@ def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarra
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
     """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class, the models'
     orientation), on the stored slice; ``lung_mask`` is the study's, as stored."""
-    bundle.model.eval().to(memory_format=torch.channels_last)
     with canonical(volume, study_axes(volume, bundle)) as axes:
         lungs = np.flip(lung_mask, axes) if axes else lung_mask
         x224, geometry = model_input(volume, bundle, index, lungs)
