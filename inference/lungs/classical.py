@@ -10,7 +10,9 @@ Steps on a CT volume in HU (3D):
 4. keep the largest 3D component and the second when it is a plausible other lung (at least ``second_ratio`` of
    the first) and when both hold ``min_volume_ml``; components of pure air (``gas_fraction`` of their voxels below
    -950 HU: stomach or bowel gas) are not lung;
-5. fill holes per slice (vessels, nodules, consolidation enclosed by aerated lung) and close with a small element.
+5. fill holes per slice (vessels, nodules, consolidation enclosed by aerated lung) and close with a small element;
+6. but not the top of an organ rising into the lungs from below (:func:`drop_domes`): the liver's or the spleen's
+   dome, ringed by the costophrenic recesses in a slice or two, is a hole of the aerated lung there and is not lung.
 
 2D images without HU (already windowed PNG/JPEG) use an Otsu threshold instead of step 1 and skip step 3; like the
 -320 HU threshold it drops dense lesions, which ``auto`` adds back (:func:`inference.lungs.fusion.segment_grey`).
@@ -23,13 +25,17 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-__all__ = ["segment_hu", "segment_work", "segment_image", "fill_and_close", "block_mean", "work_factor",
-           "upsample_mask", "bounding_box",
+__all__ = ["segment_hu", "segment_work", "segment_image", "fill_and_close", "drop_domes", "block_mean",
+           "work_factor", "upsample_mask", "bounding_box",
            "members", "label_sizes"]
 
 _IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]],
                       [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
                       [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=bool)
+#: :func:`drop_domes`: the share of a hole's lower face that must lie outside the lungs, and of its upper face that
+#: must be aerated lung, for the hole to be an organ's dome. A majority each: the rule is about which way the
+#: structure leaves the lungs, not a tuned level.
+DOME_SHARE = 0.5
 
 
 def _remove_outside_air(air: np.ndarray) -> np.ndarray:
@@ -225,7 +231,7 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
         if not _is_gas(hu[labels == i + 1], gas_fraction):
             keep.append(int(i))
     mask = members(labels, np.asarray(keep, dtype=np.int64) + 1, n)
-    return fill_and_close(mask)
+    return drop_domes(fill_and_close(mask), hu < threshold_hu, cranial_last)
 
 
 def fill_and_close(mask: np.ndarray) -> np.ndarray:
@@ -239,6 +245,51 @@ def fill_and_close(mask: np.ndarray) -> np.ndarray:
     if box is not None:
         closed = ndimage.binary_closing(mask[box], structure=_IN_PLANE, iterations=1)
         out[box] = closed | _remove_outside_air(~closed)
+    return out
+
+
+def drop_domes(mask: np.ndarray, aerated: np.ndarray, cranial_last: bool = True) -> np.ndarray:
+    """``mask`` (z, y, x, holes filled) without the holes of its aerated lung that are the top of an organ rising
+    from below: a hole of one slice, followed through the holes of the next slices (3-D face connectivity), whose
+    lower face lies mostly outside the lungs and whose upper face lies mostly under aerated lung.
+
+    Why: at the lung bases the costophrenic recesses ring the dome of the liver (right) or of the spleen and stomach
+    (left) in a slice or two, and the per-slice hole filling made that abdominal tissue lung, which the opacity
+    measure then counted as consolidation (LIDC-IDRI-0003: 5,700 mm^2 in one slice; LIDC-IDRI-0001's liver dome
+    in three). A lesion or vessel enclosed by lung has lung, or more lesion, below it, and hilar vessels and the
+    heart leave the lungs upwards as well as downwards; a dome leaves only downwards and has lung above it. What it
+    cannot tell apart: a lesion sitting on the diaphragm, enclosed by aerated lung, topped by lung, which has the
+    dome's shape. Nothing is known below the lungs' lowest slice, so a hole there is kept. The same shape, and
+    so left out too: the largest hilar vessels where they leave the lungs downwards towards the heart and end in
+    the lung above (a few hundred mm^2 in a slice), and a heart ringed by lung (a phantom's)."""
+    box = bounding_box(mask, 2) if mask.shape[0] > 1 else None
+    if box is None:
+        return mask
+    lung = mask[box]
+    air = lung & aerated[box]
+    holes = _remove_outside_air(~ndimage.binary_closing(air, structure=_IN_PLANE))  # as fill_and_close finds them
+    holes &= lung
+    labels, n = ndimage.label(holes)  # face connectivity: a hole continues where it overlaps the next slice's
+    if n == 0:
+        return mask
+    z, y, x = np.nonzero(holes)
+    hole = labels[z, y, x]
+    step = 1 if cranial_last else -1  # from a slice to the one above it (towards the head)
+    counts = []
+    for neighbour, outside in ((z - step, True), (z + step, False)):
+        there = (neighbour >= 0) & (neighbour < lung.shape[0])
+        other = np.zeros_like(hole)
+        other[there] = labels[neighbour[there], y[there], x[there]]
+        face = there & (other != hole)  # this hole's voxels whose neighbour that way is not the same hole
+        at = (neighbour[face], y[face], x[face])
+        wanted = ~lung[at] if outside else air[at]  # below: outside the lungs; above: aerated lung
+        counts.append((np.bincount(hole[face], minlength=n + 1), np.bincount(hole[face][wanted], minlength=n + 1)))
+    (face_below, out_below), (face_above, air_above) = counts
+    domes = (out_below > 0) & (out_below >= DOME_SHARE * face_below) & (air_above >= DOME_SHARE * face_above)
+    if not domes.any():
+        return mask
+    out = mask.copy()
+    out[box] &= ~domes[labels]
     return out
 
 

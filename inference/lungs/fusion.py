@@ -51,7 +51,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from .classical import bounding_box, fill_and_close, members, segment_image
+from .classical import bounding_box, drop_domes, fill_and_close, members, segment_image
 
 __all__ = ["AERATED_FLOOR_HU", "fuse_masks", "segment_grey", "grey_to_hu"]
 
@@ -116,7 +116,7 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
         fillable = fill_and_close(classical)
         fillable |= support
         fused &= fillable
-    return fused
+    return drop_domes(fused, hu < threshold_hu, cranial_last)  # the U-Net's lung may hold a dome the classical drops
 
 
 def _open_in_plane(mask: np.ndarray, steps: int, within: np.ndarray | None = None) -> None:

@@ -165,6 +165,40 @@ def test_a_consolidated_apex_is_followed_up_and_nothing_is_followed_down() -> No
         assert not fused[5:, 32:36, 30:34].any(), "a stray patch is not followed up"
 
 
+def _chest_with_a_dome_and_a_nodule() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hu, dome, nodule), slice 0 the feet end: two lungs from slice 2 up; the top of an organ (a half-ellipsoid of
+    soft tissue under the right lung, as the liver's dome) that cuts the right lung's narrow base to crescents up to
+    slice 5 and rises into it, ringed by aerated lung, to slice 10; a nodule with the left lung all round it."""
+    hu = np.full((32, 96, 96), -1000.0, np.float32)
+    zz, yy, xx = np.mgrid[:32, :96, :96]
+    hu[:, ((yy[0] - 48) / 40.0) ** 2 + ((xx[0] - 48) / 46.0) ** 2 < 1] = 40.0
+    for centre in (26, 70):  # narrower at the base, where the recess runs round the dome
+        hu[2:6, ((yy[0] - 48) / 20.0) ** 2 + ((xx[0] - centre) / 12.0) ** 2 < 1] = -850.0
+        hu[6:, ((yy[0] - 48) / 20.0) ** 2 + ((xx[0] - centre) / 14.0) ** 2 < 1] = -850.0
+    dome = (zz / 11.0) ** 2 + ((yy - 48) ** 2 + (xx - 26) ** 2) / 14.0 ** 2 < 1
+    nodule = ((zz - 20) * 2.5) ** 2 + ((yy - 48) * 1.5) ** 2 + ((xx - 70) * 1.5) ** 2 < 5.0 ** 2
+    hu[dome | nodule] = 40.0
+    return hu, dome, nodule
+
+
+def test_an_organs_dome_ringed_by_lung_is_not_lung_an_enclosed_nodule_is() -> None:
+    """The per-slice hole filling made the dome of the liver (or spleen) lung where the costophrenic recess rings it,
+    and the opacity measure then counted it as consolidation. A hole that leaves the lungs downwards and has
+    aerated lung above it is now left out, by the classical method and by the fusion (whose U-Net may call it
+    lung); a nodule with lung all round stays in; the slice order does not matter."""
+    hu, dome, nodule = _chest_with_a_dome_and_a_nodule()
+    spacing = (2.5, 1.5, 1.5)
+    classical = segment_lungs(hu, method="classical", spacing_mm=spacing)
+    assert dome.sum() > 300 and not (classical & dome).any()
+    assert classical[nodule].all()
+    assert classical[hu == -850.0].all()
+    reversed_order = segment_lungs(hu[::-1].copy(), method="classical", spacing_mm=spacing, cranial_last=False)
+    np.testing.assert_array_equal(reversed_order[::-1], classical)
+    unet = classical | (dome & (np.arange(32) >= 6)[:, None, None])  # a U-Net that learned the ringed part as lung
+    fused = fuse_masks(hu, classical, unet, pixel_mm=1.5)
+    assert not (fused & dome).any() and fused[nodule].all()
+
+
 def _held_out_cap(rng_seed: int):
     """A CAP consolidation reaching the pleura, inserted into a held-out real background (LIDC-IDRI-0003): the
     whole chest at half the working matrix (128 px), seconds to segment. (Thin slabs are the U-Net's weak case:

@@ -84,8 +84,13 @@ def _reduce(array: np.ndarray, factor: int, mask: bool = False) -> np.ndarray:
     return blocks.mean(axis=(2, 4)) >= 0.5 if mask else blocks.mean(axis=(2, 4), dtype=np.float32)
 
 
+#: Bumped whenever the classical segmenter's masks change (they are the backgrounds' lung truth), so that a cached
+#: background made by the older one is not read: 2 = organ domes no longer filled (``inference.lungs.classical``).
+TRUTH_VERSION = 2
+
+
 def _cache_path(name: str, work_size: int) -> Path:
-    return REPO / "var" / "cache" / "backgrounds" / f"{name}-{work_size}.npz"
+    return REPO / "var" / "cache" / "backgrounds" / f"{name}-{work_size}-v{TRUTH_VERSION}.npz"
 
 
 def load_background(name: str, work_size: int = 256, root: Path | None = None) -> Background:
