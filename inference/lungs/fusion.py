@@ -51,7 +51,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from .classical import bounding_box, drop_domes, fill_and_close, members, segment_image
+from .classical import (_IN_PLANE, bounding_box, dilate_in_plane, drop_domes, erode_in_plane, fill_and_close,
+                        members, segment_image)
 
 __all__ = ["AERATED_FLOOR_HU", "fuse_masks", "segment_grey", "grey_to_hu"]
 
@@ -68,8 +69,6 @@ APEX_OVERLAP = 0.5
 #: ... and the smallest such component, in mm^2 of its slice (a consolidated segment, not a stray patch).
 APEX_MIN_AREA_MM2 = 1500.0
 
-_DISK = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], dtype=bool)
-_IN_PLANE = np.pad(_DISK, ((1, 1), (0, 0), (0, 0)))
 
 
 def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
@@ -127,9 +126,9 @@ def _open_in_plane(mask: np.ndarray, steps: int, within: np.ndarray | None = Non
     box = bounding_box(mask, steps + 1)
     if steps > 0 and box is not None:
         limit = mask[box].copy() if within is None else within[box]
-        opened = ndimage.binary_opening(mask[box], structure=_DISK, iterations=steps)
+        opened = dilate_in_plane(erode_in_plane(mask[box], steps), steps)
         mask.fill(False)
-        mask[box] = ndimage.binary_dilation(opened, structure=_DISK, iterations=steps, mask=limit)
+        mask[box] = dilate_in_plane(opened, steps, within=limit)
 
 
 def _up_from_kept(labels: np.ndarray, n: int, kept: np.ndarray, cranial_last: bool, min_pixels: float) -> np.ndarray:
