@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inference.bundle import load_bundle  # noqa: E402
 from inference.io import Volume  # noqa: E402
 from inference.pipeline import analyze  # noqa: E402
-from training.simulate.backgrounds import background, simulate  # noqa: E402
+from training.simulate.backgrounds import TRUTH_VERSION, background, simulate  # noqa: E402
 
 MAPS = ("joint", "conv3", "conv4", "conv5", "cam3", "cam4", "cam5")
 #: Size classes (mm^2) of the true lesion components in ``by_component_size``.
@@ -153,6 +153,7 @@ def run(model: str, specs: list[str], per_class: int, seed: int) -> dict:
     inside = [s["lesion_in_lungs"] for s in studies if s["lesion_in_lungs"] is not None]
     return {
         "model": {"name": bundle.name, "version": bundle.version}, "backgrounds": specs, "studies": len(studies),
+        "truth_version": TRUTH_VERSION,  # the backgrounds' lung truth: draws of another version are other studies
         "seconds": round(time.time() - t0, 1),
         "classification_accuracy": round(float(np.mean([s["predicted"] == s["label"] for s in studies])), 4),
         "lung_dice_mean": round(float(np.mean([s["lung_dice"] for s in studies])), 4),

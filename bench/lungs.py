@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from inference.io import Volume, load_study  # noqa: E402
 from inference.lungs import AUTO_HOLE_LEVEL, segment_lungs, unet_on_lung_slab  # noqa: E402
 from inference.lungs.fusion import AERATED_FLOOR_HU, fuse_masks  # noqa: E402
-from training.simulate.backgrounds import REAL_BACKGROUNDS, background, shared_data_dir, simulate  # noqa: E402
+from training.simulate.backgrounds import (REAL_BACKGROUNDS, TRUTH_VERSION, background, shared_data_dir,  # noqa: E402
+                                           simulate)
 from training.unet import HELD_OUT_BACKGROUNDS, dice  # noqa: E402
 
 HELD_OUT_PHANTOM = "phantom:900"
@@ -127,11 +128,13 @@ def main() -> None:
     if timing:
         print(f"-- seconds per study, {timing['scan']} {timing['shape']}: "
               + "  ".join(f"{m} {timing[m]:.2f}" for m in ("classical", "unet", "auto")))
-    print(f"load average at start {load:.2f}, end {os.getloadavg()[0]:.2f}, threads {args.threads}")
+    print(f"load average at start {load:.2f}, end {os.getloadavg()[0]:.2f}, threads {args.threads}, backgrounds' truth "
+          f"version {TRUTH_VERSION} (draws from another version are other studies)")
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / "lungs.json").write_text(json.dumps({"studies": rows, "summary": summary, "summary_real": summary_real,
-                                                "timing": timing, "load_average": load, "threads": args.threads},
+                                                "timing": timing, "load_average": load, "threads": args.threads,
+                                                "truth_version": TRUTH_VERSION},
                                                indent=2) + "\n")
 
 
