@@ -283,13 +283,22 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
     the lungs. ``bench/localisation.py --per-class 4 --phantom-patients 3 --seed 777`` (297 slices with lesions,
     default 2.2.0): pointing game of the joint map 0.21 -> 0.63 (a random lung pixel: 0.21), Conv3/4/5 IG
     0.14/0.10/0.14 -> 0.62/0.57/0.61. Restricting each scale's global max pooling to the lung cells as well (so IG
-    explains the lungs' own evidence) gave 0.64 and was left out."""
+    explains the lungs' own evidence) gave 0.64 and was left out.
+
+    The joint map is the product of the scales' smoothed magnitudes (each |IG| through the 5x5 Gaussian first),
+    then smoothed once more as every shown map is; the paper multiplies the raw maps and smooths the product. Why
+    (a departure): a raw product peaks where the three speckled maps happen to peak on the same pixel, the product of
+    the smoothed maps where each scale's attribution is dense, its soft AND. ``bench/localisation.py``, raw ->
+    smoothed product, default draw (110 slices with lesions) / ``--per-class 3 --phantom-patients 3 --seed 777``
+    (227): pointing game of the joint map 0.545 -> 0.591 / 0.661 -> 0.696, box recall at IoU 0.3 0.164 -> 0.171 /
+    0.267 -> 0.272, false boxes per lung slice 0.40 -> 0.45 / 0.41 -> 0.47 (diseased slices without an opacity
+    component get the joint map's own boxes, which grow with it); the per-scale maps do not change."""
     out = []
     for sal, cam, geometry, class_name, lung in zip(engine.attribute_many(torch.from_numpy(x224)[:, None], targets),
                                                     cams, geometries, class_names, lungs):
         lung224 = geometry.mask_to_output(lung)
         ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
-        joint224 = joint_saliency(ig224)  # each scale at its peak inside the lungs
+        joint224 = joint_saliency([smoothed_magnitude(m) for m in ig224])  # each scale at its peak in the lungs
         scaled_cams = [resize_map(c, (geometry.size, geometry.size)) for c in cam]
         shown = [smoothed_magnitude(m).astype(np.float32) for m in [joint224, *ig224]]
         out.append((SliceMaps(np.stack([*shown, *scaled_cams]), geometry, lung, class_name), joint224))
