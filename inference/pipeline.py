@@ -291,8 +291,9 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
     the smoothed maps where each scale's attribution is dense, its soft AND. ``bench/localisation.py``, raw ->
     smoothed product, default draw (110 slices with lesions) / ``--per-class 3 --phantom-patients 3 --seed 777``
     (227): pointing game of the joint map 0.545 -> 0.591 / 0.661 -> 0.696, box recall at IoU 0.3 0.164 -> 0.171 /
-    0.267 -> 0.272, false boxes per lung slice 0.40 -> 0.45 / 0.41 -> 0.47 (diseased slices without an opacity
-    component get the joint map's own boxes, which grow with it); the per-scale maps do not change."""
+    0.267 -> 0.272, false boxes per lung slice 0.40 -> 0.45 / 0.41 -> 0.47 (the joint map ranks a slice's opacity
+    components, of which the capped number are kept, and gives its own boxes to a diseased slice without any); the
+    per-scale maps do not change."""
     out = []
     for sal, cam, geometry, class_name, lung in zip(engine.attribute_many(torch.from_numpy(x224)[:, None], targets),
                                                     cams, geometries, class_names, lungs):
