@@ -1,5 +1,6 @@
-"""The joint saliency over real CT slices, to look at: the raw |joint IG| beside the map the pipeline keeps (the
-paper's 5x5 Gaussian of it), each with a cross on its largest value, on the slice the model ranks most diseased.
+"""The joint saliency over real CT slices, to look at: the raw |joint IG| (the product of the three scales' raw maps)
+beside the map the pipeline keeps (the product of each scale's |IG| after the paper's 5x5 Gaussian, smoothed once
+more), each with a cross on its largest value, on the slice the model ranks most diseased.
 
     .venv/bin/python scripts/saliency_overlays.py OUT.png SERIES_DIR [SERIES_DIR ...] [--model default] [--tile 320]
 
@@ -66,7 +67,7 @@ def row(series: Path, bundle: Bundle, size: int) -> list[Image.Image]:
     grey = (fixed_window(volume.array[k], 1500, -600) * 255).astype(np.uint8)
     name = f"{series.name} slice {k} ({result.maps[k].target})"
     return [_overlay(grey, lungs[k], raw_joint, size, f"{name}: raw |joint|"),
-            _overlay(grey, lungs[k], result.maps[k].joint, size, f"{name}: kept (5x5 Gaussian)")]
+            _overlay(grey, lungs[k], result.maps[k].joint, size, f"{name}: kept (smoothed scales' product)")]
 
 
 def main() -> None:
