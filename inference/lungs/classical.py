@@ -231,7 +231,8 @@ def _segment(hu: np.ndarray, spacing_mm: tuple[float, float, float] | None, cran
         if not _is_gas(hu[labels == i + 1], gas_fraction):
             keep.append(int(i))
     mask = members(labels, np.asarray(keep, dtype=np.int64) + 1, n)
-    return drop_domes(fill_and_close(mask), hu < threshold_hu, cranial_last)
+    del labels, candidate  # the study-sized labelling: not alive beside the filters' temporaries
+    return drop_domes(fill_and_close(mask), hu, threshold_hu, cranial_last)
 
 
 def fill_and_close(mask: np.ndarray) -> np.ndarray:
@@ -248,8 +249,10 @@ def fill_and_close(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def drop_domes(mask: np.ndarray, aerated: np.ndarray, cranial_last: bool = True) -> np.ndarray:
-    """``mask`` (z, y, x, holes filled) without the holes of its aerated lung that are the top of an organ rising
+def drop_domes(mask: np.ndarray, hu: np.ndarray, threshold_hu: float = -320.0, cranial_last: bool = True
+               ) -> np.ndarray:
+    """``mask`` (z, y, x, holes filled) without the holes of its aerated lung (``hu`` below ``threshold_hu``; ``hu``
+    on the mask's grid) that are the top of an organ rising
     from below: a hole of one slice, followed through the holes of the next slices (3-D face connectivity), whose
     lower face lies mostly outside the lungs and whose upper face lies mostly under aerated lung.
 
@@ -266,7 +269,8 @@ def drop_domes(mask: np.ndarray, aerated: np.ndarray, cranial_last: bool = True)
     if box is None:
         return mask
     lung = mask[box]
-    air = lung & aerated[box]
+    air = hu[box] < threshold_hu
+    air &= lung
     holes = _remove_outside_air(~erode_in_plane(dilate_in_plane(air)))  # as fill_and_close finds them
     holes &= lung
     labels, n = ndimage.label(holes)  # face connectivity: a hole continues where it overlaps the next slice's

@@ -111,11 +111,13 @@ def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
     lung[box] = _up_from_kept(labels, n, kept, cranial_last, APEX_MIN_AREA_MM2 / (pixel_mm or 1.0) ** 2)
     del labels
     fused = fill_and_close(lung)
+    del lung, dense, low  # study-sized masks: not alive beside the dome check's temporaries
     if support is not None:
         fillable = fill_and_close(classical)
         fillable |= support
         fused &= fillable
-    return drop_domes(fused, hu < threshold_hu, cranial_last)  # the U-Net's lung may hold a dome the classical drops
+        del fillable
+    return drop_domes(fused, hu, threshold_hu, cranial_last)  # the U-Net's lung may hold a dome the classical drops
 
 
 def _open_in_plane(mask: np.ndarray, steps: int, within: np.ndarray | None = None) -> None:
