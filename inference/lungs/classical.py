@@ -251,10 +251,10 @@ def fill_and_close(mask: np.ndarray) -> np.ndarray:
 
 def drop_domes(mask: np.ndarray, hu: np.ndarray, threshold_hu: float = -320.0, cranial_last: bool = True
                ) -> np.ndarray:
-    """``mask`` (z, y, x, holes filled) without the holes of its aerated lung (``hu`` below ``threshold_hu``; ``hu``
-    on the mask's grid) that are the top of an organ rising
-    from below: a hole of one slice, followed through the holes of the next slices (3-D face connectivity), whose
-    lower face lies mostly outside the lungs and whose upper face lies mostly under aerated lung.
+    """``mask`` (z, y, x, holes filled) without the holes of its aerated lung (``hu`` below ``threshold_hu``, on the
+    mask's grid) that are the top of an organ rising from below: a hole of one slice, followed through the holes of
+    the next slices (3-D face connectivity), whose lower face lies mostly outside the lungs and whose upper face lies
+    mostly under aerated lung.
 
     Why: at the lung bases the costophrenic recesses ring the dome of the liver (right) or of the spleen and stomach
     (left) in a slice or two, and the per-slice hole filling made that abdominal tissue lung, which the opacity

@@ -70,7 +70,6 @@ APEX_OVERLAP = 0.5
 APEX_MIN_AREA_MM2 = 1500.0
 
 
-
 def fuse_masks(hu: np.ndarray, classical: np.ndarray, unet: np.ndarray,
                pixel_mm: float | None = None, open_mm: float = 3.0, threshold_hu: float = -320.0,
                bone_hu: float = 250.0, support: np.ndarray | None = None, cranial_last: bool = True,
