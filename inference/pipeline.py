@@ -298,10 +298,10 @@ def _explain(engine: SaliencyEngine, x224: np.ndarray, targets: list[int], cams:
     for sal, cam, geometry, class_name, lung in zip(engine.attribute_many(torch.from_numpy(x224)[:, None], targets),
                                                     cams, geometries, class_names, lungs):
         lung224 = geometry.mask_to_output(lung)
-        ig224 = [np.asarray(m, dtype=np.float32) * lung224 for m in sal.ig]
-        joint224 = joint_saliency([smoothed_magnitude(m) for m in ig224])  # each scale at its peak in the lungs
+        smoothed = [smoothed_magnitude(np.asarray(m, dtype=np.float32) * lung224) for m in sal.ig]
+        joint224 = joint_saliency(smoothed)  # each scale at its peak in the lungs
         scaled_cams = [resize_map(c, (geometry.size, geometry.size)) for c in cam]
-        shown = [smoothed_magnitude(m).astype(np.float32) for m in [joint224, *ig224]]
+        shown = [m.astype(np.float32) for m in [smoothed_magnitude(joint224), *smoothed]]
         out.append((SliceMaps(np.stack([*shown, *scaled_cams]), geometry, lung, class_name), joint224))
     return out
 
