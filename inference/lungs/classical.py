@@ -244,9 +244,17 @@ def fill_and_close(mask: np.ndarray) -> np.ndarray:
     out = np.zeros(mask.shape, dtype=bool)
     box = bounding_box(mask, 2)
     if box is not None:
-        closed = erode_in_plane(dilate_in_plane(mask[box]))
-        out[box] = closed | _remove_outside_air(~closed)
+        closed, holes = _closed_and_holes(mask[box])
+        out[box] = closed | holes
     return out
+
+
+def _closed_and_holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``mask`` (z, y, x) closed in-plane by the cross, and the per-slice holes of the closed mask (its background
+    components that do not reach the image border): what :func:`fill_and_close` fills, and what
+    :func:`drop_domes` examines."""
+    closed = erode_in_plane(dilate_in_plane(mask))
+    return closed, _remove_outside_air(~closed)
 
 
 def drop_domes(mask: np.ndarray, hu: np.ndarray, threshold_hu: float = -320.0, cranial_last: bool = True
@@ -271,7 +279,7 @@ def drop_domes(mask: np.ndarray, hu: np.ndarray, threshold_hu: float = -320.0, c
     lung = mask[box]
     air = hu[box] < threshold_hu
     air &= lung
-    holes = _remove_outside_air(~erode_in_plane(dilate_in_plane(air)))  # as fill_and_close finds them
+    holes = _closed_and_holes(air)[1]  # as fill_and_close finds them
     holes &= lung
     labels, n = ndimage.label(holes)  # face connectivity: a hole continues where it overlaps the next slice's
     if n == 0:
