@@ -325,10 +325,10 @@ def _volume_from_datasets(datasets: list[pydicom.Dataset], label: str) -> Volume
     first_iop = next((iop for ds in series if (iop := _floats(getattr(ds, "ImageOrientationPatient", None), 6))),
                      None)
     positions = [_floats(getattr(ds, "ImagePositionPatient", None), 3) for ds in series]
-    if first_iop is not None and all(p is not None for p in positions):
-        normal = np.cross(first_iop[:3], first_iop[3:])
-        z = [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
-        order = sorted(range(len(series)), key=lambda i: z[i])
+    along = _along_normal(first_iop, positions)
+    if along is not None:
+        z: list[float | None] = list(along)
+        order = sorted(range(len(series)), key=lambda i: along[i])
     else:
         z = [p[2] if p is not None else None for p in positions]  # type: ignore[misc]
         numbers = [_int_or_none(getattr(ds, "InstanceNumber", None)) for ds in series]
@@ -375,11 +375,8 @@ def _enhanced_volume(array: np.ndarray, series: list[pydicom.Dataset], label: st
     orientations = [_floats(_frame_value(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
                     for ds, f in frames]
     pixel_spacing = [_floats(_frame_value(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2) for ds, f in frames]
-    iop = next((o for o in orientations if o is not None), None)
-    z: list[float | None] = [None] * len(frames)
-    if iop is not None and all(p is not None for p in positions):
-        normal = np.cross(iop[:3], iop[3:])
-        z = [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
+    along = _along_normal(next((o for o in orientations if o is not None), None), positions)
+    z: list[float | None] = list(along) if along is not None else [None] * len(frames)
     first = series[0]
     return Volume(
         array=array, kind="dicom-series", is_hu=is_hu, path=label, spacing_mm=_spacing(first, z, pixel_spacing[0]),
@@ -388,6 +385,15 @@ def _enhanced_volume(array: np.ndarray, series: list[pydicom.Dataset], label: st
         z_mm=z, image_position_patient=positions,  # type: ignore[arg-type]
         image_orientation_patient=orientations, pixel_spacing=pixel_spacing,  # type: ignore[arg-type]
     )
+
+
+def _along_normal(iop: tuple[float, ...] | None, positions: list[tuple[float, ...] | None]) -> list[float] | None:
+    """Each slice's position along the slices' normal (mm; the cross product of the orientation's row and column
+    directions), or None when the orientation or any position is missing."""
+    if iop is None or any(p is None for p in positions):
+        return None
+    normal = np.cross(iop[:3], iop[3:])
+    return [float(np.dot(p, normal)) for p in positions]  # type: ignore[arg-type]
 
 
 def _str_or_none(value: object) -> str | None:
