@@ -66,6 +66,7 @@ def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
         ids, _, ps = study_level(labels, p, data.study, data.classes, aggregation)
         # The study's own class: with image-level slice labels a diseased study has NP slices too.
         out["study"]["labels"], out["study"]["probs"][name] = data.study_labels[ids], ps
+        out["study"]["ids"] = [data.study_ids[int(i)] for i in ids]
     return out
 
 
@@ -134,9 +135,9 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
                 "iterations": result.iterations, "steps": result.steps, "best": result.best, "wall_s": round(time.time() - t0, 1),
                 "slices_per_s": round(result.slices_per_s, 2)},
                 "study_rule": {"aggregation": aggregation, "temperature": round(temperature, 4)},
-                # each held-out study's class and probabilities (after the fold's rule and temperature), so a
+                # each held-out study's id, class and probabilities (after the fold's rule and temperature), so a
                 # decision rule can be studied on anatomy the fold never saw without training again
-                "held_out_studies": {"labels": pred["study"]["labels"].tolist(),
+                "held_out_studies": {"ids": pred["study"]["ids"], "labels": pred["study"]["labels"].tolist(),
                                      "probs": {name: np.round(p, 5).tolist()
                                                for name, p in pred["study"]["probs"].items()}}}
             for level in ("slice", "study"):

@@ -26,25 +26,37 @@ from .calibration import (expected_calibration_error, fit_prior_shift, held_out_
                           negative_log_likelihood)
 from .metrics import classification_metrics
 
-__all__ = ["held_out_folds", "prior_shift_report", "write_prior_shift"]
+__all__ = ["held_out_folds", "held_out_ids", "study_figures", "prior_shift_report", "write_prior_shift"]
+
+
+def _held_out(crossval_dir: Path, model: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    raw = json.loads((Path(crossval_dir) / "folds.json").read_text())
+    kept = [fold["models"][model].get("held_out_studies") for fold in raw["folds"]]
+    if any(k is None for k in kept):
+        raise ValueError(f"{crossval_dir}/folds.json has no held-out study probabilities: rerun crossval with "
+                         "this version")
+    return list(raw["classes"]), [fold["held_out"] for fold in raw["folds"]], kept
 
 
 def held_out_folds(crossval_dir: Path, model: str = "MultiScaleVGG",
                    classifier: str = "joint") -> tuple[list[str], list[str], list[tuple[np.ndarray, np.ndarray]]]:
     """(classes, each fold's held-out name, each fold's (study probabilities, study classes)) from ``folds.json``."""
-    raw = json.loads((Path(crossval_dir) / "folds.json").read_text())
-    folds, names = [], []
-    for fold in raw["folds"]:
-        kept = fold["models"][model].get("held_out_studies")
-        if kept is None:
-            raise ValueError(f"{crossval_dir}/folds.json has no held-out study probabilities: rerun crossval with "
-                             "this version")
-        folds.append((np.asarray(kept["probs"][classifier], dtype=np.float64), np.asarray(kept["labels"])))
-        names.append(fold["held_out"])
-    return list(raw["classes"]), names, folds
+    classes, names, kept = _held_out(crossval_dir, model)
+    return classes, names, [(np.asarray(k["probs"][classifier], dtype=np.float64), np.asarray(k["labels"]))
+                            for k in kept]
 
 
-def _figures(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def held_out_ids(crossval_dir: Path, model: str = "MultiScaleVGG") -> list[list[str]]:
+    """Each fold's held-out study ids, in the order of :func:`held_out_folds`' rows."""
+    _, _, kept = _held_out(crossval_dir, model)
+    if any("ids" not in k for k in kept):
+        raise ValueError(f"{crossval_dir}/folds.json does not name its held-out studies: rerun crossval with this "
+                         "version")
+    return [list(k["ids"]) for k in kept]
+
+
+def study_figures(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, macro AUC, NLL, ECE and per-class sensitivity / specificity of study probability rows."""
     metrics = classification_metrics(labels, probs, classes)
     return {"accuracy": round(metrics["accuracy"], 4), "auc": round(metrics["summary"]["auc"], 4),
             "nll": round(negative_log_likelihood(probs, labels), 4),
@@ -57,14 +69,14 @@ def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any
     """The nested before/after figures per fold and pooled, and the offset fitted on every fold."""
     classes, names, folds = held_out_folds(crossval_dir)
     offsets, after = held_out_prior_shifts(folds, classes, shifted)
-    per_fold = [{"held_out": name, "offset": offset, "before": _figures(p, y, classes),
-                 "after": _figures(q, y, classes)}
+    per_fold = [{"held_out": name, "offset": offset, "before": study_figures(p, y, classes),
+                 "after": study_figures(q, y, classes)}
                 for name, (p, y), offset, q in zip(names, folds, offsets, after)]
     probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
     return {"crossval": str(crossval_dir), "shifted_class": shifted, "studies": int(labels.size),
             "offset": fit_prior_shift(probs, labels, classes, shifted),
-            "nested": {"per_fold": per_fold, "pooled_before": _figures(probs, labels, classes),
-                       "pooled_after": _figures(np.concatenate(after), labels, classes)}}
+            "nested": {"per_fold": per_fold, "pooled_before": study_figures(probs, labels, classes),
+                       "pooled_after": study_figures(np.concatenate(after), labels, classes)}}
 
 
 def write_prior_shift(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:

@@ -46,6 +46,9 @@ def test_each_held_out_study_is_kept_with_the_probabilities_its_figures_came_fro
         kept = model["held_out_studies"]
         labels, joint = np.array(kept["labels"]), np.array(kept["probs"]["joint"])
         assert len(labels) == fold["n_test_studies"] and joint.shape == (len(labels), 3)
+        # each row names its study, so a figure measured later on the study pairs with it
+        assert len(set(kept["ids"])) == len(labels)
+        assert [toy.study_labels[toy.study_ids.index(i)] for i in kept["ids"]] == kept["labels"]
         np.testing.assert_allclose(joint.sum(axis=1), 1.0, atol=1e-4)
         accuracy = model["metrics"]["study"]["joint"]["summary"]["accuracy"]
         assert float(np.mean(joint.argmax(axis=1) == labels)) == pytest.approx(accuracy)

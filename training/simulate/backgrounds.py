@@ -14,6 +14,7 @@ Records carry ``group`` = the background patient (splits keep a patient on one s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from training.datasets import StudyRecord
 
 __all__ = ["Background", "REAL_BACKGROUNDS", "shared_data_dir", "load_background", "real_backgrounds",
-           "phantom_background", "background", "series_folder", "simulate", "simulated_studies"]
+           "phantom_background", "background", "series_folder", "simulate", "simulated_studies", "record_from_id"]
 
 #: name -> (source, path under shared data's real-ct/). All are non-pneumonia scans (NP) with full lung coverage.
 REAL_BACKGROUNDS: dict[str, tuple[str, str]] = {
@@ -194,6 +195,25 @@ def _record(spec: str, seed: int, i: int, c_index: int, label: str) -> StudyReco
     return StudyRecord(study_id=f"sim-{bg.name}-{seed}-{i:03d}-{label}", label=label, group=bg.name,
                        array=sample.hu, lung_mask=sample.lung, spacing_mm=sample.spacing_mm, source=bg.source,
                        lesion_mask=sample.lesion)
+
+
+#: :func:`_record`'s study ids: ``sim-<background name>-<data seed>-<index>-<class>``.
+_STUDY_ID = re.compile(r"^sim-(?P<name>.+)-(?P<seed>\d+)-(?P<i>\d{3,})-(?P<label>[^-]+)$")
+_PHANTOM_NAME = "phantom-PHANTOM-"
+
+
+def record_from_id(study_id: str, classes: Sequence[str] = ("NP", "CAP", "COVID")) -> StudyRecord:
+    """The simulated study named ``study_id`` made again (the same background, block, findings and scanner): how a
+    figure measured later on a study pairs with what a cross-validation recorded for it (its held-out ids)."""
+    match = _STUDY_ID.match(study_id)
+    if match is None or match["label"] not in classes:
+        raise ValueError(f"{study_id!r} is not a simulated study id of classes {list(classes)}")
+    name = match["name"]
+    spec = f"phantom:{int(name[len(_PHANTOM_NAME):])}" if name.startswith(_PHANTOM_NAME) else name
+    record = _record(spec, int(match["seed"]), int(match["i"]), list(classes).index(match["label"]), match["label"])
+    if record.study_id != study_id:
+        raise ValueError(f"{study_id!r} made again is {record.study_id!r}")
+    return record
 
 
 def simulated_studies(specs: Sequence[str], per_class: int, seed: int, classes: Sequence[str] = ("NP", "CAP", "COVID"),
