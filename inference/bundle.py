@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .classifier import MultiScaleVGG
+from .opacity_fusion import check_params
 
 SCHEMA = "lungscope.bundle/1"
 WEIGHTS_FILE = "weights.pt"
@@ -135,6 +136,11 @@ def validate_meta(meta: dict[str, Any], expected_classes: list[str] | None = Non
     if not (isinstance(shift, dict) and set(shift) <= set(classes)
             and all(isinstance(v, int | float) and abs(v) <= 10 for v in shift.values())):
         raise BundleError("model.json 'aggregation.prior_shift' must map class names to log-odds offsets within +-10")
+    if "opacity_fusion" in meta:
+        try:
+            check_params(meta["opacity_fusion"], classes)
+        except ValueError as exc:
+            raise BundleError(f"model.json {exc}") from exc
 
 
 def load_bundle(name_or_path: str | Path, device: str | torch.device = "auto",

@@ -43,13 +43,15 @@ from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
+from .opacity_fusion import fuse
 from .orientation import canonical, canonical_axes, looks_upside_down, mirror, mirror_box, mirror_geometry
 from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 from .slice_stack import unrelated_slices
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "model_input", "saliency_engine", "study_axes", "aggregate", "aggregate_as", "shift_prior", "positive_classes"]
+           "model_input", "saliency_engine", "study_axes", "aggregate", "aggregate_as", "shift_prior", "positive_classes",
+           "lung_slices", "measure_opacity", "study_opacity"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -146,11 +148,16 @@ class AnalysisResult:
     opacity_mask: np.ndarray  # uint8 like the volume: 0 none, 1 ground glass, 2 consolidation (inference.opacity)
     opacity: dict[str, Any] | None  # percentages of the lung volume; None for images without HU
     domain: dict[str, Any] | None  # inference.domain.assess; None for bundles without a domain model
+    #: the classifier's own study probabilities where the bundle decided the study with the opacity too
+    #: (``inference.opacity_fusion``); None where ``probabilities`` are the classifier's
+    classifier_probabilities: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``lungscope.analysis/2`` object (inference/schemas/analysis.schema.json)."""
-        return {"schema": SCHEMA, "input": self.input, "model": self.model,
-                "prediction": {"label": self.label, "probabilities": self.probabilities},
+        prediction: dict[str, Any] = {"label": self.label, "probabilities": self.probabilities}
+        if self.classifier_probabilities is not None:
+            prediction["classifier_probabilities"] = self.classifier_probabilities
+        return {"schema": SCHEMA, "input": self.input, "model": self.model, "prediction": prediction,
                 "domain": self.domain, "opacity": self.opacity,
                 "infection_percent": round(self.infection_percent, 4),
                 "lung_volume_ml": None if self.lung_volume_ml is None else round(self.lung_volume_ml, 2),
@@ -377,6 +384,42 @@ def _stored_maps(maps: SliceMaps, axes: tuple[int, ...], lung: np.ndarray) -> Sl
     return SliceMaps(grid, mirror_geometry(maps.geometry, axes), lung, maps.target)
 
 
+def lung_slices(lung_mask: np.ndarray) -> np.ndarray:
+    """The indices of the slices ``analyze`` classifies and measures: lung area at least ``MIN_LUNG_FRACTION`` of
+    the image."""
+    areas = lung_mask.sum(axis=(1, 2))
+    return np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
+
+
+def measure_opacity(volume: Volume, lung_mask: np.ndarray, slices: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The HU opacity of a study's ``slices`` (``inference.opacity``): its labels (uint8 like the volume, zero on the
+    other slices) and their ``percentages`` of the lung volume, with the study's own aerated-lung level and slice
+    spacing; a stack of unrelated slices (``inference.slice_stack``) is measured slice by slice."""
+    labels = np.zeros(lung_mask.shape, dtype=np.uint8)
+    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
+    unrelated = unrelated_slices(volume.array)
+    if unrelated:
+        warnings.warn(f"{volume.path or 'the volume'}: its {volume.n_slices} slices are unrelated images (one "
+                      "each of several patients): segmented and measured slice by slice; the study label "
+                      "summarises them all", stacklevel=2)
+    baseline = None if unrelated else aerated_baseline(volume.array, lung_mask)
+    slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None and not unrelated else None
+    for k in slices:
+        labels[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline,
+                                   counted=through_plane_interior(lung_mask, int(k), slice_mm))
+    return labels, percentages(labels, lung_mask)
+
+
+def study_opacity(volume: Volume, lung_method: str = DEFAULT_METHOD) -> dict[str, Any] | None:
+    """A study's opacity percentages exactly as ``analyze`` reports them (its lungs, slices and measure; no
+    classifier), in the orientation it is given; None for images without HU. Training pairs these with a
+    cross-validation's held-out study probabilities (``training.opacity_fusion``)."""
+    if not volume.is_hu:
+        return None
+    lung_mask = segment_lungs(volume, lung_method)
+    return measure_opacity(volume, lung_mask, lung_slices(lung_mask))[1]
+
+
 def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | None, lung_method: str,
              progress: Progress | None) -> AnalysisResult:
     report = progress or (lambda fraction, message="": None)
@@ -389,7 +432,7 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
 
     classes, model, device = bundle.classes, bundle.model, bundle.device
     areas = lung_mask.sum(axis=(1, 2))
-    selected = np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
+    selected = lung_slices(lung_mask)
     lungs_found = selected.size > 0
     if not lungs_found:  # not a chest CT, or the lungs were not found: classify every whole slice
         selected = np.arange(volume.n_slices)
@@ -413,19 +456,13 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     opacity = None
     pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
     if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
-        # a stack of unrelated slices (inference.slice_stack): each slice its own aerated level, no neighbours
-        unrelated = unrelated_slices(volume.array)
-        if unrelated:
-            warnings.warn(f"{volume.path or 'the volume'}: its {volume.n_slices} slices are unrelated images (one "
-                          "each of several patients): segmented and measured slice by slice; the study label "
-                          "summarises them all", stacklevel=2)
-        baseline = None if unrelated else aerated_baseline(volume.array, lung_mask)
-        slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None and not unrelated else None
+        opacity_mask, opacity = measure_opacity(volume, lung_mask, selected)
         for i, k in enumerate(selected):
-            opacity_mask[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline,
-                                             counted=through_plane_interior(lung_mask, int(k), slice_mm))
             slices[i].opacity_px = int(np.count_nonzero(opacity_mask[k]))
-        opacity = percentages(opacity_mask, lung_mask)
+    classifier_study = None
+    fusion = bundle.meta.get("opacity_fusion")
+    if fusion and opacity is not None and lungs_found:  # the study decision with the HU measure (opacity_fusion)
+        classifier_study, study = study, fuse(study, classes, opacity, fusion)
     min_box_px = {diseased: max(4, int(round(area / (pixel_mm * pixel_mm)))) if volume.is_hu else 0
                   for diseased, area in ((False, MIN_BOX_AREA_MM2), (True, MIN_DISEASED_BOX_AREA_MM2))}
     explain = [i for i in range(len(selected))
@@ -467,7 +504,8 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
         lung_volume_ml=lung_volume_ml(lung_mask, volume.spacing_mm), slices=slices,
         timings_s={"load": 0.0, "lungs": t_lungs - start, "classify": t_classify - t_lungs,
                    "saliency": t_saliency - t_classify, "total": t_saliency - start},
-        maps=maps, lung_mask=lung_mask, opacity_mask=opacity_mask, opacity=opacity, domain=domain)
+        maps=maps, lung_mask=lung_mask, opacity_mask=opacity_mask, opacity=opacity, domain=domain,
+        classifier_probabilities=None if classifier_study is None else _rounded(classes, classifier_study))
 
 
 def saliency_engine(bundle: Bundle) -> SaliencyEngine:

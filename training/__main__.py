@@ -1,4 +1,5 @@
-"""Command line: ``python -m training {train-default,train-paper,train,crossval,prior-shift,retrain,check-real} ...``
+"""Command line: ``python -m training {train-default,train-paper,train,crossval,prior-shift,opacity-fusion,retrain,
+check-real} ...``
 (``--help`` on each).
 
 * ``train-default`` / ``train-paper``: the shipped ``models/default`` and ``models/paper`` bundles, phantom data,
@@ -6,6 +7,8 @@
 * ``train``: a bundle from any source, recipe values overridable; runs under ``torchrun`` for DDP.
 * ``crossval``: k-fold patient-level cross-validation, MultiScaleVGG vs ResNet-18, report folder.
 * ``prior-shift``: a bundle's study prior shift fitted on a leave-one-background-out run (``training.prior_shift``).
+* ``opacity-fusion``: a bundle's study decision from its probabilities and the HU opacity, fitted on the same kind
+  of run (``training.opacity_fusion``).
 * ``retrain``: the web app's retraining entry point on a training-ready export.
 """
 from __future__ import annotations
@@ -338,6 +341,16 @@ def cmd_prior_shift(a: argparse.Namespace) -> None:
         print(f"offset {report['offset']} for {a.shifted_class} written to {a.bundle / 'model.json'}")
 
 
+def cmd_opacity_fusion(a: argparse.Namespace) -> None:
+    from .opacity_fusion import opacity_fusion_report, write_opacity_fusion
+
+    report = opacity_fusion_report(a.crossval)
+    print(json.dumps(report, indent=1))
+    if a.bundle:
+        write_opacity_fusion(a.bundle, report, a.version)
+        print(f"opacity fusion written to {a.bundle / 'model.json'}")
+
+
 def cmd_check_real(a: argparse.Namespace) -> None:
     from .checks import main_check
 
@@ -401,6 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shifted-class", default="NP")
     p.add_argument("--version", help="with --bundle: the bundle's new version (its decisions change)")
     p.set_defaults(func=cmd_prior_shift)
+
+    p = sub.add_parser("opacity-fusion", help="fit a bundle's study decision on its probabilities and the HU opacity "
+                                             "on a leave-one-background-out cross-validation's held-out studies")
+    p.add_argument("--crossval", type=Path, required=True,
+                   help="crossval report folder (its folds.json; the studies' opacity is kept there)")
+    p.add_argument("--bundle", type=Path, help="write the fitted fusion to this bundle's model.json")
+    p.add_argument("--version", help="with --bundle: the bundle's new version (its decisions change)")
+    p.set_defaults(func=cmd_opacity_fusion)
 
     p = sub.add_parser("check-real", help="score every real scan of the shared data folder with a bundle")
     p.add_argument("--model", default="default", help="bundle name or folder")

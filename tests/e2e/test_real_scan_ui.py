@@ -120,6 +120,11 @@ def check_summary(page, run) -> None:
     shown = {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td.num").inner_text()
              for i in range(rows.count())}
     assert shown == {classes[k]: pct(p) for k, p in run.probabilities.items()}
+    alone = run.result["prediction"].get("classifier_probabilities")  # a decision made with the opacity too
+    line = summary.locator(".classifier-alone")
+    assert line.count() == (1 if alone else 0)
+    if alone:
+        assert line.inner_text().endswith(", ".join(f"{classes[k]} {pct(p)}" for k, p in alone.items()))
     opacity = run.result["opacity"]
     for key, value in (("total", opacity["percent"]), ("high", opacity["high_percent"]),
                        ("left", opacity["per_lung"]["left"]), ("right", opacity["per_lung"]["right"])):

@@ -43,6 +43,7 @@ def test_the_run_its_slices_and_the_study_store_opacity_and_the_domain_verdict(a
     body = clinician.get(f"/api/studies/{study.pk}/analysis/").json()
     assert body["opacity"] == doc["opacity"] and set(body["opacity"]["per_lung"]) == {"left", "right"}
     assert body["domain"] == domain and body["calibration"] == doc["model"].get("calibration")
+    assert body["classifier_probabilities"] == doc["prediction"].get("classifier_probabilities")
     assert (body["opacity_percent"], body["domain_outside"]) == (run.opacity_percent, run.domain_outside)
     assert [s["opacity_px"] for s in body["slices"]] == [s["opacity_px"] for s in doc["slices"]]
 

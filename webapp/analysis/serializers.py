@@ -63,14 +63,15 @@ class AnalysisRunSerializer(serializers.ModelSerializer):
     opacity = serializers.SerializerMethodField()
     domain = serializers.SerializerMethodField()
     calibration = serializers.SerializerMethodField()
+    classifier_probabilities = serializers.SerializerMethodField()
 
     class Meta:
         model = AnalysisRun
         fields = ["id", "study", "status", "model_name", "model_version", "model_version_id", "model_sha256",
                   "classes", "saliency_mode", "label", "probabilities", "probability", "uncertainty",
                   "infection_percent", "opacity_percent", "high_opacity_percent", "domain_score", "domain_outside",
-                  "opacity", "domain", "calibration", "lung_volume_ml", "timings_s", "error", "created_at",
-                  "finished_at", "series_instance_uid", "job"]
+                  "opacity", "domain", "calibration", "classifier_probabilities", "lung_volume_ml", "timings_s",
+                  "error", "created_at", "finished_at", "series_instance_uid", "job"]
         read_only_fields = fields
 
     @extend_schema_field(OpacitySerializer(allow_null=True))
@@ -87,6 +88,12 @@ class AnalysisRunSerializer(serializers.ModelSerializer):
     def get_calibration(self, run: AnalysisRun) -> dict | None:
         """The temperature that calibrated the probabilities; null when the model was not calibrated."""
         return (run.result.get("model") or {}).get("calibration")
+
+    @extend_schema_field(serializers.DictField(child=serializers.FloatField(), allow_null=True))
+    def get_classifier_probabilities(self, run: AnalysisRun) -> dict | None:
+        """The classifier's own study probabilities where the model decided the study with the HU opacity too
+        (``probabilities`` and ``label`` are then that decision); null where they are the classifier's."""
+        return (run.result.get("prediction") or {}).get("classifier_probabilities")
 
 
 class AnalysisRunDetailSerializer(AnalysisRunSerializer):

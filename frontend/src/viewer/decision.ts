@@ -139,6 +139,13 @@ function aiSummary(analysis: Analysis | null): HTMLElement {
     bar.appendChild(el('span')).style.width = `${(p * 100).toFixed(1)}%`;
     tr.append(el('td', '', classText(key)), bar, el('td', 'num', percent(p, 1)));
   }
+  const alone = analysis.classifier_probabilities;
+  if (alone) {
+    const line = box.appendChild(el('p', 'muted small classifier-alone', 'Decided with the lung opacity; the classifier alone: '
+      + Object.entries(alone).map(([key, p]) => `${classText(key)} ${percent(p, 1)}`).join(', ')));
+    line.title = 'The study label weighs the classifier\'s probabilities with the percentage of lung at opacity density '
+      + '(HU), fitted on patients the classifier never saw; the classifier\'s own figures are shown here';
+  }
   const infected = box.appendChild(el('p', '', `Infection: ${infection(analysis.infection_percent)} of lung`
     + (analysis.lung_volume_ml != null ? ` · lung ${Math.round(analysis.lung_volume_ml)} ml` : '')));
   infected.title = analysis.opacity_percent != null

@@ -1,0 +1,134 @@
+"""``python -m training opacity-fusion``: fit a bundle's study decision on the classifier and the HU opacity together
+(``inference.opacity_fusion``) on a leave-one-background-out cross-validation's held-out studies.
+
+1. Every held-out study named in ``folds.json`` is made again (``training.simulate.backgrounds.record_from_id``)
+   and its opacity measured exactly as the pipeline measures it (``inference.pipeline.study_opacity``: its lungs,
+   slices and HU measure); the figures are kept in the crossval folder (``opacity.json``), a second or two a study.
+2. The effect is measured *nested*: each fold's studies are decided by a fusion fitted on the other folds' studies
+   only, against the classifier's own decision, so the figure is not the fit's own.
+3. The fusion fitted on every fold's studies is written, with ``--bundle``, to that bundle's ``model.json``
+   (``opacity_fusion``, with where it came from and its nested effect).
+
+Fixed beforehand, not chosen on these figures: the features (``inference.opacity_fusion.FEATURES``) and the L2
+penalty (``C`` = 1, the strength scikit-learn's logistic regression defaults to). As for ``prior-shift``: the folds'
+models are not the shipped one (four backgrounds each, not five), so the fusion is an estimate of how the shipped
+model's probabilities and the opacity read together on a new patient; the model card says so.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from inference.io import Volume
+from inference.opacity_fusion import FEATURES, features, fused_logits
+from inference.pipeline import study_opacity
+
+from .files import written_whole
+from .prior_shift import held_out_folds, held_out_ids, study_figures
+from .simulate.backgrounds import record_from_id
+
+__all__ = ["PENALTY_C", "fit_fusion", "fused_probabilities", "held_out_opacity", "opacity_fusion_report",
+           "write_opacity_fusion"]
+
+#: Inverse L2 strength on the coefficients (not the intercepts), as scikit-learn's ``C``.
+PENALTY_C = 1.0
+
+
+def fit_fusion(x: np.ndarray, labels: np.ndarray, n_classes: int, c: float = PENALTY_C) -> dict[str, list]:
+    """Multinomial logistic regression of ``labels`` on the rows of ``x``: minimises
+    ``0.5 |coef|^2 + c * sum(-log p(label))`` (L-BFGS); returns ``{"coef": K x F, "intercept": K}``."""
+    x, labels = np.asarray(x, dtype=np.float64), np.asarray(labels)
+    n, f = x.shape
+    onehot = np.eye(n_classes)[labels]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef, intercept = theta[:n_classes * f].reshape(n_classes, f), theta[n_classes * f:]
+        z = x @ coef.T + intercept
+        z -= z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        residual = np.exp(log_p) - onehot
+        value = 0.5 * float((coef ** 2).sum()) - c * float((log_p * onehot).sum())
+        grad = np.concatenate([(coef + c * residual.T @ x).ravel(), c * residual.sum(axis=0)])
+        return value, grad
+
+    result = minimize(objective, np.zeros(n_classes * (f + 1)), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 10000, "ftol": 1e-13, "gtol": 1e-8})
+    if not result.success:
+        raise RuntimeError(f"the opacity fusion did not converge: {result.message}")
+    theta = result.x
+    return {"coef": theta[:n_classes * f].reshape(n_classes, f).round(6).tolist(),
+            "intercept": theta[n_classes * f:].round(6).tolist()}
+
+
+def fused_probabilities(x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """Softmax of :func:`inference.opacity_fusion.fused_logits`, row by row."""
+    z = fused_logits(x, params)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def held_out_opacity(crossval_dir: Path, ids: list[str], classes: list[str]) -> dict[str, dict[str, float]]:
+    """Each named study's ``{"percent", "high_percent"}`` as the pipeline measures it, read from (and added to)
+    ``opacity.json`` in the crossval folder."""
+    path = Path(crossval_dir) / "opacity.json"
+    known: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [i for i in ids if i not in known]
+    for n, study_id in enumerate(missing, start=1):
+        record = record_from_id(study_id, classes)
+        volume = Volume(array=record.array.astype(np.float32), kind="nifti", is_hu=True,
+                        spacing_mm=record.spacing_mm)
+        opacity = study_opacity(volume)
+        known[study_id] = {"percent": opacity["percent"], "high_percent": opacity["high_percent"]}
+        if n % 25 == 0 or n == len(missing):
+            print(f"opacity measured on {n}/{len(missing)} held-out studies", flush=True)
+            with written_whole(path) as out:
+                out.write((json.dumps(known, indent=1) + "\n").encode())
+    return known
+
+
+def opacity_fusion_report(crossval_dir: Path, c: float = PENALTY_C) -> dict[str, Any]:
+    """The nested before/after figures per fold and pooled, and the fusion fitted on every fold's studies."""
+    classes, names, folds = held_out_folds(crossval_dir)
+    ids = held_out_ids(crossval_dir)
+    opacity = held_out_opacity(crossval_dir, [i for fold in ids for i in fold], classes)
+    xs = [features(p, [opacity[i]["percent"] for i in fold], [opacity[i]["high_percent"] for i in fold])
+          for (p, _), fold in zip(folds, ids)]
+    after = []
+    for k in range(len(folds)):
+        others = [j for j in range(len(folds)) if j != k]
+        params = fit_fusion(np.concatenate([xs[j] for j in others]),
+                            np.concatenate([folds[j][1] for j in others]), len(classes), c)
+        after.append(fused_probabilities(xs[k], params))
+    probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
+    fitted = fit_fusion(np.concatenate(xs), labels, len(classes), c)
+    po = np.array([opacity[i]["percent"] for fold in ids for i in fold])
+    return {"crossval": str(crossval_dir), "studies": int(labels.size), "c": c,
+            "params": {"classes": classes, "features": list(FEATURES), **fitted},
+            "opacity_percent_median": {cls: round(float(np.median(po[labels == j])), 3)
+                                       for j, cls in enumerate(classes) if (labels == j).any()},
+            "nested": {"per_fold": [{"held_out": name, "before": study_figures(p, y, classes),
+                                     "after": study_figures(q, y, classes)}
+                                    for name, (p, y), q in zip(names, folds, after)],
+                       "pooled_before": study_figures(probs, labels, classes),
+                       "pooled_after": study_figures(np.concatenate(after), labels, classes)}}
+
+
+def write_opacity_fusion(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:
+    """Store the fitted fusion in a bundle's ``model.json`` with its source and nested effect (and a new version:
+    the weights are the same, the study decisions are not)."""
+    path = Path(bundle_dir) / "model.json"
+    meta = json.loads(path.read_text())
+    if version:
+        meta["version"] = version
+    nested = report["nested"]
+    meta["opacity_fusion"] = {
+        **report["params"], "c": report["c"],
+        "fitted_on": f"held-out studies of {report['crossval']} ({report['studies']} studies, leave one background "
+                     "out)",
+        "nested_accuracy": [nested["pooled_before"]["accuracy"], nested["pooled_after"]["accuracy"]],
+        "nested_nll": [nested["pooled_before"]["nll"], nested["pooled_after"]["nll"]]}
+    path.write_text(json.dumps(meta, indent=2) + "\n")
