@@ -9,10 +9,13 @@ same scale for every patient: a healthy lung holds a few percent (dependent dens
 more. Read together, the two separate healthy from diseased studies of a new patient better than either alone.
 
 A bundle's ``opacity_fusion`` is a multinomial logistic regression on the study's features :func:`features`: the
-classifier's study log-probabilities (after its aggregation rule, temperature and prior shift), log(1 + PO) and
-log(1 + PHO) in percent. It is fitted on a leave-one-background-out cross-validation's held-out studies, each scored
-by a fold model that never saw that patient and measured by the pipeline's own lungs and opacity
-(``training.opacity_fusion``), so it learns how the classifier and the measure behave on new anatomy. Its output
+classifier's study log-probabilities (after its aggregation rule, temperature and prior shift) and log(1 + PO), PO
+in percent. It is fitted on a leave-one-background-out cross-validation's held-out studies, each scored by a fold
+model that never saw that patient and measured by the pipeline's own lungs and opacity (``training.opacity_fusion``),
+so it learns how the classifier and the measure behave on new anatomy. Not the high-opacity share (PHO / PO): on
+simulated studies it tells COVID-19 from CAP (the simulator paints COVID-19 mostly as ground glass), but two of the
+three real COVID-19 slabs here have the share of simulated CAP (``models/default/MODEL_CARD.md``), so it would teach
+the decision the generator, not the disease. Its output
 replaces the study's probability vector; the classifier's own vector stays in the analysis JSON
 (``prediction.classifier_probabilities``). Images without HU have no opacity and keep the classifier's vector, as
 does a study where no lungs were found.
@@ -27,7 +30,7 @@ import numpy as np
 __all__ = ["FEATURES", "features", "fuse", "fused_logits", "check_params"]
 
 #: The feature vector's parts, in order (the classes' log-probabilities first, one per class).
-FEATURES = ("log_probability", "log1p_opacity_percent", "log1p_high_opacity_percent")
+FEATURES = ("log_probability", "log1p_opacity_percent")
 #: Probabilities are clipped here before the logarithm (a softmax output of exactly 0 has no log).
 _FLOOR = 1e-6
 
@@ -44,19 +47,18 @@ def check_params(params: Any, classes: Sequence[str]) -> None:
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("'opacity_fusion' needs numeric 'coef' and 'intercept'") from exc
     k = len(classes)
-    if coef.shape != (k, k + 2) or intercept.shape != (k,):
-        raise ValueError(f"'opacity_fusion' needs coef of shape {k} x {k + 2} and {k} intercepts, not "
+    if coef.shape != (k, k + 1) or intercept.shape != (k,):
+        raise ValueError(f"'opacity_fusion' needs coef of shape {k} x {k + 1} and {k} intercepts, not "
                          f"{coef.shape} and {intercept.shape}")
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
         raise ValueError("'opacity_fusion' coefficients must be finite")
 
 
-def features(probabilities: np.ndarray, percent: np.ndarray | float, high_percent: np.ndarray | float) -> np.ndarray:
-    """(n, K + 2) features of n studies: their (n, K) class probabilities' logarithms, log(1 + PO), log(1 + PHO)."""
+def features(probabilities: np.ndarray, percent: np.ndarray | float) -> np.ndarray:
+    """(n, K + 1) features of n studies: their (n, K) class probabilities' logarithms and log(1 + PO)."""
     p = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
     return np.column_stack([np.log(np.clip(p, _FLOOR, 1.0)),
-                            np.log1p(np.broadcast_to(np.asarray(percent, dtype=np.float64), len(p))),
-                            np.log1p(np.broadcast_to(np.asarray(high_percent, dtype=np.float64), len(p)))])
+                            np.log1p(np.broadcast_to(np.asarray(percent, dtype=np.float64), len(p)))])
 
 
 def fused_logits(x: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
@@ -73,6 +75,6 @@ def fuse(study: np.ndarray, classes: Sequence[str], opacity: Mapping[str, Any], 
     """The study probability vector decided with its opacity (``opacity``: ``inference.opacity.percentages``)."""
     if list(params.get("classes", [])) != list(classes):
         raise ValueError(f"opacity_fusion was fitted for classes {params.get('classes')}, the model has {list(classes)}")
-    logits = fused_logits(features(study, opacity["percent"], opacity["high_percent"]), params)[0]
+    logits = fused_logits(features(study, opacity["percent"]), params)[0]
     e = np.exp(logits - logits.max())
     return (e / e.sum()).astype(np.asarray(study).dtype)

@@ -9,8 +9,10 @@
 3. The fusion fitted on every fold's studies is written, with ``--bundle``, to that bundle's ``model.json``
    (``opacity_fusion``, with where it came from and its nested effect).
 
-Fixed beforehand, not chosen on these figures: the features (``inference.opacity_fusion.FEATURES``) and the L2
-penalty (``C`` = 1, the strength scikit-learn's logistic regression defaults to). As for ``prior-shift``: the folds'
+The features (``inference.opacity_fusion.FEATURES``) and the L2 penalty (``C`` = 1, the strength scikit-learn's
+logistic regression defaults to) were settled before the run the shipped fusion is fitted on, on an earlier
+leave-one-background-out run (``models/default/MODEL_CARD.md`` gives what was compared and why the high-opacity
+share was left out); the nested figures measure the fit, not those choices. As for ``prior-shift``: the folds'
 models are not the shipped one (four backgrounds each, not five), so the fusion is an estimate of how the shipped
 model's probabilities and the opacity read together on a new patient; the model card says so.
 """
@@ -95,8 +97,7 @@ def opacity_fusion_report(crossval_dir: Path, c: float = PENALTY_C) -> dict[str,
     classes, names, folds = held_out_folds(crossval_dir)
     ids = held_out_ids(crossval_dir)
     opacity = held_out_opacity(crossval_dir, [i for fold in ids for i in fold], classes)
-    xs = [features(p, [opacity[i]["percent"] for i in fold], [opacity[i]["high_percent"] for i in fold])
-          for (p, _), fold in zip(folds, ids)]
+    xs = [features(p, [opacity[i]["percent"] for i in fold]) for (p, _), fold in zip(folds, ids)]
     after = []
     for k in range(len(folds)):
         others = [j for j in range(len(folds)) if j != k]

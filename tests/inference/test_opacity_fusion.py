@@ -27,14 +27,14 @@ def _params(coef: list[list[float]], intercept: list[float]) -> dict:
 
 def test_the_fused_vector_is_the_softmax_of_the_fitted_scores() -> None:
     study = np.array([0.5, 0.3, 0.2])
-    coef = [[1.0, 0, 0, -2.0, 0], [0, 1.0, 0, 0, 1.5], [0, 0, 1.0, 1.0, -1.0]]
+    coef = [[1.0, 0, 0, -2.0], [0, 1.0, 0, 0.5], [0, 0, 1.0, 1.0]]
     intercept = [3.0, -1.0, 0.5]
-    x = np.array([np.log(0.5), np.log(0.3), np.log(0.2), np.log1p(12.0), np.log1p(4.0)])
+    x = np.array([np.log(0.5), np.log(0.3), np.log(0.2), np.log1p(12.0)])
     scores = np.array(coef) @ x + np.array(intercept)
     expected = np.exp(scores) / np.exp(scores).sum()
     fused = fuse(study, CLASSES, {"percent": 12.0, "high_percent": 4.0}, _params(coef, intercept))
     np.testing.assert_allclose(fused, expected, rtol=1e-6)
-    np.testing.assert_allclose(features(study, 12.0, 4.0)[0], x)
+    np.testing.assert_allclose(features(study, 12.0)[0], x)
     with pytest.raises(ValueError, match="classes"):
         fuse(study, ["NP", "COVID", "CAP"], {"percent": 1.0, "high_percent": 0.0}, _params(coef, intercept))
 
@@ -51,11 +51,12 @@ def _bundle_with(tmp_path: Path, fusion) -> Path:
 
 
 @pytest.mark.parametrize("fusion", [
-    {"classes": ["NP", "COVID"], "coef": [[0] * 5] * 3, "intercept": [0, 0, 0]},
-    _params([[0] * 4] * 3, [0, 0, 0]),
-    _params([[0] * 5] * 3, [0, 0]),
-    _params([[0] * 5, [0] * 5, [0, 0, 0, float("nan"), 0]], [0, 0, 0]),
-    _params([["a"] * 5] * 3, [0, 0, 0]),
+    {"classes": ["NP", "COVID"], "coef": [[0] * 4] * 3, "intercept": [0, 0, 0]},
+    _params([[0] * 5] * 3, [0, 0, 0]),
+    _params([[0] * 4] * 3, [0, 0]),
+    _params([[0] * 4, [0] * 4, [0, 0, 0, float("nan")]], [0, 0, 0]),
+    _params([["a"] * 4] * 3, [0, 0, 0]),
+    {**_params([[0] * 4] * 3, [0, 0, 0]), "features": ["log_probability", "log1p_opacity_percent", "age"]},
     [1, 2, 3],
 ])
 def test_a_bundle_with_a_malformed_fusion_is_refused(tmp_path, fusion) -> None:
@@ -64,7 +65,7 @@ def test_a_bundle_with_a_malformed_fusion_is_refused(tmp_path, fusion) -> None:
 
 
 #: A fusion that reads the opacity only: NP while PO is under 5 %, COVID above it (NP - COVID = 20 (log 6 - log(1 + PO))).
-BY_OPACITY = _params([[0, 0, 0, -10.0, 0], [0] * 5, [0, 0, 0, 10.0, 0]], [20.0 * np.log1p(5.0), 0.0, 0.0])
+BY_OPACITY = _params([[0, 0, 0, -10.0], [0] * 4, [0, 0, 0, 10.0]], [20.0 * np.log1p(5.0), 0.0, 0.0])
 
 
 @pytest.fixture(scope="module")
