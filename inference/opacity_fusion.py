@@ -15,7 +15,9 @@ model that never saw that patient and measured by the pipeline's own lungs and o
 so it learns how the classifier and the measure behave on new anatomy. Not the high-opacity share (PHO / PO): on
 simulated studies it tells COVID-19 from CAP (the simulator paints COVID-19 mostly as ground glass), but two of the
 three real COVID-19 slabs here have the share of simulated CAP (``models/default/MODEL_CARD.md``), so it would teach
-the decision the generator, not the disease. Its output
+the decision the generator, not the disease. For the same reason the shipped fusion lets the opacity into the NP
+score only (``training.opacity_fusion.opacity_says_whether``): the amount says whether there is disease, the
+classifier which. Its output
 replaces the study's probability vector; the classifier's own vector stays in the analysis JSON
 (``prediction.classifier_probabilities``). Images without HU have no opacity and keep the classifier's vector, as
 does a study where no lungs were found.

@@ -11,7 +11,8 @@ import pytest
 from inference.bundle import load_bundle, resolve_path
 from inference.io import Volume
 from inference.pipeline import study_opacity
-from training.opacity_fusion import fit_fusion, fused_probabilities, opacity_fusion_report, write_opacity_fusion
+from training.opacity_fusion import (fit_fusion, fused_probabilities, opacity_fusion_report, opacity_says_whether,
+                                     write_opacity_fusion)
 from training.simulate.backgrounds import record_from_id, simulated_studies
 
 CLASSES = ["NP", "CAP", "COVID"]
@@ -30,6 +31,22 @@ def test_the_fit_is_the_penalised_maximum_likelihood() -> None:
     assert np.mean(fused_probabilities(x, {**params, "classes": CLASSES}).argmax(axis=1) == labels) > 0.7
     # a stronger penalty shrinks the coefficients
     assert np.abs(fit_fusion(x, labels, 3, c=0.01)["coef"]).sum() < np.abs(coef).sum()
+    # coefficients left out of the fit stay 0, and the others are stationary
+    free = np.ones((3, 5), dtype=bool)
+    free[1:, 3] = False
+    params = fit_fusion(x, labels, 3, c=1.0, free=free)
+    coef = np.array(params["coef"])
+    assert (coef[~free] == 0).all() and (coef[free] != 0).all()
+    residual = fused_probabilities(x, {**params, "classes": CLASSES}) - np.eye(3)[labels]
+    np.testing.assert_allclose((coef + residual.T @ x)[free], 0.0, atol=1e-3)
+
+
+def test_the_opacity_says_whether_not_which() -> None:
+    free = opacity_says_whether(["CAP", "NP", "COVID"])
+    assert free.shape == (3, 4) and free[:, :3].all()
+    assert free[:, 3].tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="NP"):
+        opacity_says_whether(["Normal", "COVID"])
 
 
 def test_a_held_out_study_is_made_again_from_its_id() -> None:
@@ -70,7 +87,8 @@ def test_the_command_measures_the_held_out_studies_and_writes_a_loadable_bundle(
     # the healthy studies hold less opacity than the diseased ones, and the fit reads it that way
     po = report["opacity_percent_median"]
     assert po["NP"] < min(po["CAP"], po["COVID"])
-    assert report["params"]["coef"][0][3] < 0  # more opacity, less NP
+    coef = report["params"]["coef"]
+    assert coef[0][3] < 0 and coef[1][3] == coef[2][3] == 0  # more opacity, less NP; it says whether, not which
 
     bundle = tmp_path / "bundle"
     shutil.copytree(resolve_path("default"), bundle)
