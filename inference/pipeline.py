@@ -452,9 +452,7 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
                           instance_number=volume.instance_numbers[k], z_mm=volume.z_mm[k],
                           lung_area_px=int(areas[k]), probabilities=_rounded(classes, probs[i]))
               for i, k in enumerate(selected)]
-    opacity_mask = np.zeros(lung_mask.shape, dtype=np.uint8)
-    opacity = None
-    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
+    opacity_mask, opacity = np.zeros(lung_mask.shape, dtype=np.uint8), None
     if volume.is_hu:  # the amount in HU, in every lung slice (inference.opacity says why)
         opacity_mask, opacity = measure_opacity(volume, lung_mask, selected)
         for i, k in enumerate(selected):
@@ -463,6 +461,7 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     fusion = bundle.meta.get("opacity_fusion")
     if fusion and opacity is not None and lungs_found:  # the study decision with the HU measure (opacity_fusion)
         classifier_study, study = study, fuse(study, classes, opacity, fusion)
+    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
     min_box_px = {diseased: max(4, int(round(area / (pixel_mm * pixel_mm)))) if volume.is_hu else 0
                   for diseased, area in ((False, MIN_BOX_AREA_MM2), (True, MIN_DISEASED_BOX_AREA_MM2))}
     explain = [i for i in range(len(selected))
