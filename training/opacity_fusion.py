@@ -30,7 +30,7 @@ from inference.opacity_fusion import FEATURES, features, fused_logits
 from inference.pipeline import study_opacity
 
 from .files import written_whole
-from .prior_shift import held_out_folds, held_out_ids, study_figures
+from .prior_shift import edit_bundle_meta, held_out_folds, held_out_ids, nested_figures, nested_summary
 from .simulate.backgrounds import record_from_id
 
 __all__ = ["PENALTY_C", "fit_fusion", "opacity_says_whether", "fused_probabilities", "held_out_opacity",
@@ -128,32 +128,19 @@ def opacity_fusion_report(crossval_dir: Path, c: float = PENALTY_C) -> dict[str,
         params = fit_fusion(np.concatenate([xs[j] for j in others]),
                             np.concatenate([folds[j][1] for j in others]), len(classes), c, free)
         after.append(fused_probabilities(xs[k], params))
-    probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
+    labels = np.concatenate([y for _, y in folds])
     fitted = fit_fusion(np.concatenate(xs), labels, len(classes), c, free)
     po = np.array([opacity[i]["percent"] for fold in ids for i in fold])
     return {"crossval": str(crossval_dir), "studies": int(labels.size), "c": c,
             "params": {"classes": classes, "features": list(FEATURES), **fitted},
             "opacity_percent_median": {cls: round(float(np.median(po[labels == j])), 3)
                                        for j, cls in enumerate(classes) if (labels == j).any()},
-            "nested": {"per_fold": [{"held_out": name, "before": study_figures(p, y, classes),
-                                     "after": study_figures(q, y, classes)}
-                                    for name, (p, y), q in zip(names, folds, after)],
-                       "pooled_before": study_figures(probs, labels, classes),
-                       "pooled_after": study_figures(np.concatenate(after), labels, classes)}}
+            "nested": nested_figures(names, folds, after, classes)}
 
 
 def write_opacity_fusion(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:
-    """Store the fitted fusion in a bundle's ``model.json`` with its source and nested effect (and a new version:
-    the weights are the same, the study decisions are not)."""
-    path = Path(bundle_dir) / "model.json"
-    meta = json.loads(path.read_text())
-    if version:
-        meta["version"] = version
-    nested = report["nested"]
-    meta["opacity_fusion"] = {
-        **report["params"], "c": report["c"],
-        "fitted_on": f"held-out studies of {report['crossval']} ({report['studies']} studies, leave one background "
-                     "out)",
-        "nested_accuracy": [nested["pooled_before"]["accuracy"], nested["pooled_after"]["accuracy"]],
-        "nested_nll": [nested["pooled_before"]["nll"], nested["pooled_after"]["nll"]]}
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    """Store the fitted fusion in a bundle's ``model.json`` with its source and nested effect."""
+    def edit(meta: dict[str, Any]) -> None:
+        meta["opacity_fusion"] = {**report["params"], "c": report["c"], **nested_summary(report)}
+
+    edit_bundle_meta(bundle_dir, version, edit)

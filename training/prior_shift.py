@@ -17,6 +17,7 @@ new patient, and the model card must say so.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from .calibration import (expected_calibration_error, fit_prior_shift, held_out_
                           negative_log_likelihood)
 from .metrics import classification_metrics
 
-__all__ = ["held_out_folds", "held_out_ids", "study_figures", "prior_shift_report", "write_prior_shift"]
+__all__ = ["held_out_folds", "held_out_ids", "study_figures", "nested_figures", "nested_summary", "edit_bundle_meta",
+           "prior_shift_report", "write_prior_shift"]
 
 
 def _held_out(crossval_dir: Path, model: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
@@ -65,32 +67,53 @@ def study_figures(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> 
             "specificity": {c: round(metrics["per_class"][c]["specificity"], 4) for c in classes}}
 
 
-def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any]:
-    """The nested before/after figures per fold and pooled, and the offset fitted on every fold."""
-    classes, names, folds = held_out_folds(crossval_dir)
-    offsets, after = held_out_prior_shifts(folds, classes, shifted)
-    per_fold = [{"held_out": name, "offset": offset, "before": study_figures(p, y, classes),
-                 "after": study_figures(q, y, classes)}
-                for name, (p, y), offset, q in zip(names, folds, offsets, after)]
+def nested_figures(names: list[str], folds: list[tuple[np.ndarray, np.ndarray]], after: list[np.ndarray],
+                   classes: list[str], extras: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per fold (with its ``extras``) and pooled: the figures of each fold's study probabilities before and after a
+    decision rule fitted without that fold's studies."""
     probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
-    return {"crossval": str(crossval_dir), "shifted_class": shifted, "studies": int(labels.size),
-            "offset": fit_prior_shift(probs, labels, classes, shifted),
-            "nested": {"per_fold": per_fold, "pooled_before": study_figures(probs, labels, classes),
-                       "pooled_after": study_figures(np.concatenate(after), labels, classes)}}
+    return {"per_fold": [{"held_out": name, **extra, "before": study_figures(p, y, classes),
+                          "after": study_figures(q, y, classes)}
+                         for name, (p, y), q, extra in zip(names, folds, after, extras or [{} for _ in folds])],
+            "pooled_before": study_figures(probs, labels, classes),
+            "pooled_after": study_figures(np.concatenate(after), labels, classes)}
 
 
-def write_prior_shift(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:
-    """Store the fitted offset in a bundle's ``model.json``, with its source and nested effect (and a new version:
-    the weights are the same, the study decisions are not)."""
+def nested_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What a bundle keeps of a nested report: where the rule was fitted and its pooled accuracy and NLL, before and
+    after."""
+    nested = report["nested"]
+    return {"fitted_on": f"held-out studies of {report['crossval']} ({report['studies']} studies, leave one "
+                         "background out)",
+            "nested_accuracy": [nested["pooled_before"]["accuracy"], nested["pooled_after"]["accuracy"]],
+            "nested_nll": [nested["pooled_before"]["nll"], nested["pooled_after"]["nll"]]}
+
+
+def edit_bundle_meta(bundle_dir: Path, version: str | None, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``edit`` to a bundle's ``model.json`` (and give it a new version: a rule fitted after training leaves the
+    weights alone and changes the study decisions)."""
     path = Path(bundle_dir) / "model.json"
     meta = json.loads(path.read_text())
     if version:
         meta["version"] = version
-    meta.setdefault("aggregation", {})["prior_shift"] = {report["shifted_class"]: report["offset"]}
-    nested = report["nested"]
-    meta.setdefault("calibration", {})["prior_shift"] = {
-        "fitted_on": f"held-out studies of {report['crossval']} ({report['studies']} studies, leave one background "
-                     "out)",
-        "nested_accuracy": [nested["pooled_before"]["accuracy"], nested["pooled_after"]["accuracy"]],
-        "nested_nll": [nested["pooled_before"]["nll"], nested["pooled_after"]["nll"]]}
+    edit(meta)
     path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def prior_shift_report(crossval_dir: Path, shifted: str = "NP") -> dict[str, Any]:
+    """The nested before/after figures per fold and pooled, and the offset fitted on every fold."""
+    classes, names, folds = held_out_folds(crossval_dir)
+    offsets, after = held_out_prior_shifts(folds, classes, shifted)
+    probs, labels = np.concatenate([p for p, _ in folds]), np.concatenate([y for _, y in folds])
+    return {"crossval": str(crossval_dir), "shifted_class": shifted, "studies": int(labels.size),
+            "offset": fit_prior_shift(probs, labels, classes, shifted),
+            "nested": nested_figures(names, folds, after, classes, [{"offset": offset} for offset in offsets])}
+
+
+def write_prior_shift(bundle_dir: Path, report: dict[str, Any], version: str | None = None) -> None:
+    """Store the fitted offset in a bundle's ``model.json``, with its source and nested effect."""
+    def edit(meta: dict[str, Any]) -> None:
+        meta.setdefault("aggregation", {})["prior_shift"] = {report["shifted_class"]: report["offset"]}
+        meta.setdefault("calibration", {})["prior_shift"] = nested_summary(report)
+
+    edit_bundle_meta(bundle_dir, version, edit)
