@@ -65,7 +65,9 @@ def _row(scan: RealScan, volume: Volume, bundle: Bundle, seen: bool) -> dict[str
     else:
         ok = result.label == scan.expected
     return {"scan": scan.name, "expected": scan.expected, "seen_in_training": seen, "label": result.label,
-            "p_np": round(float(p_np), 4), "probabilities": result.probabilities, "ok": bool(ok),
+            "p_np": round(float(p_np), 4), "probabilities": result.probabilities,
+            # the classifier's own vector where the bundle decided with the opacity too (inference.opacity_fusion)
+            "classifier_probabilities": result.classifier_probabilities, "ok": bool(ok),
             "domain": result.domain, "opacity_percent": (result.opacity or {}).get("percent"),
             "slices": volume.n_slices}
 
@@ -124,12 +126,14 @@ def domain_auroc(inside: list[dict[str, Any]], outside: list[dict[str, Any]]) ->
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (model card and terminal)."""
-    lines = ["| scan | expected | seen in training | AI label | P(NP) | domain score / threshold | outside | "
-             "opacity % | ok |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scan | expected | seen in training | AI label | P(NP) | classifier alone: label (P(NP)) | "
+             "domain score / threshold | outside | opacity % | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["scans"] + report["outside"]:
-        d = r["domain"] or {}
+        d, alone = r["domain"] or {}, r.get("classifier_probabilities")
+        own = f"{max(alone, key=alone.get)} ({alone.get('NP', float('nan')):.2f})" if alone else "same"
         lines.append(f"| {r['scan']} | {r['expected']} | {'yes' if r['seen_in_training'] else 'no'} | {r['label']} | "
-                     f"{r['p_np']:.2f} | {d.get('score', float('nan')):.1f} / {d.get('threshold', float('nan')):.1f} | "
+                     f"{r['p_np']:.2f} | {own} | "
+                     f"{d.get('score', float('nan')):.1f} / {d.get('threshold', float('nan')):.1f} | "
                      f"{'yes' if d.get('outside') else 'no'} | {r['opacity_percent']} | {'yes' if r['ok'] else 'NO'} |")
     lines.append("")
     lines.append(json.dumps(report["summary"]))
