@@ -340,7 +340,7 @@ def cmd_prior_shift(a: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1))
     if a.bundle:
         write_prior_shift(a.bundle, report, a.version)
-        print(f"offset {report['offset']} for {a.shifted_class} written to {a.bundle / 'model.json'}")
+        print(f"offset {report['offset']} for {a.shifted_class} written to {a.bundle / 'model.json'}", file=sys.stderr)
 
 
 def cmd_opacity_fusion(a: argparse.Namespace) -> None:
@@ -350,7 +350,7 @@ def cmd_opacity_fusion(a: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1))
     if a.bundle:
         write_opacity_fusion(a.bundle, report, a.version)
-        print(f"opacity fusion written to {a.bundle / 'model.json'}")
+        print(f"opacity fusion written to {a.bundle / 'model.json'}", file=sys.stderr)
 
 
 def cmd_check_real(a: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ model's probabilities and the opacity read together on a new patient; the model 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def fit_fusion(x: np.ndarray, labels: np.ndarray, n_classes: int, c: float = PEN
     ``0.5 |coef|^2 + c * sum(-log p(label))`` (L-BFGS) over the coefficients ``free`` allows (a K x F boolean mask;
     the others stay 0; all by default) and the intercepts; returns ``{"coef": K x F, "intercept": K}``."""
     x, labels = np.asarray(x, dtype=np.float64), np.asarray(labels)
-    n, f = x.shape
+    f = x.shape[1]
     free = np.ones((n_classes, f), dtype=bool) if free is None else np.asarray(free, dtype=bool)
     onehot = np.eye(n_classes)[labels]
     n_coef = int(free.sum())
@@ -109,7 +110,7 @@ def held_out_opacity(crossval_dir: Path, ids: list[str], classes: list[str]) -> 
         opacity = study_opacity(volume)
         known[study_id] = {"percent": opacity["percent"], "high_percent": opacity["high_percent"]}
         if n % 25 == 0 or n == len(missing):
-            print(f"opacity measured on {n}/{len(missing)} held-out studies", flush=True)
+            print(f"opacity measured on {n}/{len(missing)} held-out studies", file=sys.stderr, flush=True)
             with written_whole(path) as out:
                 out.write((json.dumps(known, indent=1) + "\n").encode())
     return known
