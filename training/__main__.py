@@ -206,7 +206,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     model = make_model("MultiScaleVGG", len(classes), a.width)
     recipe = _recipe(a)
     deadline = time.time() + a.time_limit if a.time_limit else None
-    result = train(model, data.subset(train_idx).capped(a.max_slices), data.subset(val_idx), recipe,
+    result = train(model, data.subset(train_idx).labelled().capped(a.max_slices), data.subset(val_idx), recipe,
                    out_dir=a.work_dir, ctx=ctx, resume=a.resume, should_stop=(lambda: time.time() > deadline) if deadline else None)
     teardown(ctx)
     if not ctx.is_main:

@@ -61,7 +61,9 @@ def predictions(model: nn.Module, data: SliceSet, aggregation: dict[str, Any],
     """Slice- and study-level labels and probabilities of every classifier of ``model`` on ``data``."""
     probs = predict(model, data.images, device=device, temperature=temperature)
     labels = data.labels.numpy()
-    out: dict[str, Any] = {"slice": {"labels": labels, "probs": probs}, "study": {"probs": {}}}
+    scored = labels >= 0  # slices without a label count in their study, not as slices (SliceSet.labelled)
+    out: dict[str, Any] = {"slice": {"labels": labels[scored], "probs": {name: p[scored] for name, p in probs.items()}},
+                           "study": {"probs": {}}}
     for name, p in probs.items():
         ids, _, ps = study_level(labels, p, data.study, data.classes, aggregation)
         # The study's own class: with image-level slice labels a diseased study has NP slices too.
@@ -126,7 +128,7 @@ def run_crossval(data: SliceSet, config: CrossvalConfig, out_dir: str | Path,
             torch.manual_seed(config.train.seed + f)
             model = make_model(spec.arch, len(data.classes), spec.width, spec.init)
             t0 = time.time()
-            result = train(model, train_pool.subset(tr).capped(config.max_slices), val, config.train,
+            result = train(model, train_pool.subset(tr).labelled().capped(config.max_slices), val, config.train,
                            out_dir=out / "runs" / f"fold{f}-{spec.arch}", device=config.device)
             aggregation, temperature = _study_rule(result.model, val, config)
             pred = predictions(result.model, test, aggregation, temperature=temperature)

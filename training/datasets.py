@@ -105,7 +105,7 @@ class PrepConfig:
     27). The record's mask still measures a slice's lesion fraction (:func:`slice_labels`).
     ``min_lesion_fraction``: where a record knows its lesion voxels (simulated disease), a slice of a diseased study
     is labelled with the disease when its lesion covers at least this fraction of the slice's lung, NP when it has
-    none, and dropped in between (see :func:`slice_labels`); 0 labels every slice with its study's class.
+    none, and unlabelled (-1) in between (see :func:`slice_labels`); 0 labels every slice with its study's class.
     """
 
     size: int = 224
@@ -134,7 +134,12 @@ class PrepConfig:
 @dataclass
 class SliceSet:
     """Prepared slices of many studies: ``images`` (N, S, S) float16 in [0, 1], ``labels`` (N,), ``study`` (N,)
-    index into ``study_ids`` / ``study_labels`` / ``groups`` (one entry per study)."""
+    index into ``study_ids`` / ``study_labels`` / ``groups`` (one entry per study).
+
+    A slice labelled -1 (a sliver of lesion, :func:`slice_labels`) is trained on and scored as a slice nowhere
+    (:meth:`labelled`), but it stays in its study: the pipeline decides a study on all its lung slices, and a study
+    decided here without them was decided with the help of the lesion truth (the simulated studies' slices left out
+    were mostly the healthy-looking ones of diseased studies)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -163,6 +168,15 @@ class SliceSet:
                         [self.study_ids[i] for i in studies], self.study_labels[studies], self.groups[studies],
                         self.classes, None if self.sources is None else self.sources[studies])
 
+    def labelled(self) -> SliceSet:
+        """The slices with a label (>= 0), each in its study: what training and slice-level scores use."""
+        keep = np.flatnonzero(self.labels.numpy() >= 0)
+        if keep.size == len(self):
+            return self
+        idx = torch.as_tensor(keep)
+        return SliceSet(self.images[idx], self.labels[idx], self.study[keep], list(self.study_ids), self.study_labels,
+                        self.groups, self.classes, self.sources)
+
     def capped(self, max_per_study: int | None) -> SliceSet:
         """At most ``max_per_study`` slices of each study, evenly spaced in its order (apex to base), so a long
         series does not outweigh the others in training; validation and test sets stay whole, as the pipeline
@@ -183,7 +197,7 @@ class SliceSet:
         return digest.hexdigest()
 
     def class_counts(self) -> dict[str, int]:
-        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        counts = torch.bincount(self.labels[self.labels >= 0], minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts))
 
 
@@ -240,8 +254,9 @@ def prepared_slices(record: StudyRecord, prep: PrepConfig) -> tuple[np.ndarray, 
 def slice_labels(record: StudyRecord, keep: np.ndarray, classes: tuple[str, ...],
                  min_lesion_fraction: float) -> np.ndarray:
     """Image-level label of each kept slice: the study's class, or, where the record knows its lesions (simulated
-    disease), NP for a slice without lesion; -1 marks a slice to drop (a sliver of lesion: neither clearly
-    diseased nor clearly clean, or a lesion-free slice in a task without NP)."""
+    disease), NP for a slice without lesion; -1 marks a slice without a label (a sliver of lesion: neither clearly
+    diseased nor clearly clean, or a lesion-free slice in a task without NP), which no loss or slice score uses
+    and which its study keeps (:class:`SliceSet`)."""
     c = classes.index(record.label)
     labels = np.full(keep.size, c, dtype=np.int64)
     if record.lesion_mask is None or record.label == "NP" or min_lesion_fraction <= 0:
@@ -273,11 +288,10 @@ def build_slice_set(records: Iterable[StudyRecord], classes: Sequence[str], prep
         slices, keep = prepared_slices(record, prep)
         c = classes.index(record.label)
         per_slice = slice_labels(record, keep, classes, prep.min_lesion_fraction)
-        slices = slices[per_slice >= 0]
         if slices.shape[0] == 0:
             continue
         chunks.append(torch.from_numpy(slices).half())
-        labels += per_slice[per_slice >= 0].tolist()
+        labels += per_slice.tolist()
         study += [len(ids)] * slices.shape[0]
         ids.append(record.study_id)
         study_labels.append(c)

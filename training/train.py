@@ -228,6 +228,9 @@ def train(model: nn.Module, train_set: SliceSet, val_set: SliceSet | None, confi
         out.mkdir(parents=True, exist_ok=True)
     model.to(dev).train()
     num_classes = len(train_set.classes)
+    # slices without a label (SliceSet.labelled) are neither trained on nor scored as slices
+    train_set = train_set.labelled()
+    val_set = val_set.labelled() if val_set is not None else None
     weight = class_weights(train_set.labels, num_classes).to(dev) if config.class_balanced else None
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -103,3 +103,44 @@ def test_capped_keeps_evenly_spaced_slices_of_each_study():
         assert len(kept) == min(4, len(rows))
         assert (capped.images[kept] == data.images[rows[np.linspace(0, len(rows) - 1, len(kept)).round().astype(int)]]).all()
     assert capped.study_ids == data.study_ids and data.capped(None) is data
+
+
+def test_a_study_keeps_its_unlabelled_slices_and_training_does_not_see_them() -> None:
+    """A slice with a sliver of lesion has no label (neither clearly diseased nor clean): no loss or slice score
+    uses it, but its study is decided on it, as the pipeline decides a study on all its lung slices. Before, such
+    slices left the set, and a diseased study was scored without its healthy-looking slices, chosen by the truth."""
+    import torch
+
+    from inference.classifier import MultiScaleVGG
+    from inference.pipeline import aggregate_as
+    from training.calibration import study_probabilities
+    from training.crossval import predictions
+    from training.datasets import prepared_slices, slice_labels
+    from training.simulate.backgrounds import simulated_studies
+
+    classes, prep = TASKS["3way"], PrepConfig(size=64)
+    records = [r for r in simulated_studies(["phantom:977105"], 3, 9, classes) if r.label != "NP"]
+    kept = [(r, prepared_slices(r, prep)[1]) for r in records]
+    unlabelled = [(r, keep) for r, keep in kept if (slice_labels(r, keep, classes, prep.min_lesion_fraction) < 0).any()]
+    assert unlabelled, "no study of this draw has a sliver of lesion: the case is not exercised"
+    data = build_slice_set([r for r, _ in kept], classes, prep)
+    assert len(data) == sum(keep.size for _, keep in kept)
+    assert (data.labels < 0).any() and sum(data.class_counts().values()) == int((data.labels >= 0).sum())
+    labelled = data.labelled()
+    assert len(labelled) == int((data.labels >= 0).sum()) and (labelled.labels >= 0).all()
+    assert labelled.n_studies == data.n_studies and set(labelled.study.tolist()) <= set(range(data.n_studies))
+
+    torch.manual_seed(0)
+    model = MultiScaleVGG(3, width=0.125).eval()
+    rule = {"rule": "mean", "min_lung_fraction": 0.25}
+    pred = predictions(model, data, rule)
+    assert len(pred["slice"]["labels"]) == len(labelled) and (pred["slice"]["labels"] >= 0).all()
+    with torch.no_grad():
+        logits = model(data.images.float()[:, None]).numpy()
+    every_slice = study_probabilities(logits, data.study, list(classes), rule)
+    np.testing.assert_allclose(pred["study"]["probs"]["joint"], every_slice, atol=1e-5)
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    study = next(i for i in range(data.n_studies) if (data.labels.numpy()[data.study == i] < 0).any())
+    only_labelled = aggregate_as(softmax[(data.study == study) & (data.labels.numpy() >= 0)], list(classes), rule)
+    assert not np.allclose(every_slice[study], only_labelled)  # the unlabelled slices count in their study
