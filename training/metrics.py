@@ -96,7 +96,9 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, classes: Se
 
 def study_level(labels: np.ndarray, probs: np.ndarray, study_index: np.ndarray, classes: Sequence[str],
                 aggregation: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Slice labels/probabilities grouped by ``study_index`` -> (study ids, study labels, study probabilities).
+    """Slice labels/probabilities grouped by ``study_index`` -> (study ids, study labels, study probabilities); a
+    study's label is its first labelled slice's (-1 when none: ``SliceSet`` keeps unlabelled slices in their study,
+    and every slice counts in its study's probabilities).
 
     Aggregation is ``inference.pipeline.aggregate_as`` itself with a bundle's ``aggregation`` block (e.g. the mean
     of the top-k slices ranked by 1 - P(NP)), so study-level figures measure exactly what the app reports.
@@ -105,6 +107,6 @@ def study_level(labels: np.ndarray, probs: np.ndarray, study_index: np.ndarray, 
 
     study_index = np.asarray(study_index)
     ids = np.unique(study_index)
-    y = np.array([labels[study_index == s][0] for s in ids], dtype=np.int64)
+    y = np.array([next(iter(labels[(study_index == s) & (labels >= 0)]), -1) for s in ids], dtype=np.int64)
     p = np.stack([aggregate_as(probs[study_index == s], list(classes), aggregation) for s in ids])
     return ids, y, p

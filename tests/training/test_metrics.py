@@ -74,6 +74,9 @@ def test_study_level_groups_slices():
     assert np.allclose(p2[1], (probs[3] + probs[4]) / 2)
     _, _, mean = study_level(labels, probs, study, ["NP", "COVID"], {"rule": "mean"})
     assert np.allclose(mean[1], probs[2:].mean(0))
+    # an unlabelled slice (-1) names no study's class but counts in its study's probabilities
+    ids, y, mean = study_level(np.array([-1, 1, 0, 0, -1]), probs, study, ["NP", "COVID"], {"rule": "mean"})
+    assert list(y) == [1, 0] and np.allclose(mean[0], probs[:2].mean(0)) and np.allclose(mean[1], probs[2:].mean(0))
 
 
 def test_top_fraction_rule_takes_the_same_share_of_a_long_and_a_short_study():
