@@ -51,7 +51,7 @@ from .slice_stack import unrelated_slices
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
            "model_input", "saliency_engine", "study_axes", "aggregate", "aggregate_as", "shift_prior", "positive_classes",
-           "lung_slices", "measure_opacity", "study_opacity"]
+           "lung_slices", "pixel_mm", "measure_opacity", "study_opacity"]
 
 SCHEMA = "lungscope.analysis/2"
 SALIENCY_MODES = ("positive", "all", "none")
@@ -384,19 +384,22 @@ def _stored_maps(maps: SliceMaps, axes: tuple[int, ...], lung: np.ndarray) -> Sl
     return SliceMaps(grid, mirror_geometry(maps.geometry, axes), lung, maps.target)
 
 
-def lung_slices(lung_mask: np.ndarray) -> np.ndarray:
-    """The indices of the slices ``analyze`` classifies and measures: lung area at least ``MIN_LUNG_FRACTION`` of
-    the image."""
-    areas = lung_mask.sum(axis=(1, 2))
-    return np.flatnonzero(areas >= MIN_LUNG_FRACTION * lung_mask.shape[1] * lung_mask.shape[2])
+def lung_slices(areas: np.ndarray, image_px: int) -> np.ndarray:
+    """The indices of the slices ``analyze`` classifies and measures, from each slice's lung area (pixels) and the
+    image's size: lung area at least ``MIN_LUNG_FRACTION`` of the image."""
+    return np.flatnonzero(np.asarray(areas) >= MIN_LUNG_FRACTION * image_px)
+
+
+def pixel_mm(volume: Volume) -> float:
+    """The in-plane pixel size (mm) the HU measures use; 0.7 mm, a typical chest CT's, when the study has none."""
+    return float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
 
 
 def measure_opacity(volume: Volume, lung_mask: np.ndarray, slices: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """The HU opacity of a study's ``slices`` (``inference.opacity``): its labels (uint8 like the volume, zero on the
     other slices) and their ``percentages`` of the lung volume, with the study's own aerated-lung level and slice
     spacing; a stack of unrelated slices (``inference.slice_stack``) is measured slice by slice."""
-    labels = np.zeros(lung_mask.shape, dtype=np.uint8)
-    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
+    labels, pixel = np.zeros(lung_mask.shape, dtype=np.uint8), pixel_mm(volume)
     unrelated = unrelated_slices(volume.array)
     if unrelated:
         warnings.warn(f"{volume.path or 'the volume'}: its {volume.n_slices} slices are unrelated images (one "
@@ -405,7 +408,7 @@ def measure_opacity(volume: Volume, lung_mask: np.ndarray, slices: np.ndarray) -
     baseline = None if unrelated else aerated_baseline(volume.array, lung_mask)
     slice_mm = float(volume.spacing_mm[0]) if volume.spacing_mm is not None and not unrelated else None
     for k in slices:
-        labels[k] = opacity_labels(volume.array[k], lung_mask[k], pixel_mm, baseline=baseline,
+        labels[k] = opacity_labels(volume.array[k], lung_mask[k], pixel, baseline=baseline,
                                    counted=through_plane_interior(lung_mask, int(k), slice_mm))
     return labels, percentages(labels, lung_mask)
 
@@ -417,7 +420,8 @@ def study_opacity(volume: Volume, lung_method: str = DEFAULT_METHOD) -> dict[str
     if not volume.is_hu:
         return None
     lung_mask = segment_lungs(volume, lung_method)
-    return measure_opacity(volume, lung_mask, lung_slices(lung_mask))[1]
+    slices = lung_slices(lung_mask.sum(axis=(1, 2)), lung_mask.shape[1] * lung_mask.shape[2])
+    return measure_opacity(volume, lung_mask, slices)[1]
 
 
 def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | None, lung_method: str,
@@ -432,7 +436,7 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
 
     classes, model, device = bundle.classes, bundle.model, bundle.device
     areas = lung_mask.sum(axis=(1, 2))
-    selected = lung_slices(lung_mask)
+    selected = lung_slices(areas, lung_mask.shape[1] * lung_mask.shape[2])
     lungs_found = selected.size > 0
     if not lungs_found:  # not a chest CT, or the lungs were not found: classify every whole slice
         selected = np.arange(volume.n_slices)
@@ -461,8 +465,8 @@ def _analyze(volume: Volume, bundle: Bundle, saliency: str, lungs: np.ndarray | 
     fusion = bundle.meta.get("opacity_fusion")
     if fusion and opacity is not None and lungs_found:  # the study decision with the HU measure (opacity_fusion)
         classifier_study, study = study, fuse(study, classes, opacity, fusion)
-    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
-    min_box_px = {diseased: max(4, int(round(area / (pixel_mm * pixel_mm)))) if volume.is_hu else 0
+    pixel = pixel_mm(volume)
+    min_box_px = {diseased: max(4, int(round(area / (pixel * pixel)))) if volume.is_hu else 0
                   for diseased, area in ((False, MIN_BOX_AREA_MM2), (True, MIN_DISEASED_BOX_AREA_MM2))}
     explain = [i for i in range(len(selected))
                if saliency == "all" or (saliency == "positive" and predicted[i] in positive)]

@@ -275,12 +275,11 @@ def slice_opacity(slice_result: SliceResult) -> np.ndarray:
     labels = maps.load_opacity_slice(run.pk, index)
     if labels is not None:
         return labels
-    from inference.opacity import opacity_labels
+    from inference.pipeline import lung_slices, measure_opacity
 
     volume = readable_volume(run)
-    pixel_mm = float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7  # as inference.pipeline
-    mask = opacity_labels(volume.array, run_lungs(run, volume), pixel_mm,
-                          slice_mm=float(volume.spacing_mm[0]) if volume.spacing_mm is not None else None)
+    lungs = run_lungs(run, volume)
+    mask, _ = measure_opacity(volume, lungs, lung_slices(lungs.sum(axis=(1, 2)), lungs.shape[1] * lungs.shape[2]))
     maps.save_opacity_mask(run.pk, mask)
     return mask[index]
 
