@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURES", "features", "fuse", "fused_logits", "check_params"]
+__all__ = ["FEATURES", "features", "fuse", "fused_logits", "fused_probabilities", "check_params"]
 
 #: The feature vector's parts, in order (the classes' log-probabilities first, one per class).
 FEATURES = ("log_probability", "log1p_opacity_percent")
@@ -72,11 +72,16 @@ def fused_logits(x: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
     return x @ coef.T + intercept
 
 
+def fused_probabilities(x: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+    """Softmax of :func:`fused_logits`, row by row."""
+    z = fused_logits(x, params)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def fuse(study: np.ndarray, classes: Sequence[str], opacity: Mapping[str, Any], params: Mapping[str, Any]
          ) -> np.ndarray:
     """The study probability vector decided with its opacity (``opacity``: ``inference.opacity.percentages``)."""
     if list(params.get("classes", [])) != list(classes):
         raise ValueError(f"opacity_fusion was fitted for classes {params.get('classes')}, the model has {list(classes)}")
-    logits = fused_logits(features(study, opacity["percent"]), params)[0]
-    e = np.exp(logits - logits.max())
-    return (e / e.sum()).astype(np.asarray(study).dtype)
+    return fused_probabilities(features(study, opacity["percent"]), params)[0].astype(np.asarray(study).dtype)

@@ -26,16 +26,15 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from inference.io import Volume
-from inference.opacity_fusion import FEATURES, features, fused_logits
+from inference.opacity_fusion import FEATURES, features, fused_probabilities
 from inference.pipeline import study_opacity
 
 from .files import written_whole
 from .prior_shift import edit_bundle_meta, held_out_folds, held_out_ids, nested_figures, nested_summary
 from .simulate.backgrounds import record_from_id
 
-__all__ = ["PENALTY_C", "fit_fusion", "opacity_says_whether", "fused_probabilities", "held_out_opacity",
-           "opacity_fusion_report", "write_opacity_fusion"]
+__all__ = ["PENALTY_C", "fit_fusion", "opacity_says_whether", "held_out_opacity", "opacity_fusion_report",
+           "write_opacity_fusion"]
 
 #: Inverse L2 strength on the coefficients (not the intercepts), as scikit-learn's ``C``.
 PENALTY_C = 1.0
@@ -90,13 +89,6 @@ def opacity_says_whether(classes: list[str]) -> np.ndarray:
     return free
 
 
-def fused_probabilities(x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """Softmax of :func:`inference.opacity_fusion.fused_logits`, row by row."""
-    z = fused_logits(x, params)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def held_out_opacity(crossval_dir: Path, ids: list[str], classes: list[str]) -> dict[str, dict[str, float]]:
     """Each named study's ``{"percent", "high_percent"}`` as the pipeline measures it, read from (and added to)
     ``opacity.json`` in the crossval folder."""
@@ -104,10 +96,7 @@ def held_out_opacity(crossval_dir: Path, ids: list[str], classes: list[str]) -> 
     known: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
     missing = [i for i in ids if i not in known]
     for n, study_id in enumerate(missing, start=1):
-        record = record_from_id(study_id, classes)
-        volume = Volume(array=record.array.astype(np.float32), kind="nifti", is_hu=True,
-                        spacing_mm=record.spacing_mm)
-        opacity = study_opacity(volume)
+        opacity = study_opacity(record_from_id(study_id, classes).volume())
         known[study_id] = {"percent": opacity["percent"], "high_percent": opacity["high_percent"]}
         if n % 25 == 0 or n == len(missing):
             print(f"opacity measured on {n}/{len(missing)} held-out studies", file=sys.stderr, flush=True)

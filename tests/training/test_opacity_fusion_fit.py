@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from inference.bundle import load_bundle, resolve_path
-from inference.io import Volume
+from inference.opacity_fusion import fused_probabilities
 from inference.pipeline import study_opacity
-from training.opacity_fusion import (fit_fusion, fused_probabilities, opacity_fusion_report, opacity_says_whether,
-                                     write_opacity_fusion)
+from training.opacity_fusion import fit_fusion, opacity_fusion_report, opacity_says_whether, write_opacity_fusion
 from training.simulate.backgrounds import record_from_id, simulated_studies
 
 CLASSES = ["NP", "CAP", "COVID"]
@@ -77,8 +76,7 @@ def test_the_command_measures_the_held_out_studies_and_writes_a_loadable_bundle(
     assert set(measured) == set(records) and report["studies"] == 12
     some_id = sorted(records)[0]
     record = records[some_id]
-    again = study_opacity(Volume(array=record.array.astype(np.float32), kind="nifti", is_hu=True,
-                                 spacing_mm=record.spacing_mm))
+    again = study_opacity(record.volume())
     assert measured[some_id] == {"percent": again["percent"], "high_percent": again["high_percent"]}
     nested = report["nested"]
     assert [f["held_out"] for f in nested["per_fold"]] == ["phantom:977103", "phantom:977104"]
