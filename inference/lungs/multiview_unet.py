@@ -21,7 +21,7 @@ Design
 * **Clean-up.** Components smaller than 2 % of the largest are dropped (stray votes in bowel gas or the trachea).
 
 ``segment(volume_hu)`` is the entry point used by ``inference.lungs.segment_lungs(..., method="unet")``; 2D
-input and thin slabs run the axial networks only. Trained by ``python -m training.unet`` on phantom studies;
+input and thin slabs run the axial networks only, each map averaged with its left-right mirror (``probability``). Trained by ``python -m training.unet`` on phantom studies;
 weights ship in ``models/lungs-unet/`` (``model.json`` + ``weights.pt``, fp16).
 """
 from __future__ import annotations
@@ -252,7 +252,11 @@ def probability(volume_hu: np.ndarray, weights: str | Path | None = None, device
     majority says lung (see :func:`segment`). ``auto`` adds dense lung only where it is higher still.
 
     Slabs thinner than ``MIN_SLICES_3D`` (and single slices) run the axial networks only, at their own slice count:
-    coronal and sagittal slices of a few-slice slab show no anatomy to segment.
+    coronal and sagittal slices of a few-slice slab show no anatomy to segment. Each of their maps is then the mean
+    of the network on the slab and on its left-right mirror image (mirrored back): the vote has three maps there
+    instead of nine, and the mirror gives each a second look at the pleura, mostly where a consolidation meets the
+    chest wall (``models/lungs-unet/MODEL_CARD.md``, "Mirror averaging on thin slabs"). Whole studies keep one pass:
+    their nine maps vote already, and the mirror doubles the U-Net's time on every study.
     """
     mvu = model or _cached(str(weights or DEFAULT_DIR), str(device))
     arr = np.asarray(volume_hu, dtype=np.float32)
@@ -267,6 +271,8 @@ def probability(volume_hu: np.ndarray, weights: str | Path | None = None, device
         cube01 = window(hu_cube, width, level)
         for view in views:
             prob = predict_view(mvu.nets[view], cube01, view)
+            if thin:  # mirror averaging (see the docstring); x is the patient's left-right axis
+                prob = 0.5 * (prob + predict_view(mvu.nets[view], cube01.flip(-1), view).flip(-1))
             votes += (prob > 0.5).float()
             prob_sum += prob
     n_maps = len(views) * len(mvu.windows)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from inference.lungs.multiview_unet import (DEFAULT_DIR, VIEWS, MultiViewUNet, NeighbourAttention, SliceUNet,
-                                            build_nets, fuse_batchnorm, load_unet, neighbour_stacks, save_unet,
-                                            segment, to_cube, view_slices)
+                                            build_nets, fuse_batchnorm, load_unet, neighbour_stacks, probability,
+                                            save_unet, segment, to_cube, view_slices)
 from training.phantom import generate_study
 
 
@@ -90,6 +90,24 @@ def test_segment_of_one_slice_is_a_slice(tmp_path) -> None:
                           windows={"lung": (1500.0, -600.0)}, meta={}, device=torch.device("cpu"))
     out = segment(np.full((40, 50), -1000.0, dtype=np.float32), model=model)
     assert out.shape == (40, 50) and out.dtype == bool
+
+
+def test_thin_slabs_are_read_with_their_mirror_image_whole_studies_once() -> None:
+    """A slab of a few slices gets each map averaged with the network's map of its left-right mirror image, so its
+    lung probability mirrors with the slab exactly; a whole study (``MIN_SLICES_3D`` slices and more) is read once.
+    An untrained network is not mirror-symmetric, so the slab's equality holds only through the averaging."""
+    torch.manual_seed(0)
+    nets = build_nets({"neighbours": 1, "base": 4, "depth": 2})
+    model = MultiViewUNet(nets={v: fuse_batchnorm(n.eval()) for v, n in nets.items()}, cube=(16, 32, 32),
+                          windows={"lung": (1500.0, -600.0), "wide": (1800.0, -300.0)}, meta={},
+                          device=torch.device("cpu"))
+    rng = np.random.default_rng(3)
+    slab = rng.normal(-600, 300, (5, 32, 32)).astype(np.float32)
+    mirrored = probability(slab[..., ::-1].copy(), model=model)
+    np.testing.assert_allclose(mirrored[..., ::-1], probability(slab, model=model), atol=1e-5)
+    study = rng.normal(-600, 300, (16, 32, 32)).astype(np.float32)
+    assert np.abs(probability(study[..., ::-1].copy(), model=model)[..., ::-1]
+                  - probability(study, model=model)).max() > 1e-4
 
 
 @pytest.fixture(scope="module")
