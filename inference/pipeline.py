@@ -45,7 +45,7 @@ from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
 from .opacity_fusion import fuse
 from .orientation import canonical, canonical_axes, looks_upside_down, mirror, mirror_box, mirror_geometry
-from .preprocess import CropGeometry, crop_geometry, prepare_slice, resize_map
+from .preprocess import CropGeometry, crop_geometry, pixel_size_mm, prepare_slice, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 from .slice_stack import unrelated_slices
 
@@ -221,11 +221,18 @@ def _window(volume: Volume, bundle: Bundle, lung_mask: np.ndarray) -> tuple[floa
     return study_window(volume.array, bundle.meta["normalization"], volume.is_hu, lung_mask)
 
 
-def _input(volume: Volume, window: tuple[float, float] | None, index: int, geometry: CropGeometry, size: int
-           ) -> np.ndarray:
+def _input(volume: Volume, window: tuple[float, float] | None, index: int, geometry: CropGeometry, size: int,
+           lungs: np.ndarray, reach_px: float | None) -> np.ndarray:
     """Slice ``index`` as the model sees it: normalised as ``normalize_volume`` does the whole study in training
-    (the same elementwise window), cropped and resized; a slice at a time, so no float copy of the study is made."""
-    return prepare_slice(apply_window(volume.array[index], window), geometry, size)
+    (the same elementwise window), cropped and resized, blanked beyond ``reach_px`` of the lungs when the bundle
+    asks (``crop.outside_lungs_mm``); a slice at a time, so no float copy of the study is made."""
+    return prepare_slice(apply_window(volume.array[index], window), geometry, size, lungs[index], reach_px)
+
+
+def outside_reach_px(meta: dict[str, Any], pixel: float) -> float | None:
+    """A bundle's ``crop.outside_lungs_mm`` in pixels of ``pixel`` mm (None: the bundle keeps the whole crop)."""
+    reach = meta.get("crop", {}).get("outside_lungs_mm")
+    return None if reach is None else float(reach) / pixel
 
 
 def _geometry(lung_mask: np.ndarray, index: int, bundle: Bundle) -> CropGeometry:
@@ -269,9 +276,10 @@ def _slice_inputs(volume: Volume, bundle: Bundle, lungs: np.ndarray, slices: np.
     window from ``lungs``, the crop, the input size; :func:`_input`), for classification and explanation alike."""
     window, size = _window(volume, bundle, lungs), _input_size(bundle)
     geometries = {int(k): _geometry(lungs, int(k), bundle) for k in slices}
+    reach = outside_reach_px(bundle.meta, pixel_mm(volume))
 
     def inputs(ks: Sequence[int]) -> np.ndarray:
-        return np.stack([_input(volume, window, int(k), geometries[int(k)], size) for k in ks])
+        return np.stack([_input(volume, window, int(k), geometries[int(k)], size, lungs, reach) for k in ks])
     return geometries, inputs
 
 
@@ -391,8 +399,8 @@ def lung_slices(areas: np.ndarray, image_px: int) -> np.ndarray:
 
 
 def pixel_mm(volume: Volume) -> float:
-    """The in-plane pixel size (mm) the HU measures use; 0.7 mm, a typical chest CT's, when the study has none."""
-    return float(volume.spacing_mm[1]) if volume.spacing_mm is not None else 0.7
+    """The in-plane pixel size (mm) the HU measures use (:func:`inference.preprocess.pixel_size_mm`)."""
+    return pixel_size_mm(volume.spacing_mm)
 
 
 def measure_opacity(volume: Volume, lung_mask: np.ndarray, slices: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -521,7 +529,8 @@ def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarra
     the crop that maps it back to the slice's pixels, for a volume (and mask) in the models' orientation
     (``inference.orientation``; ``analyze`` and ``slice_maps`` put a study in it)."""
     geometry = _geometry(lung_mask, index, bundle)
-    return _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle)), geometry
+    return _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle), lung_mask,
+                  outside_reach_px(bundle.meta, pixel_mm(volume))), geometry
 
 
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:

@@ -15,9 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
-__all__ = ["CropGeometry", "crop_geometry", "prepare_slice", "resize_map"]
+__all__ = ["CropGeometry", "crop_geometry", "prepare_slice", "resize_map", "pixel_size_mm", "near_lungs_only"]
+
+#: The in-plane pixel size (mm) assumed for a study that states none: a typical chest CT's.
+DEFAULT_PIXEL_MM = 0.7
+
+
+def pixel_size_mm(spacing_mm: tuple[float, ...] | None) -> float:
+    """The in-plane pixel size (mm) of a study's (z, y, x) spacing; ``DEFAULT_PIXEL_MM`` when it has none."""
+    return float(spacing_mm[1]) if spacing_mm is not None else DEFAULT_PIXEL_MM
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,29 @@ def crop_geometry(lung_mask_2d: np.ndarray | None, margin: float, shape: tuple[i
     return CropGeometry(y0, x0, y1, x1, (rows, cols), size)
 
 
-def prepare_slice(slice01: np.ndarray, geometry: CropGeometry, size: int = 224) -> np.ndarray:
-    """Crop a [0, 1] slice with ``geometry`` and resize it to the model input: float32 (size, size)."""
+def prepare_slice(slice01: np.ndarray, geometry: CropGeometry, size: int = 224, lung: np.ndarray | None = None,
+                  reach_px: float | None = None) -> np.ndarray:
+    """Crop a [0, 1] slice with ``geometry`` and resize it to the model input: float32 (size, size). With ``lung``
+    (the slice's bool lung mask) and ``reach_px`` (original pixels), what lies farther than that from the lungs is
+    blanked (:func:`near_lungs_only`)."""
     if size != geometry.size:
         raise ValueError(f"geometry was made for size {geometry.size}, asked for {size}")
     crop = np.asarray(slice01, dtype=np.float32)[geometry.y0:geometry.y1, geometry.x0:geometry.x1]
-    return resize_map(crop, (size, size))
+    out = resize_map(crop, (size, size))
+    if lung is not None and reach_px is not None:
+        out = near_lungs_only(out, geometry.mask_to_output(lung), reach_px / geometry.scale_x)
+    return out
+
+
+def near_lungs_only(image: np.ndarray, lung: np.ndarray, reach_px: float) -> np.ndarray:
+    """``image`` with every pixel farther than ``reach_px`` from ``lung`` (both in the same grid) set to 0, the
+    window's floor (air); unchanged when the slice has no lung.
+
+    Why (a bundle's ``crop.outside_lungs_mm``): the lung crop also shows the spine, the heart and the chest wall,
+    which differ from patient to patient and carry no label (every real background appears in every class), so a
+    classifier can only learn patient-specific noise there; a new patient's anatomy then moves its decision. The
+    reach keeps a margin around the lungs, where consolidation the lung mask missed at the pleura still lies."""
+    if not lung.any():
+        return image
+    far = ndimage.distance_transform_edt(~lung) > reach_px
+    return np.where(far, np.float32(0.0), image).astype(np.float32, copy=False)

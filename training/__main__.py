@@ -77,6 +77,9 @@ def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, pat
     g.add_argument("--width", type=float, default=1.0, help="MultiScaleVGG channel multiplier (1.0 = paper)")
     g.add_argument("--size", type=int, default=224, help="input size (224 = paper and shipped bundles)")
     g.add_argument("--max-slices", type=int, default=None, help="cap on lung slices per study")
+    g.add_argument("--outside-lungs-mm", type=float, default=None, metavar="MM",
+                   help="blank each slice beyond this distance from its lungs (spine, heart, chest wall); the "
+                        "bundle records it (crop.outside_lungs_mm) and the pipeline does the same")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g.add_argument("--device", default="auto")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -172,14 +175,14 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
     cache = None
     if getattr(a, "data_cache", None):
         fields = {k: str(getattr(a, k, None)) for k in DATA_KEYS}
-        fields["prep"] = repr(PrepConfig(size=a.size))
+        fields["prep"] = repr(_prep(a))
         key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
         cache = a.data_cache / f"slices-{key}.pt"
         if cache.is_file():
             data = torch.load(cache, weights_only=False)
             print(f"data: {data.n_studies} studies, {len(data)} slices from {cache}", flush=True)
             return data
-    data = build_slice_set(_records(a, classes), classes, PrepConfig(size=a.size))
+    data = build_slice_set(_records(a, classes), classes, _prep(a))
     if cache is not None:
         with written_whole(cache) as out:
             torch.save(data, out)
@@ -188,10 +191,18 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
     return data
 
 
+def _prep(a: argparse.Namespace, **overrides: Any) -> PrepConfig:
+    """The slice preparation the command's arguments ask for (input size, blanking beyond the lungs)."""
+    return PrepConfig(size=a.size, outside_lungs_mm=getattr(a, "outside_lungs_mm", None), **overrides)
+
+
 def _meta(a: argparse.Namespace, name: str, data: SliceSet, metrics: dict[str, Any],
           training: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "version": a.version, "classes": list(data.classes), "input_size": [a.size, a.size],
+    meta = {"name": name, "version": a.version, "classes": list(data.classes), "input_size": [a.size, a.size],
             "training_data_fingerprint": data.fingerprint(), "metrics": metrics, "training": training}
+    if a.outside_lungs_mm is not None:
+        meta["crop"] = {**DEFAULT_META["crop"], "outside_lungs_mm": a.outside_lungs_mm}
+    return meta
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -261,7 +272,7 @@ def _held_out(a: argparse.Namespace, classes: tuple[str, ...]) -> SliceSet | Non
         if not a.test_backgrounds and not a.test_studies:
             return None
         records = _simulated(a, classes, a.test_backgrounds, a.test_studies, a.data_seed + 1000, a.test_per_class)
-        return build_slice_set(records, classes, PrepConfig(size=a.size))
+        return build_slice_set(records, classes, _prep(a))
     if not a.test_studies:
         return None
     return _load(argparse.Namespace(**{**vars(a), "studies": a.test_studies}), classes, seed_offset=1000)
@@ -327,7 +338,7 @@ def cmd_retrain(a: argparse.Namespace) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     config = RetrainConfig(out_dir=a.out, name=a.name, version=a.version, base_bundle=a.base, width=a.width,
-                           prep=PrepConfig(size=a.size, max_slices=a.max_slices), train=_recipe(a), device=a.device)
+                           prep=_prep(a, max_slices=a.max_slices), train=_recipe(a), device=a.device)
     result = retrain(a.data, config, progress=None)
     print(json.dumps(summary_metrics(result.metrics), indent=1))
     print(f"bundle written to {result.bundle_dir}; log {result.log_path}")

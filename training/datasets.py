@@ -49,7 +49,7 @@ from inference.bundle import DEFAULT_META, min_lung_fraction_of
 from inference.io import Volume
 from inference.lungs import DEFAULT_METHOD, segment_lungs
 from inference.normalize import normalize_volume
-from inference.preprocess import crop_geometry, prepare_slice
+from inference.preprocess import crop_geometry, pixel_size_mm, prepare_slice
 
 __all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "prepared_slices", "slice_labels",
            "build_slice_set", "phantom_studies",
@@ -103,6 +103,8 @@ class PrepConfig:
     or phantom study carries its truth lungs, which the pipeline never has, and a model trained on truth crops
     labelled studies through the pipeline differently from its own evaluation (bundle 2.0.0: 2 of 6 against 20 of
     27). The record's mask still measures a slice's lesion fraction (:func:`slice_labels`).
+    ``outside_lungs_mm``: blank what lies farther than this from the lungs in each slice
+    (:func:`inference.preprocess.near_lungs_only`; the bundle's ``crop.outside_lungs_mm``); None keeps the crop whole.
     ``min_lesion_fraction``: where a record knows its lesion voxels (simulated disease), a slice of a diseased study
     is labelled with the disease when its lesion covers at least this fraction of the slice's lung, NP when it has
     none, and unlabelled (-1) in between (see :func:`slice_labels`); 0 labels every slice with its study's class.
@@ -116,6 +118,7 @@ class PrepConfig:
     lungs: str = DEFAULT_METHOD
     min_lesion_fraction: float = 0.01
     source_lungs: bool = False
+    outside_lungs_mm: float | None = None
 
     @property
     def normalization_params(self) -> dict[str, Any]:
@@ -126,6 +129,7 @@ class PrepConfig:
         """The preparation a bundle was trained with (input size, crop margin, normalisation, lung-slice rule), read
         from its ``meta.json``, so retraining and checks feed it what the pipeline feeds it."""
         fields = {"size": int(meta["input_size"][0]), "margin": float(meta["crop"]["margin"]),
+                  "outside_lungs_mm": meta["crop"].get("outside_lungs_mm"),
                   "normalization": tuple(meta["normalization"].items()),
                   "min_lung_fraction": min_lung_fraction_of(meta)}
         return cls(**{**fields, **overrides})
@@ -245,9 +249,10 @@ def prepared_slices(record: StudyRecord, prep: PrepConfig) -> tuple[np.ndarray, 
     if prep.max_slices is not None:
         keep = evenly_spaced(keep, prep.max_slices)
     out = np.empty((keep.size, prep.size, prep.size), dtype=np.float32)
+    reach = None if prep.outside_lungs_mm is None else prep.outside_lungs_mm / pixel_size_mm(record.spacing_mm)
     for j, z in enumerate(keep):
         geometry = crop_geometry(mask[z], prep.margin, unit.shape[1:], prep.size)
-        out[j] = prepare_slice(unit[z], geometry, prep.size)
+        out[j] = prepare_slice(unit[z], geometry, prep.size, mask[z], reach)
     return out, keep
 
 

@@ -108,7 +108,8 @@ def retrain(export_dir: str | Path, config: RetrainConfig, progress: Callable[[d
     metrics = evaluate(result.model, data.subset(test), aggregation)
     meta = {
         "name": config.name, "version": config.version, "classes": list(classes),
-        "input_size": [prep.size, prep.size], "crop": {"margin": prep.margin},
+        "input_size": [prep.size, prep.size], "crop": {"margin": prep.margin, **({} if prep.outside_lungs_mm is None
+                                           else {"outside_lungs_mm": prep.outside_lungs_mm})},
         "normalization": prep.normalization_params, "aggregation": aggregation,
         "training_data_fingerprint": data.fingerprint(),
         "metrics": {"held_out": summary_metrics(metrics), "held_out_studies": int(len(test))},

@@ -21,8 +21,8 @@ Design
 * **Clean-up.** Components smaller than 2 % of the largest are dropped (stray votes in bowel gas or the trachea).
 
 ``segment(volume_hu)`` is the entry point used by ``inference.lungs.segment_lungs(..., method="unet")``; 2D
-input and thin slabs run the axial networks only, each map averaged with its left-right mirror (``probability``). Trained by ``python -m training.unet`` on phantom studies;
-weights ship in ``models/lungs-unet/`` (``model.json`` + ``weights.pt``, fp16).
+input and thin slabs run the axial networks only, each map averaged with its left-right mirror (``probability``).
+Trained by ``python -m training.unet`` on phantom studies; weights ship in ``models/lungs-unet/`` (``model.json`` + ``weights.pt``, fp16).
 """
 from __future__ import annotations
 

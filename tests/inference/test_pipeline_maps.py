@@ -82,3 +82,37 @@ def test_a_studys_maps_are_held_in_the_model_grid_and_read_at_the_slices_size(ti
         for m, grid in zip(read, maps.grid):
             inside = maps.geometry.map_to_original(grid)
             np.testing.assert_array_equal(m, inside * lungs[index])
+
+
+def test_a_bundle_that_keeps_only_the_lungs_surroundings_gets_them_alone(tiny_bundle: Path, phantom_covid,
+                                                                        tmp_path: Path) -> None:
+    """A bundle with ``crop.outside_lungs_mm`` is given each slice blanked beyond that distance from the lungs (the
+    spine and the heart's middle), in mm of the study's pixels; the lungs and the margin round them are as before.
+    A value the pipeline cannot use is refused when the bundle is loaded."""
+    import json
+    import shutil
+
+    import pytest
+    from scipy import ndimage
+
+    from inference.bundle import BundleError
+
+    volume = Volume(array=phantom_covid.hu.astype(np.float32), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5))
+    lungs = phantom_covid.lung_mask.astype(bool)
+    index = int(np.argmax(lungs.sum(axis=(1, 2))))
+    masked_dir = tmp_path / "masked"
+    shutil.copytree(tiny_bundle, masked_dir)
+    meta = json.loads((masked_dir / "model.json").read_text())
+    meta["crop"] = {**meta.get("crop", {"margin": 0.05}), "outside_lungs_mm": 10.0}
+    (masked_dir / "model.json").write_text(json.dumps(meta))
+    whole, geometry = model_input(volume, load_bundle(str(tiny_bundle), device="cpu"), index, lungs)
+    kept, _ = model_input(volume, load_bundle(str(masked_dir), device="cpu"), index, lungs)
+    distance_mm = ndimage.distance_transform_edt(~geometry.mask_to_output(lungs[index])) * geometry.scale_x * 2.5
+    near, far = distance_mm <= 9.0, distance_mm > 11.0
+    assert far.any() and whole[far].max() > 0.2  # there was tissue to blank
+    assert (kept[far] == 0).all()
+    np.testing.assert_array_equal(kept[near], whole[near])
+    meta["crop"]["outside_lungs_mm"] = -3
+    (masked_dir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="outside_lungs_mm"):
+        load_bundle(str(masked_dir), device="cpu")

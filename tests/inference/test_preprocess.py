@@ -51,3 +51,24 @@ def test_map_back_to_original_keeps_the_crop_content() -> None:
     assert np.all(back[: g.y0] == 0) and np.all(back[g.y1:] == 0)
     inside = (slice(g.y0, g.y1), slice(g.x0, g.x1))
     assert abs(back[inside].mean() - image[inside].mean()) < 0.01
+
+
+def test_beyond_the_lungs_reach_is_blanked_within_it_kept() -> None:
+    """``crop.outside_lungs_mm``: the model input keeps the lungs and a margin of ``reach`` original pixels round
+    them (scaled into the output grid) and sets the rest (spine, heart, chest wall) to 0; a slice without lung is
+    left whole."""
+    from inference.preprocess import near_lungs_only
+
+    image = np.full((200, 200), 0.6, dtype=np.float32)
+    lung = np.zeros((200, 200), dtype=bool)
+    lung[60:140, 30:90] = True  # one lung, 80 x 60 pixels
+    geometry = crop_geometry(lung, 0.05, lung.shape, 100)  # ~84 original pixels -> 100: 0.84 per output pixel
+    plain = prepare_slice(image, geometry, 100)
+    masked = prepare_slice(image, geometry, 100, lung, reach_px=8.4)  # 10 output pixels
+    lung_out = geometry.mask_to_output(lung)
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(~lung_out)
+    assert np.array_equal(masked[distance <= 9.5], plain[distance <= 9.5])
+    assert (masked[distance > 10.5] == 0).all() and (distance > 10.5).any()
+    assert np.array_equal(near_lungs_only(plain, np.zeros_like(lung_out), 5.0), plain)

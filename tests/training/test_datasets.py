@@ -29,6 +29,26 @@ def test_slices_are_prepared_exactly_as_inference_prepares_them():
         assert got.shape == (3, 48, 48) and np.array_equal(got[1], expected)
 
 
+def test_blanking_beyond_the_lungs_is_prepared_as_the_bundle_tells_the_pipeline():
+    """``--outside-lungs-mm``: training blanks each slice beyond that distance from its lungs, in the record's pixel
+    size, exactly as the pipeline does for a bundle whose ``crop.outside_lungs_mm`` says so (``for_bundle``)."""
+    from inference.bundle import DEFAULT_META
+
+    record = next(toy_studies(1, seed=5, size=64, n_slices=3))
+    prep = PrepConfig.for_bundle({**DEFAULT_META, "input_size": [48, 48],
+                                  "crop": {"margin": 0.05, "outside_lungs_mm": 6.0}})
+    assert prep.outside_lungs_mm == 6.0
+    lungs = segment_lungs(Volume(array=record.array.astype(np.float32), kind="nifti", is_hu=True,
+                                 spacing_mm=record.spacing_mm), prep.lungs)
+    got = study_slices(record, prep)
+    whole = study_slices(record, PrepConfig(size=48))
+    unit, _ = normalize_volume(record.array.astype(np.float32), prep.normalization_params, mask=lungs)
+    geometry = crop_geometry(lungs[1], prep.margin, unit.shape[1:], 48)
+    expected = prepare_slice(unit[1], geometry, 48, lungs[1], 6.0 / record.spacing_mm[1])
+    assert np.array_equal(got[1], expected)
+    assert (got[1] == 0).sum() > (whole[1] == 0).sum()  # something beyond the reach was blanked
+
+
 def test_only_lung_slices_are_kept():
     record = next(toy_studies(1, seed=0, size=32, n_slices=4))
     record.lung_mask[0] = False
@@ -144,3 +164,20 @@ def test_a_study_keeps_its_unlabelled_slices_and_training_does_not_see_them() ->
     study = next(i for i in range(data.n_studies) if (data.labels.numpy()[data.study == i] < 0).any())
     only_labelled = aggregate_as(softmax[(data.study == study) & (data.labels.numpy() >= 0)], list(classes), rule)
     assert not np.allclose(every_slice[study], only_labelled)  # the unlabelled slices count in their study
+
+
+def test_the_train_command_records_the_blanking_its_slices_had(tmp_path):
+    """``python -m training train --outside-lungs-mm``: the bundle carries ``crop.outside_lungs_mm``, so the pipeline
+    blanks the slices it classifies as training blanked them; without the flag the crop keeps the default."""
+    import json
+
+    from inference.bundle import load_bundle
+    from training.__main__ import main
+
+    for flag, expected in ((["--outside-lungs-mm", "8"], 8.0), ([], None)):
+        out = tmp_path / f"bundle{len(flag)}"
+        main(["train", "--source", "toy", "--studies", "9", "--iterations", "2", "--val-every", "2", "--width",
+              "0.125", "--size", "48", "--no-progress", "--threads", "1", "--out", str(out), "--work-dir",
+              str(tmp_path / f"work{len(flag)}"), *flag])
+        assert json.loads((out / "model.json").read_text())["crop"].get("outside_lungs_mm") == expected
+        assert load_bundle(str(out), device="cpu").meta["crop"]["margin"] == 0.05
