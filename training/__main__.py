@@ -49,7 +49,7 @@ DEFAULT_BACKGROUNDS = tuple(REAL_BACKGROUNDS)
 #: train on 300 phantom studies (256 px, 40 slices, data seed 1), at most 20 lung slices each, split by patient
 #: 240/60, and are scored on 60 fresh studies (data seed 1001). ``default`` is sized for CPU inference and training
 #: (width 0.25, 112 px); ``paper`` is the paper's width, input size, learning rate and budget. The shipped
-#: ``default`` 2.3.0 is these 2.2.0 weights with a study decision fitted afterwards on a leave-one-background-out run
+#: ``default`` 2.3.1 is these 2.2.0 weights with a study decision fitted afterwards on a leave-one-background-out run
 #: (``opacity-fusion``; its model card gives the commands).
 SHIPPED: dict[str, dict[str, Any]] = {
     "train-default": {"name": "default", "version": "2.2.0", "source": "simulated", "per_class": 14,
