@@ -2,12 +2,16 @@
 the joint and IG maps are the paper's smoothed magnitudes of the engine's attributions."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from scipy import ndimage
 
-from inference.bundle import load_bundle
+from inference.bundle import BundleError, load_bundle
 from inference.io import Volume
 from inference.boxes import smoothed_magnitude
 from inference.pipeline import analyze, model_input, saliency_engine, slice_maps
@@ -89,14 +93,6 @@ def test_a_bundle_that_keeps_only_the_lungs_surroundings_gets_them_alone(tiny_bu
     """A bundle with ``crop.outside_lungs_mm`` is given each slice blanked beyond that distance from the lungs (the
     spine and the heart's middle), in mm of the study's pixels; the lungs and the margin round them are as before.
     A value the pipeline cannot use is refused when the bundle is loaded."""
-    import json
-    import shutil
-
-    import pytest
-    from scipy import ndimage
-
-    from inference.bundle import BundleError
-
     volume = Volume(array=phantom_covid.hu.astype(np.float32), kind="nifti", is_hu=True, spacing_mm=(5.0, 2.5, 2.5))
     lungs = phantom_covid.lung_mask.astype(bool)
     index = int(np.argmax(lungs.sum(axis=(1, 2))))

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from inference.preprocess import crop_geometry, prepare_slice
+from inference.preprocess import crop_geometry, near_lungs_only, prepare_slice
 
 
 def _mask(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -57,8 +58,6 @@ def test_beyond_the_lungs_reach_is_blanked_within_it_kept() -> None:
     """``crop.outside_lungs_mm``: the model input keeps the lungs and a margin of ``reach`` original pixels round
     them (scaled into the output grid) and sets the rest (spine, heart, chest wall) to 0; a slice without lung is
     left whole."""
-    from inference.preprocess import near_lungs_only
-
     image = np.full((200, 200), 0.6, dtype=np.float32)
     lung = np.zeros((200, 200), dtype=bool)
     lung[60:140, 30:90] = True  # one lung, 80 x 60 pixels
@@ -66,8 +65,6 @@ def test_beyond_the_lungs_reach_is_blanked_within_it_kept() -> None:
     plain = prepare_slice(image, geometry, 100)
     masked = prepare_slice(image, geometry, 100, lung, reach_px=8.4)  # 10 output pixels
     lung_out = geometry.mask_to_output(lung)
-    from scipy import ndimage
-
     distance = ndimage.distance_transform_edt(~lung_out)
     assert np.array_equal(masked[distance <= 9.5], plain[distance <= 9.5])
     assert (masked[distance > 10.5] == 0).all() and (distance > 10.5).any()

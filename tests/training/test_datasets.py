@@ -1,14 +1,17 @@
 """Data sources, preparation through the inference code path, and patient-level splits."""
 import csv
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from inference.bundle import DEFAULT_META, load_bundle
 from inference.io import Volume
 from inference.lungs import segment_lungs
 from inference.normalize import normalize_volume
 from inference.preprocess import crop_geometry, prepare_slice
+from training.__main__ import main
 from training.datasets import (TASKS, PrepConfig, build_slice_set, export_studies, group_kfold, group_split,
                                image_studies, study_slices, toy_studies, write_export_study)
 
@@ -32,8 +35,6 @@ def test_slices_are_prepared_exactly_as_inference_prepares_them():
 def test_blanking_beyond_the_lungs_is_prepared_as_the_bundle_tells_the_pipeline():
     """``--outside-lungs-mm``: training blanks each slice beyond that distance from its lungs, in the record's pixel
     size, exactly as the pipeline does for a bundle whose ``crop.outside_lungs_mm`` says so (``for_bundle``)."""
-    from inference.bundle import DEFAULT_META
-
     record = next(toy_studies(1, seed=5, size=64, n_slices=3))
     prep = PrepConfig.for_bundle({**DEFAULT_META, "input_size": [48, 48],
                                   "crop": {"margin": 0.05, "outside_lungs_mm": 6.0}})
@@ -169,11 +170,6 @@ def test_a_study_keeps_its_unlabelled_slices_and_training_does_not_see_them() ->
 def test_the_train_command_records_the_blanking_its_slices_had(tmp_path):
     """``python -m training train --outside-lungs-mm``: the bundle carries ``crop.outside_lungs_mm``, so the pipeline
     blanks the slices it classifies as training blanked them; without the flag the crop keeps the default."""
-    import json
-
-    from inference.bundle import load_bundle
-    from training.__main__ import main
-
     for flag, expected in ((["--outside-lungs-mm", "8"], 8.0), ([], None)):
         out = tmp_path / f"bundle{len(flag)}"
         main(["train", "--source", "toy", "--studies", "9", "--iterations", "2", "--val-every", "2", "--width",
