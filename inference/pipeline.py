@@ -45,7 +45,7 @@ from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
 from .opacity_fusion import fuse
 from .orientation import canonical, canonical_axes, looks_upside_down, mirror, mirror_box, mirror_geometry
-from .preprocess import CropGeometry, crop_geometry, pixel_size_mm, prepare_slice, resize_map
+from .preprocess import CropGeometry, crop_geometry, pixel_size_mm, prepare_slice, reach_px, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 from .slice_stack import unrelated_slices
 
@@ -229,10 +229,9 @@ def _input(volume: Volume, window: tuple[float, float] | None, index: int, geome
     return prepare_slice(apply_window(volume.array[index], window), geometry, size, lungs[index], reach_px)
 
 
-def outside_reach_px(meta: dict[str, Any], pixel: float) -> float | None:
-    """A bundle's ``crop.outside_lungs_mm`` in pixels of ``pixel`` mm (None: the bundle keeps the whole crop)."""
-    reach = meta.get("crop", {}).get("outside_lungs_mm")
-    return None if reach is None else float(reach) / pixel
+def _reach(volume: Volume, bundle: Bundle) -> float | None:
+    """The bundle's blanking distance (``crop.outside_lungs_mm``) in the study's pixels, None without one."""
+    return reach_px(bundle.meta["crop"].get("outside_lungs_mm"), volume.spacing_mm)
 
 
 def _geometry(lung_mask: np.ndarray, index: int, bundle: Bundle) -> CropGeometry:
@@ -276,7 +275,7 @@ def _slice_inputs(volume: Volume, bundle: Bundle, lungs: np.ndarray, slices: np.
     window from ``lungs``, the crop, the input size; :func:`_input`), for classification and explanation alike."""
     window, size = _window(volume, bundle, lungs), _input_size(bundle)
     geometries = {int(k): _geometry(lungs, int(k), bundle) for k in slices}
-    reach = outside_reach_px(bundle.meta, pixel_mm(volume))
+    reach = _reach(volume, bundle)
 
     def inputs(ks: Sequence[int]) -> np.ndarray:
         return np.stack([_input(volume, window, int(k), geometries[int(k)], size, lungs, reach) for k in ks])
@@ -530,7 +529,7 @@ def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarra
     (``inference.orientation``; ``analyze`` and ``slice_maps`` put a study in it)."""
     geometry = _geometry(lung_mask, index, bundle)
     return _input(volume, _window(volume, bundle, lung_mask), index, geometry, _input_size(bundle), lung_mask,
-                  outside_reach_px(bundle.meta, pixel_mm(volume))), geometry
+                  _reach(volume, bundle)), geometry
 
 
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:

@@ -18,7 +18,8 @@ import torch
 from scipy import ndimage
 import torch.nn.functional as F
 
-__all__ = ["CropGeometry", "crop_geometry", "prepare_slice", "resize_map", "pixel_size_mm", "near_lungs_only"]
+__all__ = ["CropGeometry", "crop_geometry", "prepare_slice", "resize_map", "pixel_size_mm", "near_lungs_only",
+           "reach_px"]
 
 #: The in-plane pixel size (mm) assumed for a study that states none: a typical chest CT's.
 DEFAULT_PIXEL_MM = 0.7
@@ -27,6 +28,13 @@ DEFAULT_PIXEL_MM = 0.7
 def pixel_size_mm(spacing_mm: tuple[float, ...] | None) -> float:
     """The in-plane pixel size (mm) of a study's (z, y, x) spacing; ``DEFAULT_PIXEL_MM`` when it has none."""
     return float(spacing_mm[1]) if spacing_mm is not None else DEFAULT_PIXEL_MM
+
+
+def reach_px(outside_lungs_mm: float | None, spacing_mm: tuple[float, ...] | None) -> float | None:
+    """``outside_lungs_mm`` (a bundle's ``crop.outside_lungs_mm``) in the study's pixels, for
+    :func:`prepare_slice`; None (keep the whole crop) stays None. One conversion, so training and the pipeline blank
+    the same margin."""
+    return None if outside_lungs_mm is None else float(outside_lungs_mm) / pixel_size_mm(spacing_mm)
 
 
 @dataclass(frozen=True)

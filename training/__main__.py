@@ -193,7 +193,7 @@ def _load(a: argparse.Namespace, classes: tuple[str, ...], seed_offset: int = 0)
 
 def _prep(a: argparse.Namespace, **overrides: Any) -> PrepConfig:
     """The slice preparation the command's arguments ask for (input size, blanking beyond the lungs)."""
-    return PrepConfig(size=a.size, outside_lungs_mm=getattr(a, "outside_lungs_mm", None), **overrides)
+    return PrepConfig(size=a.size, outside_lungs_mm=a.outside_lungs_mm, **overrides)
 
 
 def _meta(a: argparse.Namespace, name: str, data: SliceSet, metrics: dict[str, Any],

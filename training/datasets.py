@@ -49,7 +49,7 @@ from inference.bundle import DEFAULT_META, min_lung_fraction_of
 from inference.io import Volume
 from inference.lungs import DEFAULT_METHOD, segment_lungs
 from inference.normalize import normalize_volume
-from inference.preprocess import crop_geometry, pixel_size_mm, prepare_slice
+from inference.preprocess import crop_geometry, prepare_slice, reach_px
 
 __all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "prepared_slices", "slice_labels",
            "build_slice_set", "phantom_studies",
@@ -249,7 +249,7 @@ def prepared_slices(record: StudyRecord, prep: PrepConfig) -> tuple[np.ndarray, 
     if prep.max_slices is not None:
         keep = evenly_spaced(keep, prep.max_slices)
     out = np.empty((keep.size, prep.size, prep.size), dtype=np.float32)
-    reach = None if prep.outside_lungs_mm is None else prep.outside_lungs_mm / pixel_size_mm(record.spacing_mm)
+    reach = reach_px(prep.outside_lungs_mm, record.spacing_mm)
     for j, z in enumerate(keep):
         geometry = crop_geometry(mask[z], prep.margin, unit.shape[1:], prep.size)
         out[j] = prepare_slice(unit[z], geometry, prep.size, mask[z], reach)
