@@ -21,10 +21,10 @@ from training.retrain import RetrainConfig, summary_metrics
 
 
 def prep_for(bundle: Bundle, base: PrepConfig) -> PrepConfig:
-    """How ``bundle`` wants its slices prepared (its model.json), with the slice selection of ``base``."""
-    return PrepConfig(size=int(bundle.meta["input_size"][0]), margin=float(bundle.meta["crop"]["margin"]),
-                      normalization=tuple(bundle.meta["normalization"].items()),
-                      min_lung_fraction=base.min_lung_fraction, max_slices=base.max_slices, lungs=base.lungs)
+    """How ``bundle`` wants its slices prepared (its model.json: size, crop, blanking, normalisation), with the slice
+    selection of ``base``, as ``training.retrain`` prepares a start bundle's."""
+    return PrepConfig.for_bundle(bundle.meta, min_lung_fraction=base.min_lung_fraction, max_slices=base.max_slices,
+                                 lungs=base.lungs)
 
 
 def _predict(bundle: Bundle, records: list[StudyRecord], prep: PrepConfig) -> tuple[dict[str, Any], dict[str, Any]]:
