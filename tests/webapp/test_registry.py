@@ -18,7 +18,7 @@ from webapp.jobs.models import Job
 from webapp.registry import services
 from webapp.registry.models import ModelActivation, ModelVersion, TrainingRun
 from webapp.retraining.tasks import train_model
-from webapp.retraining.training import create_training_run, json_safe, work_dir
+from webapp.retraining.training import create_training_run, json_safe, retrain_config, work_dir
 from webapp.review.models import AuditEvent
 
 CONFIG = {"task": "3way", "iterations": 3, "seed": 0, "start_bundle": None}
@@ -110,6 +110,14 @@ def test_training_config_and_reanalysis_input_are_checked(people, dataset, tmp_p
     ok = post({**CONFIG, "task": "np-covid", "start_bundle": two_class.pk})
     assert ok.status_code == 202 and ok.json()["config"]["start_bundle"] == two_class.pk
     assert ok.json()["job"]["status"] == "queued" and ok.json()["total_iterations"] == 3
+    for reach in (0, -5, 201, "far"):
+        bad = post({**CONFIG, "outside_lungs_mm": reach})
+        assert bad.status_code == 400 and "outside_lungs_mm" in bad.json()["config"], reach
+    blanked = post({**CONFIG, "outside_lungs_mm": 10})
+    assert blanked.status_code == 202 and blanked.json()["config"]["outside_lungs_mm"] == 10
+    run = TrainingRun.objects.get(pk=blanked.json()["id"])
+    assert retrain_config(run, tmp_path / "blanked-1").prep.outside_lungs_mm == 10  # what retrain then trains with
+    assert retrain_config(TrainingRun.objects.get(pk=ok.json()["id"]), tmp_path / "whole-1").prep.outside_lungs_mm is None
     missing = admin.post("/api/reanalysis/", {"study_ids": [987654]}, format="json")
     assert missing.status_code == 400 and "no such studies" in str(missing.json())
     assert admin.post("/api/reanalysis/", {"study_ids": []}, format="json").status_code == 400

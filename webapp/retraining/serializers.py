@@ -27,10 +27,18 @@ class TrainingConfigSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=512, default=16)
     max_slices = serializers.IntegerField(min_value=1, allow_null=True, default=None)
     input_size = serializers.IntegerField(min_value=32, max_value=512, default=224)  # from scratch only
+    # from scratch only (a start bundle brings its own): blank each slice beyond this many mm of its lungs, as the
+    # shipped default is trained (crop.outside_lungs_mm); the bundle's own check bounds it the same way
+    outside_lungs_mm = serializers.FloatField(min_value=0.0, max_value=200.0, allow_null=True, default=None)
     device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
 
     def get_fields(self):
         return {"task": serializers.ChoiceField(choices=sorted(tasks())), **super().get_fields()}
+
+    def validate_outside_lungs_mm(self, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise serializers.ValidationError("a distance in mm above 0 (leave it out to keep the whole crop)")
+        return value
 
     def validate(self, attrs):
         start = attrs["start_bundle"]

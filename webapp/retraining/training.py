@@ -64,9 +64,10 @@ def request_cancel(run: TrainingRun) -> TrainingRun:
 
 
 def retrain_config(run: TrainingRun, out_dir: Path) -> RetrainConfig:
-    """The API's config (task, iterations, seed, start_bundle; optional width, batch_size, max_slices, input_size)
-    as ``RetrainConfig``: validation 5 times per run, a progress record every ~1% for the live chart. A start
-    bundle brings its own input size and normalisation (retrain takes them from its model.json)."""
+    """The API's config (task, iterations, seed, start_bundle; optional width, batch_size, max_slices, input_size,
+    outside_lungs_mm) as ``RetrainConfig``: validation 5 times per run, a progress record every ~1% for the live
+    chart. A start bundle brings its own input size, blanking and normalisation (retrain takes them from its
+    model.json)."""
     from training.datasets import TASKS, PrepConfig
     from training.retrain import RetrainConfig
     from training.train import TrainConfig
@@ -78,7 +79,8 @@ def retrain_config(run: TrainingRun, out_dir: Path) -> RetrainConfig:
     return RetrainConfig(
         out_dir=out_dir, name=out_dir.name.rsplit("-", 1)[0], version=out_dir.name.rsplit("-", 1)[1],
         classes=TASKS[config["task"]], base_bundle=base, width=float(config.get("width", 1.0)),
-        prep=PrepConfig(size=int(config.get("input_size", 224)), max_slices=config.get("max_slices")),
+        prep=PrepConfig(size=int(config.get("input_size", 224)), max_slices=config.get("max_slices"),
+                        outside_lungs_mm=config.get("outside_lungs_mm")),
         train=TrainConfig(iterations=iterations, seed=int(config.get("seed", 0)),
                           batch_size=int(config.get("batch_size", 16)), val_every=max(1, iterations // 5),
                           patience=max(iterations, 1), log_every=max(1, iterations // 100), progress_bar=False),
