@@ -27,8 +27,8 @@ class TrainingConfigSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=512, default=16)
     max_slices = serializers.IntegerField(min_value=1, allow_null=True, default=None)
     input_size = serializers.IntegerField(min_value=32, max_value=512, default=224)  # from scratch only
-    # from scratch only (a start bundle brings its own): blank each slice beyond this many mm of its lungs, as the
-    # shipped default is trained (crop.outside_lungs_mm); the bundle's own check bounds it the same way
+    # from scratch only (a start bundle brings its own): blank each slice beyond this many mm of its lungs
+    # (crop.outside_lungs_mm); bounded as inference.bundle's check bounds it in a model.json
     outside_lungs_mm = serializers.FloatField(min_value=0.0, max_value=200.0, allow_null=True, default=None)
     device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
 
