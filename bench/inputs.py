@@ -4,12 +4,13 @@
                                      [--simulated 120] [--stack-slices 24] [--out bench/out/inputs.json]
 
 * ``orientation-real``: every real scan in ``../shared`` (LIDC-IDRI, Lung-PET-CT-Dx, RICORD slabs) written as a NIfTI
-  file with a placeholder affine, upright and upside down (rows reversed): whether ``inference.pipeline.study_axes``
+  file with a placeholder affine, upright and upside down (rows reversed): whether ``inference.orientation.study_axes``
   turns it, and the analysis (``default``, no saliency: label, its probability, opacity %, lung voxels) against the
   DICOM series'; ``--before`` also analyses the upside-down files as stored (the behaviour before the check).
 * ``orientation-simulated``: ``--simulated`` studies from ``training.simulate`` (the real backgrounds and phantom
   patients, CAP / COVID / NP, slabs of 40-200 mm and, every sixth, whole lungs, through a random scanner), upright and
-  upside down: how many ``study_axes`` turns of each (an upright one turned is an error).
+  upside down: how many ``study_axes`` turns of each (an upright one turned is an error), and how many upright ones
+  either sign alone (the dependent-lung gradient, the bone behind the lungs) would have turned.
 * ``stack``: ``--stack-slices`` unrelated simulated slices with lesions (held-out backgrounds LIDC-IDRI-0003,
   Lung_Dx-A0002 and two phantom patients; one slice per study) stacked into one volume, analysed as one volume and
   each slice alone (``--before``: also as one scan, the behaviour before ``inference.slice_stack``): lung Dice, lesion
@@ -35,7 +36,9 @@ import inference.orientation as orientation  # noqa: E402
 import inference.slice_stack as slice_stack  # noqa: E402
 from inference.bundle import Bundle, load_bundle  # noqa: E402
 from inference.io import Volume, load_study  # noqa: E402
-from inference.pipeline import AnalysisResult, analyze, study_axes  # noqa: E402
+from inference.orientation import (BONE_BELOW_UPRIGHT, DEPENDENT_TURNED_HU, dependent_gradient_hu,  # noqa: E402
+                                   posterior_bone_share, study_axes)
+from inference.pipeline import AnalysisResult, analyze  # noqa: E402
 from training.simulate.backgrounds import background, shared_data_dir, simulate  # noqa: E402
 
 PARTS = ("orientation-real", "orientation-simulated", "stack")
@@ -71,7 +74,7 @@ def orientation_real(bundle: Bundle, before: bool) -> dict:
             row = {"scan": name, "dicom": _summary(analyze(series, bundle, saliency="none"))}
             for tag, array in (("upright", series.array), ("upside_down", series.array[:, ::-1])):
                 volume = _nifti(array, series.spacing_mm, Path(tmp) / f"{tag}.nii.gz")
-                row[tag] = {"turned": study_axes(volume, bundle) == (1,),
+                row[tag] = {"turned": study_axes(volume) == (1,),
                             **_summary(analyze(volume, bundle, saliency="none"))}
                 if before and tag == "upside_down":
                     limit, orientation.DEPENDENT_TURNED_HU = orientation.DEPENDENT_TURNED_HU, float("inf")
@@ -85,9 +88,10 @@ def orientation_real(bundle: Bundle, before: bool) -> dict:
             "upside_down_equal_to_dicom": sum(r["upside_down_equals_dicom"] for r in rows), "rows": rows}
 
 
-def orientation_simulated(bundle: Bundle, seed: int, count: int) -> dict:
+def orientation_simulated(seed: int, count: int) -> dict:
     rng = np.random.default_rng(seed)
-    counts = {kind: {"studies": 0, "upright_turned": 0, "upside_down_turned_back": 0} for kind in ("slab", "whole")}
+    counts = {kind: {"studies": 0, "upright_turned": 0, "upside_down_turned_back": 0, "upright_lung_sign_alone": 0,
+                     "upright_bone_sign_alone": 0} for kind in ("slab", "whole")}
     wrong = []
     for i in range(count):
         spec, label = SIMULATED_BACKGROUNDS[i % len(SIMULATED_BACKGROUNDS)], ("NP", "CAP", "COVID")[i % 3]
@@ -96,9 +100,13 @@ def orientation_simulated(bundle: Bundle, seed: int, count: int) -> dict:
         sample, _ = simulate(rng, background(spec), label, extent=extent,
                              block_mm=None if kind == "whole" else float(rng.uniform(40, 200)))
         hu = sample.hu.astype(np.float32)
-        upright = study_axes(Volume(array=hu.copy(), kind="nifti", is_hu=True, spacing_mm=sample.spacing_mm), bundle)
+        upright = study_axes(Volume(array=hu.copy(), kind="nifti", is_hu=True, spacing_mm=sample.spacing_mm))
         turned = study_axes(Volume(array=np.ascontiguousarray(hu[:, ::-1]), kind="nifti", is_hu=True,
-                                   spacing_mm=sample.spacing_mm), bundle)
+                                   spacing_mm=sample.spacing_mm))
+        gradient = dependent_gradient_hu(hu)
+        share = posterior_bone_share(hu)
+        counts[kind]["upright_lung_sign_alone"] += gradient is not None and gradient <= -DEPENDENT_TURNED_HU
+        counts[kind]["upright_bone_sign_alone"] += share is not None and share < BONE_BELOW_UPRIGHT
         counts[kind]["studies"] += 1
         counts[kind]["upright_turned"] += upright == (1,)
         counts[kind]["upside_down_turned_back"] += turned == (1,)
@@ -173,7 +181,7 @@ def main() -> None:
         if part == "orientation-real":
             report[part] = orientation_real(bundle, a.before)
         elif part == "orientation-simulated":
-            report[part] = orientation_simulated(bundle, a.seed, a.simulated)
+            report[part] = orientation_simulated(a.seed, a.simulated)
         else:
             report[part] = stack(bundle, a.seed, a.stack_slices, a.before)
         report[part]["seconds"] = round(time.time() - start, 1)

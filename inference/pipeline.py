@@ -38,19 +38,19 @@ import torch
 from .boxes import (BOX_LABELS, Box, LesionMap, extract_lesions, infection_percent, lung_volume_ml, opacity_boxes,
                     smoothed_magnitude)
 from .bundle import AGGREGATION_RULES, Bundle, min_lung_fraction_of
-from .domain import assess, slice_distances, trained_on_hu
+from .domain import assess, trained_on_hu
 from .io import Volume
 from .lungs import DEFAULT_METHOD, segment_lungs
 from .normalize import apply_window, study_window
 from .opacity import aerated_baseline, opacity_labels, percentages, through_plane_interior
 from .opacity_fusion import fuse
-from .orientation import canonical, canonical_axes, looks_upside_down, mirror, mirror_box, mirror_geometry
+from .orientation import canonical, mirror, mirror_box, mirror_geometry, study_axes
 from .preprocess import CropGeometry, crop_geometry, pixel_size_mm, prepare_slice, reach_px, resize_map
 from .saliency import SaliencyEngine, joint_saliency
 from .slice_stack import unrelated_slices
 
 __all__ = ["SCHEMA", "SALIENCY_MODES", "SliceMaps", "SliceResult", "AnalysisResult", "analyze", "slice_maps",
-           "model_input", "saliency_engine", "study_axes", "aggregate", "aggregate_as", "shift_prior", "positive_classes",
+           "model_input", "saliency_engine", "aggregate", "aggregate_as", "shift_prior", "positive_classes",
            "lung_slices", "pixel_mm", "measure_opacity", "study_opacity"]
 
 SCHEMA = "lungscope.analysis/2"
@@ -329,7 +329,7 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
     stored pixels."""
     if saliency not in SALIENCY_MODES:
         raise ValueError(f"saliency must be one of {SALIENCY_MODES}, not {saliency!r}")
-    with canonical(volume, study_axes(volume, bundle)) as axes:
+    with canonical(volume, study_axes(volume)) as axes:
         given = mirror(np.array(lungs, dtype=bool), axes) if lungs is not None and axes else lungs
         result = _analyze(volume, bundle, saliency, given, lung_method, progress)
     if axes:
@@ -340,49 +340,6 @@ def analyze(volume: Volume, bundle: Bundle, saliency: str = "positive", lungs: n
             s.boxes = [mirror_box(b, shape, axes) for b in s.boxes]
         result.maps = {k: _stored_maps(m, axes, result.lung_mask[k]) for k, m in result.maps.items()}
     return result
-
-
-#: Slices the orientation check classifies in each orientation (spread over the study's deciding slices).
-ORIENTATION_SLICES = 16
-
-
-def study_axes(volume: Volume, bundle: Bundle) -> tuple[int, ...]:
-    """The axes to mirror ``volume`` along for the analysis (``inference.orientation``): a DICOM series' own
-    orientation; for a NIfTI volume whose anatomy says it is stored upside down (``looks_upside_down``), rows (1,)
-    when the classifier also finds the turned slices familiar (their distance to its training features,
-    ``inference.domain``, below both the stored slices' and the bundle's outside-experience threshold), else () (and
-    () for a bundle without domain statistics).
-
-    Why both: either alone turned upright studies (the dependent-lung gradient on 8 of 70 simulated 70 mm slabs of
-    real backgrounds, the feature distance on 10 in a full analysis); the two together once, a phantom slab whose
-    distances were 14.35 stored and 14.18 turned, both outside the model's experience, which the threshold rules out.
-    ``models/default/MODEL_CARD.md`` gives the figures."""
-    axes = canonical_axes(volume)
-    if axes or not bundle.meta.get("domain") or not looks_upside_down(volume):
-        return axes
-    lungs = segment_lungs(volume, "classical")  # thresholds and components: the same mask either way up
-    stored = _feature_distance(volume, bundle, lungs)
-    with canonical(volume, (1,)):
-        turned = _feature_distance(volume, bundle, np.ascontiguousarray(lungs[:, ::-1]))
-    if turned < min(stored, float(bundle.meta["domain"]["threshold"])):
-        warnings.warn(f"{volume.path or 'the volume'}: stored upside down (its lowest lung is at the top of the "
-                      "slices): analysed turned, results on the stored pixels", stacklevel=2)
-        return (1,)
-    return ()
-
-
-def _feature_distance(volume: Volume, bundle: Bundle, lungs: np.ndarray) -> float:
-    """The mean distance of up to ``ORIENTATION_SLICES`` of the study's deciding slices to the bundle's training
-    features (``inference.domain``), prepared as ``analyze`` prepares them; infinite when there is no lung."""
-    areas = lungs.sum(axis=(1, 2))
-    if not areas.any():
-        return float("inf")
-    deciding = np.flatnonzero(_deciding(areas, bundle))
-    picks = deciding[np.unique(np.linspace(0, len(deciding) - 1, min(len(deciding), ORIENTATION_SLICES)).round()
-                               .astype(int))]
-    _, inputs = _slice_inputs(volume, bundle, lungs, picks)
-    _, _, features = _classify(bundle.model, inputs, picks, bundle.device, _temperature(bundle))
-    return float(slice_distances(features, bundle.meta["domain"]).mean())
 
 
 def _stored_maps(maps: SliceMaps, axes: tuple[int, ...], lung: np.ndarray) -> SliceMaps:
@@ -535,7 +492,7 @@ def model_input(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarra
 def slice_maps(volume: Volume, bundle: Bundle, index: int, lung_mask: np.ndarray) -> SliceMaps:
     """One slice's maps on demand, prepared and explained exactly as ``analyze`` does (predicted class, the models'
     orientation), on the stored slice; ``lung_mask`` is the study's, as stored."""
-    with canonical(volume, study_axes(volume, bundle)) as axes:
+    with canonical(volume, study_axes(volume)) as axes:
         lungs = np.flip(lung_mask, axes) if axes else lung_mask
         x224, geometry = model_input(volume, bundle, index, lungs)
     probs, cams, _ = _classify(bundle.model, lambda _: x224[None], np.array([index]), bundle.device,

@@ -13,9 +13,10 @@ import pydicom
 import pytest
 
 from inference.bundle import load_bundle
-from inference.io import load_study
-from inference.orientation import DEPENDENT_TURNED_HU, canonical_axes, dependent_gradient_hu, looks_upside_down
-from inference.pipeline import analyze, slice_maps, study_axes
+from inference.io import Volume, load_study
+from inference.orientation import (BONE_BELOW_UPRIGHT, DEPENDENT_TURNED_HU, canonical_axes, dependent_gradient_hu,
+                                   looks_upside_down, posterior_bone_share, study_axes)
+from inference.pipeline import analyze, slice_maps
 
 
 def prone_copy(files: list[Path], folder: Path) -> Path:
@@ -106,10 +107,11 @@ def test_a_nifti_volume_stored_upside_down_is_turned_and_answered_on_its_own_pix
     upright = load_study(_nifti(study.hu, spacing, tmp_path / "upright.nii.gz"))
     turned = load_study(_nifti(study.hu[:, ::-1], spacing, tmp_path / "turned.nii.gz"))
     assert dependent_gradient_hu(upright.array) >= DEPENDENT_TURNED_HU  # the phantom's dependent density
+    assert posterior_bone_share(upright.array) > BONE_BELOW_UPRIGHT  # and its spine and ribs behind the lungs
     assert not looks_upside_down(upright) and looks_upside_down(turned)
     assert canonical_axes(turned) == ()  # the affine (a placeholder here) is not what turns it
-    bundle = load_bundle("default", device="cpu")
-    assert study_axes(upright, bundle) == ()
+    assert study_axes(upright) == ()
+    bundle = load_bundle(str(tiny_bundle), device="cpu")  # the orientation does not depend on the model
     stored = turned.array.copy()
     a = analyze(upright, bundle, saliency="positive")
     with pytest.warns(UserWarning, match="stored upside down"):  # the CLI lists it among the reading warnings
@@ -126,7 +128,6 @@ def test_a_nifti_volume_stored_upside_down_is_turned_and_answered_on_its_own_pix
     for k in b.maps:
         np.testing.assert_allclose(b.maps[k].joint, a.maps[k].joint[::-1],
                                    atol=1e-5 * max(1e-30, float(np.abs(a.maps[k].joint).max())))
-    assert study_axes(turned, load_bundle(str(tiny_bundle), device="cpu")) == ()  # no feature statistics to confirm with: left as stored
 
 
 def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
@@ -137,23 +138,50 @@ def test_a_lung_without_a_dependent_gradient_is_analysed_as_stored():
     assert dependent_gradient_hu(np.full((4, 32, 32), 40.0, dtype=np.float32)) is None  # no lung at all
 
 
+def two_lungs_and_a_spine(top_hu: float, bottom_hu: float, spine_rows: slice) -> np.ndarray:
+    """A 12-slice chest: a body, two lungs running from ``top_hu`` at the top to ``bottom_hu`` at the bottom, and a
+    block of cortical bone over ``spine_rows``."""
+    hu = np.full((12, 64, 64), -1000.0, dtype=np.float32)
+    hu[:, 4:60, 6:58] = 40.0
+    hu[:, 14:46, 10:30] = hu[:, 14:46, 34:54] = np.linspace(top_hu, bottom_hu, 32, dtype=np.float32)[:, None]
+    hu[:, spine_rows, 28:36] = 800.0
+    return hu
+
+
+def test_a_nifti_volume_is_turned_only_when_its_lung_and_its_bone_both_say_so():
+    for top, bottom, spine, turned in ((-850, -700, slice(48, 56), False),  # upright: denser below, spine below
+                                       (-700, -850, slice(6, 13), True),  # upside down: both signs say so
+                                       (-700, -850, slice(48, 56), False),  # the lung alone says so
+                                       (-850, -700, slice(6, 13), False)):  # the bone alone says so
+        volume = Volume(array=two_lungs_and_a_spine(top, bottom, spine), kind="nifti", is_hu=True,
+                        spacing_mm=(5.0, 5.0, 5.0))
+        assert looks_upside_down(volume) is turned, (top, bottom, spine)
+        volume.kind = "dicom-series"  # a DICOM series is turned by its orientation alone
+        assert not looks_upside_down(volume)
+    assert posterior_bone_share(two_lungs_and_a_spine(-850, -700, slice(48, 56))) == 1.0
+    assert posterior_bone_share(two_lungs_and_a_spine(-850, -700, slice(0, 0))) is None  # no bone to judge by
+
+
 def test_real_scans_turned_upside_down_are_turned_back_and_upright_ones_never(shared_data):
     """Every real scan here stored upright is left as it is, and stored upside down as a NIfTI volume is turned
-    back, but RICORD positive patient_2, a CT angiogram slab whose lung fills too little of the body to be judged."""
+    back, but RICORD positive patient_2, a CT angiogram slab whose lung fills too little of the body to be judged.
+    LIDC-IDRI-0001 is contrast-enhanced (the least bone share behind the lungs' centre, 0.67), LIDC-IDRI-0002 has
+    the smallest dependent gradient (26 HU)."""
     scans = sorted((shared_data / "real-ct" / "ricord-slabs").glob("covid-*/patient_*"))
-    scans += [shared_data / "real-ct" / "lidc-idri" / "LIDC-IDRI-0003"]
-    assert len(scans) == 9
-    bundle = load_bundle("default", device="cpu")
+    scans += sorted((shared_data / "real-ct" / "lidc-idri").glob("LIDC-IDRI-*"))
+    scans += sorted((shared_data / "real-ct" / "tcia-lung-pet-ct-dx" / "Lung-PET-CT-Dx").glob("Lung_Dx-*"))
+    assert len(scans) == 13
     undecided = []
     for path in scans:
         volume = load_study(path)
         assert canonical_axes(volume) == ()  # stored upright, as its orientation says
         volume.kind = "nifti"
-        assert study_axes(volume, bundle) == (), path  # upright: never turned
+        assert study_axes(volume) == (), path  # upright: never turned
         volume.array = np.ascontiguousarray(volume.array[:, ::-1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "stored upside down", said when it turns one
-            turned = study_axes(volume, bundle)
+            turned = study_axes(volume)
         if turned != (1,):
-            undecided.append((path.parent.name, path.name, dependent_gradient_hu(volume.array)))
+            undecided.append((path.parent.name, path.name, dependent_gradient_hu(volume.array),
+                              posterior_bone_share(volume.array)))
     assert [u[:2] for u in undecided] == [("covid-positive", "patient_2")], undecided
