@@ -48,15 +48,16 @@ DEFAULT_BACKGROUNDS = tuple(REAL_BACKGROUNDS)
 #: The shipped bundles' commands and their pinned values (everything else is the train command's default).
 #: ``default`` trains on simulated lesions in the five real backgrounds and 60 phantom patients (390 studies, at most
 #: 16 lung slices each) and is scored on 12 fresh phantom patients; it is sized for CPU inference and training
-#: (width 0.25, 112 px). ``paper`` trains on 300 phantom studies (256 px, 40 slices, data seed 1), at most 20 lung
-#: slices each, scored on 60 fresh ones (data seed 1001), at the paper's width, input size, learning rate and budget.
-#: The shipped ``default`` 2.3.1 is these 2.2.0 weights with a study decision fitted afterwards on a
-#: leave-one-background-out run of the same recipe (``opacity-fusion``; its model card gives the commands).
+#: (width 0.25, 112 px), each slice blanked beyond 10 mm of its lungs. ``paper`` trains on 300 phantom studies
+#: (256 px, 40 slices, data seed 1), at most 20 lung slices each, scored on 60 fresh ones (data seed 1001), at the
+#: paper's width, input size, learning rate and budget. The shipped ``default`` 3.0.0 is these weights with a study
+#: decision fitted afterwards on a leave-one-background-out run of the same recipe (``opacity-fusion``; its model
+#: card gives the commands).
 SHIPPED: dict[str, dict[str, Any]] = {
-    "train-default": {"name": "default", "version": "2.2.0", "source": "simulated", "per_class": 14,
+    "train-default": {"name": "default", "version": "3.0.0", "source": "simulated", "per_class": 14,
                       "phantom_patients": 60, "phantom_per_class": 1, "test_studies": 12, "test_per_class": 2,
                       "width": 0.25, "size": 112, "lr": 5e-4, "iterations": 6000, "val_every": 500,
-                      "patience": 3000, "max_slices": 16},
+                      "patience": 3000, "max_slices": 16, "outside_lungs_mm": 10.0},
     "train-paper": {"name": "paper", "version": "2.0.0", "studies": 300, "width": 1.0, "size": 224, "lr": 1e-4,
                     "iterations": 20000, "val_every": 500, "patience": 1000, "max_slices": 20},
 }

@@ -149,15 +149,19 @@ def lesion_share(phantom, index: int, box) -> float:
     return float(phantom.lesion_mask[index, box.y0:box.y1 + 1, box.x0:box.x1 + 1].mean())
 
 
-def ai_boxes_on_lesions(study, phantom) -> list:
+def ai_boxes_on_lesions(study, phantom, diseased: bool = False) -> list:
     """The study's AI boxes as (share of lesion under the box, slice index, box), the one covering the most lesion
-    pixels first."""
+    pixels first; ``diseased``: only those on slices the model calls diseased, whose maps (CAM, IG) the viewer draws
+    for the disease (an opacity box may also lie on a slice it calls NP)."""
     from webapp.review.models import Box
 
+    called = {s.index for s in study.analysis_runs.get().slices.all()
+              if s.probabilities and max(s.probabilities, key=s.probabilities.get) != "NP"}
     scored = []
     for box in Box.objects.filter(study=study, provenance="ai"):
         index = slice_index(study, box.sop_instance_uid)
-        scored.append((lesion_share(phantom, index, box), index, box))
+        if index in called or not diseased:
+            scored.append((lesion_share(phantom, index, box), index, box))
     return sorted(scored, key=lambda t: -t[0] * (t[2].x1 - t[2].x0 + 1) * (t[2].y1 - t[2].y0 + 1))
 
 
