@@ -17,6 +17,7 @@ import torch
 
 from .classifier import MultiScaleVGG
 from .opacity_fusion import check_params
+from .preprocess import check_outside_lungs_mm
 
 SCHEMA = "lungscope.bundle/1"
 WEIGHTS_FILE = "weights.pt"
@@ -136,9 +137,10 @@ def validate_meta(meta: dict[str, Any], expected_classes: list[str] | None = Non
     if not (isinstance(shift, dict) and set(shift) <= set(classes)
             and all(isinstance(v, int | float) and abs(v) <= 10 for v in shift.values())):
         raise BundleError("model.json 'aggregation.prior_shift' must map class names to log-odds offsets within +-10")
-    reach = meta.get("crop", {}).get("outside_lungs_mm")
-    if reach is not None and not (isinstance(reach, int | float) and 0 < reach <= 200):
-        raise BundleError("model.json 'crop.outside_lungs_mm' must be a distance in mm between 0 and 200")
+    try:
+        check_outside_lungs_mm(meta.get("crop", {}).get("outside_lungs_mm"))
+    except ValueError as exc:
+        raise BundleError(f"model.json 'crop.outside_lungs_mm': {exc}") from None
     if "opacity_fusion" in meta:
         try:
             check_params(meta["opacity_fusion"], classes)

@@ -30,6 +30,24 @@ def pixel_size_mm(spacing_mm: tuple[float, ...] | None) -> float:
     return float(spacing_mm[1]) if spacing_mm is not None else DEFAULT_PIXEL_MM
 
 
+#: The blanking reach (mm) a bundle, a training run or the API may ask for: above 0, and at most this (farther from
+#: the lungs than this there is no chest left to blank).
+OUTSIDE_LUNGS_MM_MAX = 200.0
+
+
+def check_outside_lungs_mm(outside_lungs_mm: float | None) -> float | None:
+    """``outside_lungs_mm`` as a float, or None (keep the whole crop); ValueError unless 0 < mm <=
+    ``OUTSIDE_LUNGS_MM_MAX``. One check for the bundle loader, training's ``PrepConfig`` and the API, so a run can
+    never write a bundle the loader refuses."""
+    if outside_lungs_mm is None:
+        return None
+    if isinstance(outside_lungs_mm, bool) or not isinstance(outside_lungs_mm, int | float) \
+            or not 0 < outside_lungs_mm <= OUTSIDE_LUNGS_MM_MAX:
+        raise ValueError(f"outside_lungs_mm must be a distance in mm above 0 and at most {OUTSIDE_LUNGS_MM_MAX:g}, "
+                         f"not {outside_lungs_mm!r}")
+    return float(outside_lungs_mm)
+
+
 def reach_px(outside_lungs_mm: float | None, spacing_mm: tuple[float, ...] | None) -> float | None:
     """``outside_lungs_mm`` (a bundle's ``crop.outside_lungs_mm``) in the study's pixels, for
     :func:`prepare_slice`; None (keep the whole crop) stays None. One conversion, so training and the pipeline blank

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from inference.bundle import DEFAULT_META
+from inference.preprocess import check_outside_lungs_mm
 
 from .crossval import CrossvalConfig, ModelSpec, evaluate, run_crossval
 from .datasets import (TASKS, PrepConfig, SliceSet, StudyRecord, build_slice_set, dicom_studies, export_studies,
@@ -65,6 +66,15 @@ SHIPPED: dict[str, dict[str, Any]] = {
 RESUME_HELP = "continue from the work dir's checkpoint.pt (a larger --iterations extends the last stage)"
 
 
+def _reach_mm(text: str) -> float:
+    """``--outside-lungs-mm``: refused here, as the bundle loader would refuse the bundle (a usage error, before
+    any data is made)."""
+    try:
+        return check_outside_lungs_mm(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, patience: int) -> None:
     g = p.add_argument_group("recipe (paper values unless said)")
     g.add_argument("--iterations", type=int, default=iterations, help="total budget over both stages (paper: 20000)")
@@ -79,7 +89,7 @@ def _add_recipe(p: argparse.ArgumentParser, iterations: int, val_every: int, pat
     g.add_argument("--width", type=float, default=1.0, help="MultiScaleVGG channel multiplier (1.0 = paper)")
     g.add_argument("--size", type=int, default=224, help="input size (224 = paper and shipped bundles)")
     g.add_argument("--max-slices", type=int, default=None, help="cap on lung slices per study")
-    g.add_argument("--outside-lungs-mm", type=float, default=None, metavar="MM",
+    g.add_argument("--outside-lungs-mm", type=_reach_mm, default=None, metavar="MM",
                    help="blank each slice beyond this distance from its lungs (spine, heart, chest wall); the "
                         "bundle records it (crop.outside_lungs_mm) and the pipeline does the same")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")

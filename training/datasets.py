@@ -49,7 +49,7 @@ from inference.bundle import DEFAULT_META, min_lung_fraction_of
 from inference.io import Volume
 from inference.lungs import DEFAULT_METHOD, segment_lungs
 from inference.normalize import normalize_volume
-from inference.preprocess import crop_geometry, prepare_slice, reach_px
+from inference.preprocess import check_outside_lungs_mm, crop_geometry, prepare_slice, reach_px
 
 __all__ = ["TASKS", "StudyRecord", "PrepConfig", "SliceSet", "study_slices", "prepared_slices", "slice_labels",
            "build_slice_set", "phantom_studies",
@@ -119,6 +119,10 @@ class PrepConfig:
     min_lesion_fraction: float = 0.01
     source_lungs: bool = False
     outside_lungs_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        # checked here, before hours of training, as the bundle loader will check it (ValueError otherwise)
+        object.__setattr__(self, "outside_lungs_mm", check_outside_lungs_mm(self.outside_lungs_mm))
 
     @property
     def normalization_params(self) -> dict[str, Any]:

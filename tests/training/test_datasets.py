@@ -177,3 +177,11 @@ def test_the_train_command_records_the_blanking_its_slices_had(tmp_path):
               str(tmp_path / f"work{len(flag)}"), *flag])
         assert json.loads((out / "model.json").read_text())["crop"].get("outside_lungs_mm") == expected
         assert load_bundle(str(out), device="cpu").meta["crop"]["margin"] == 0.05
+    # a reach the bundle loader would refuse is refused before any data is made, by the command and by PrepConfig
+    with pytest.raises(SystemExit):
+        main(["train", "--source", "toy", "--outside-lungs-mm", "300", "--out", str(tmp_path / "far")])
+    assert not (tmp_path / "far").exists()
+    for reach in (0.0, -2.0, 300.0):
+        with pytest.raises(ValueError, match="outside_lungs_mm"):
+            PrepConfig(outside_lungs_mm=reach)
+    assert PrepConfig(outside_lungs_mm=200).outside_lungs_mm == 200.0

@@ -27,13 +27,16 @@ class TrainingConfigSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=512, default=16)
     max_slices = serializers.IntegerField(min_value=1, allow_null=True, default=None)
     input_size = serializers.IntegerField(min_value=32, max_value=512, default=224)  # from scratch only
-    # from scratch only (a start bundle brings its own): blank each slice beyond this many mm of its lungs
-    # (crop.outside_lungs_mm); bounded as inference.bundle's check bounds it in a model.json
-    outside_lungs_mm = serializers.FloatField(min_value=0.0, max_value=200.0, allow_null=True, default=None)
     device = serializers.ChoiceField(choices=["auto", "cpu", "cuda"], default="auto")
+    # outside_lungs_mm, from scratch only (a start bundle brings its own): blank each slice beyond this many mm of
+    # its lungs (crop.outside_lungs_mm); added by get_fields with the bound the bundle loader checks
 
     def get_fields(self):
-        return {"task": serializers.ChoiceField(choices=sorted(tasks())), **super().get_fields()}
+        from inference.preprocess import OUTSIDE_LUNGS_MM_MAX  # torch, as tasks(): on first use
+
+        reach = serializers.FloatField(min_value=0.0, max_value=OUTSIDE_LUNGS_MM_MAX, allow_null=True, default=None)
+        return {"task": serializers.ChoiceField(choices=sorted(tasks())), **super().get_fields(),
+                "outside_lungs_mm": reach}
 
     def validate_outside_lungs_mm(self, value: float | None) -> float | None:
         if value is not None and value <= 0:
