@@ -37,7 +37,12 @@ Why the fast path is faster than calling captum once per scale (each step measur
   page faults took a fifth of the CPU time. The buffers hold about 0.9 GB at width 1.0 and 224 px (0.22 GB at the
   shipped width 0.25); drop the engine to free them.
 
-Measured and left out: the first convolution is linear in the step's scale (its output is a x Wx + b), but with one
+Measured and left out: a bf16 forward (weights and activations bf16, fp32 accumulation, CAMs fp32 from the bf16
+features; 2026-12-08, AVX-512 BF16): 1.5-1.7x faster per slice at full width and 224 px (1.19 -> 0.69 s, random
+weights), but the ReLU, pooling and CAM-maximum choices it makes are not the fp32 model's: on the trained `paper`
+bundle and 12 real slices (RICORD positives 1 and 3, LIDC-IDRI-0003) each scale's map correlated 0.76-0.98 with the
+fp32 path's and the joint map 0.28-0.99, against > 0.9999 for the bf16 backward; the first convolution is linear
+in the step's scale (its output is a x Wx + b), but with one
 input channel it costs what writing its 25 outputs costs, so computing Wx once gained nothing; NNPACK's Winograd
 convolutions were slower than oneDNN's here; running the forward 1, 2 or 5 steps at a time (so that each layer reads
 its input from cache) cost 0-8 % more CPU than all 25 at once. Fewer quadrature nodes are not available at equal
